@@ -1,0 +1,197 @@
+"""Model bundle: one safetensors file holding every weight, plus a JSON header.
+
+Tensors: ``generator.*``, ``vocoder.*`` (weight norm folded), ``norm.mean`` and
+``norm.std`` (``Tensor[80]``, per-bin standardization of the log-mel), optionally
+``encoder.*`` (VQCPC tokens). The safetensors metadata holds one key, ``driftwave``, a
+JSON object:
+
+    format "driftwave-bundle", format_version 1, name, sample_rate,
+    mel (MelConfig), generator (GeneratorConfig), vocoder (VocoderConfig),
+    token_stats (or null), provenance (data, steps, metrics; free-form)
+
+Loading parses JSON and raw tensors only: no pickle, no code from the file runs.
+Every problem raises :class:`BundleError` naming the file and the problem.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from .generator import GeneratorConfig, StreamingUNAGAN
+from .mel import MelConfig
+from .vocoder import MelGANVocoder, VocoderConfig
+
+FORMAT = "driftwave-bundle"
+FORMAT_VERSION = 1
+META_KEY = "driftwave"
+BUNDLE_SUFFIX = ".dwb"
+
+# Bounds on architecture arguments, so a hostile header cannot ask for absurd allocations.
+_LIMITS = {
+    "z_dim": (1, 1024), "n_mels": (1, 512), "hidden": (4, 4096), "n_levels": (0, 8),
+    "groups": (1, 64), "n_tokens": (0, 4096), "pitch_min": (0, 127), "pitch_max": (0, 127),
+    "ngf": (1, 256), "n_residual_layers": (0, 8),
+}
+
+
+class BundleError(Exception):
+    """A bundle file that cannot be used; the message names the file and the problem."""
+
+    def __init__(self, path: os.PathLike | str, problem: str):
+        self.path, self.problem = str(path), problem
+        super().__init__(f"bundle '{path}': {problem}")
+
+
+@dataclass
+class Bundle:
+    path: str
+    name: str
+    sample_rate: int
+    mel: MelConfig
+    generator: StreamingUNAGAN
+    vocoder: MelGANVocoder
+    mean: torch.Tensor          # Tensor[n_mels], log10 units
+    std: torch.Tensor           # Tensor[n_mels]
+    token_stats: dict | None = None
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def hop(self) -> int:
+        return self.vocoder.hop
+
+
+def save_bundle(path: os.PathLike | str, *, name: str, generator: StreamingUNAGAN,
+                vocoder: MelGANVocoder, mel: MelConfig, mean: torch.Tensor, std: torch.Tensor,
+                token_stats: dict | None = None, provenance: dict | None = None,
+                half: bool = False) -> None:
+    """Writes a bundle; ``half`` stores the weights as float16 (loaded back as float32)."""
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    for prefix, module in (("generator.", generator), ("vocoder.", vocoder)):
+        for k, v in module.state_dict().items():
+            v = v.detach().cpu().contiguous()
+            tensors[prefix + k] = v.half() if half and v.is_floating_point() else v.float()
+    tensors["norm.mean"] = mean.detach().float().cpu().contiguous()
+    tensors["norm.std"] = std.detach().float().cpu().contiguous()
+    meta = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "name": name,
+        "sample_rate": mel.sample_rate, "mel": mel.to_dict(),
+        "generator": generator.config.to_dict(), "vocoder": vocoder.config.to_dict(),
+        "token_stats": token_stats, "provenance": provenance or {},
+    }
+    tmp = Path(str(path) + ".tmp")
+    save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
+    os.replace(tmp, path)
+
+
+def _config(path, section: str, cls, raw) -> object:
+    if not isinstance(raw, dict):
+        raise BundleError(path, f"metadata '{section}' must be an object")
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(raw) - set(known)
+    if unknown:
+        raise BundleError(path, f"architecture mismatch: unknown {section} argument(s) {sorted(unknown)}")
+    for k, v in raw.items():
+        if k in _LIMITS:
+            lo, hi = _LIMITS[k]
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise BundleError(path, f"{section} argument {k}={v!r} is not an integer in [{lo}, {hi}]")
+    if section == "vocoder" and "ratios" in raw:
+        r = raw["ratios"]
+        if not (isinstance(r, list) and 1 <= len(r) <= 6 and all(isinstance(x, int) and 1 <= x <= 16 for x in r)):
+            raise BundleError(path, f"vocoder argument ratios={r!r} is not a list of 1..6 integers in [1, 16]")
+    if "causal" in raw and not isinstance(raw["causal"], bool):
+        raise BundleError(path, "vocoder argument causal must be true or false")
+    try:
+        return cls.from_dict(raw)
+    except (TypeError, ValueError) as e:
+        raise BundleError(path, f"bad {section} arguments: {e}") from None
+
+
+def _load_into(path, module: torch.nn.Module, prefix: str, tensors: dict[str, torch.Tensor]) -> None:
+    expected = module.state_dict()
+    got = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    if missing or unexpected:
+        raise BundleError(path, f"architecture mismatch in {prefix[:-1]}: "
+                                f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+                                f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}")
+    for k, v in got.items():
+        if tuple(v.shape) != tuple(expected[k].shape):
+            raise BundleError(path, f"architecture mismatch: {prefix}{k} has shape {tuple(v.shape)}, "
+                                    f"the declared architecture needs {tuple(expected[k].shape)}")
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise BundleError(path, f"weights contain NaN or Inf ({prefix}{k})")
+    module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in got.items()})
+
+
+def read_metadata(path: os.PathLike | str) -> dict:
+    """The bundle's JSON header, validated for format and version (no weights read)."""
+    from safetensors import safe_open
+
+    p = Path(path)
+    if not p.is_file():
+        raise BundleError(path, "no such file")
+    if p.stat().st_size < 16:
+        raise BundleError(path, f"truncated or empty ({p.stat().st_size} bytes)")
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            raw = (f.metadata() or {}).get(META_KEY)
+    except Exception as e:  # safetensors raises its own error types for bad headers
+        raise BundleError(path, f"not a readable safetensors file (corrupt or truncated?): {e}") from None
+    if raw is None:
+        raise BundleError(path, "not a driftwave bundle (no 'driftwave' metadata)")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise BundleError(path, f"metadata is not valid JSON: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise BundleError(path, f"not a driftwave bundle (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+    v = meta.get("format_version")
+    if not isinstance(v, int) or isinstance(v, bool) or v != FORMAT_VERSION:
+        raise BundleError(path, f"format version {v!r} is not supported (this program reads version {FORMAT_VERSION})")
+    return meta
+
+
+def load_bundle(path: os.PathLike | str, device: str | torch.device = "cpu") -> Bundle:
+    """Loads and checks a bundle; models come back in eval mode on ``device``."""
+    from safetensors import safe_open
+
+    meta = read_metadata(path)
+    mel = _config(path, "mel", MelConfig, meta.get("mel"))
+    gcfg = _config(path, "generator", GeneratorConfig, meta.get("generator"))
+    vcfg = _config(path, "vocoder", VocoderConfig, meta.get("vocoder"))
+    if gcfg.hidden % gcfg.groups:
+        raise BundleError(path, "generator hidden size must be a multiple of groups")
+    if gcfg.n_mels != vcfg.n_mels or gcfg.n_mels != mel.n_mels:
+        raise BundleError(path, f"mel bins disagree: generator {gcfg.n_mels}, vocoder {vcfg.n_mels}, mel {mel.n_mels}")
+    if math.prod(vcfg.ratios) != mel.hop:
+        raise BundleError(path, f"vocoder upsamples x{math.prod(vcfg.ratios)} but the mel hop is {mel.hop}")
+    if meta.get("sample_rate") != mel.sample_rate:
+        raise BundleError(path, "sample_rate disagrees with the mel parameters")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:
+        raise BundleError(path, f"cannot read the weights (corrupt or truncated?): {e}") from None
+    generator = StreamingUNAGAN(gcfg)
+    vocoder = MelGANVocoder(vcfg)
+    _load_into(path, generator, "generator.", tensors)
+    _load_into(path, vocoder, "vocoder.", tensors)
+    mean, std = tensors.get("norm.mean"), tensors.get("norm.std")
+    if mean is None or std is None or mean.shape != (mel.n_mels,) or std.shape != (mel.n_mels,):
+        raise BundleError(path, f"normalization tensors norm.mean/norm.std missing or not of shape ({mel.n_mels},)")
+    mean, std = mean.float(), std.float()
+    if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
+        raise BundleError(path, "normalization std must be finite and positive, mean finite")
+    return Bundle(path=str(path), name=str(meta.get("name", Path(path).stem)), sample_rate=mel.sample_rate,
+                  mel=mel, generator=generator.eval().to(device), vocoder=vocoder.eval().to(device),
+                  mean=mean.to(device), std=std.to(device), token_stats=meta.get("token_stats"),
+                  provenance=meta.get("provenance") or {})

@@ -1,0 +1,38 @@
+"""Offline rendering: the streaming chain run for a fixed duration, in chunks of K frames
+(K = 0: the whole sequence in one call). Every K gives the same samples."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .bundle import Bundle
+from .latent import NoiseSource
+from .synth import Synth
+
+
+def render(bundle: Bundle, seconds: float, seed: int = 0, seed_b: int | None = None,
+           chunk_frames: int = 0, morph: float = 0.0, drift: float = 0.05,
+           temperature: float = 1.0, token: int = 0, pitch: float | None = None) -> np.ndarray:
+    """Audio ``ndarray[round(seconds * sample_rate)]`` float32, aligned for the vocoder's
+    look-ahead (the first sample is the first frame's sound)."""
+    synth = Synth(bundle)
+    synth.reset()
+    cfg = bundle.generator.config
+    n_out = int(round(seconds * synth.sample_rate))
+    delay = synth.delay
+    n_frames = math.ceil((n_out + delay) / synth.hop)
+    noise = NoiseSource(cfg.z_dim, seed, seed + 1 if seed_b is None else seed_b)
+    if pitch is None:
+        pitch = (cfg.pitch_min + cfg.pitch_max) / 2
+    k = chunk_frames if chunk_frames > 0 else n_frames
+    pieces = []
+    for start in range(0, n_frames, k):
+        n = min(k, n_frames - start)
+        z = torch.from_numpy(np.ascontiguousarray(noise.next(n, morph, drift, temperature).T))[None]
+        tokens = torch.full((1, n), int(token), dtype=torch.long) if cfg.n_tokens else None
+        pitches = torch.full((1, n), float(pitch)) if cfg.has_pitch else None
+        audio, _ = synth.step(z, tokens, pitches)
+        pieces.append(audio[0].float().cpu().numpy())
+    return np.concatenate(pieces)[delay:delay + n_out].astype(np.float32)

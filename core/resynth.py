@@ -1,0 +1,28 @@
+"""Copy synthesis: audio -> MelGAN log-mel -> vocoder (no generator)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .bundle import Bundle
+from .mel import LogMel
+
+
+@torch.inference_mode()
+def resynthesize(bundle: Bundle, audio: np.ndarray, chunk_frames: int = 0) -> np.ndarray:
+    """Mono ``ndarray[L]`` at the bundle's rate -> vocoded ``ndarray[L]``, aligned for the
+    vocoder's look-ahead. ``chunk_frames`` > 0 streams the mel in chunks of that many frames."""
+    voc, hop = bundle.vocoder, bundle.hop
+    n = len(audio)
+    delay = voc.delay
+    total = math.ceil((n + delay) / hop) * hop
+    x = torch.zeros(total)
+    x[:n] = torch.from_numpy(np.asarray(audio, dtype=np.float32))
+    mel = LogMel(bundle.mel).to(bundle.mean.device)(x.to(bundle.mean.device))[None]
+    voc.reset()
+    k = chunk_frames if chunk_frames > 0 else mel.shape[2]
+    out = torch.cat([voc(mel[:, :, i:i + k]) for i in range(0, mel.shape[2], k)], 1)
+    voc.reset()
+    return out[0, delay:delay + n].float().cpu().numpy()

@@ -1,0 +1,52 @@
+"""The whole streaming chain: generator -> de-standardize -> vocoder.
+
+``Synth.step(z, tokens, pitch)`` takes per-frame inputs for ``n`` frames and returns
+``n * hop`` audio samples (and the ``n`` mel frames it vocoded). Output equals a single
+whole-sequence call for any chunking; audio lags by :attr:`Synth.delay` samples (the
+vocoder's look-ahead; the generator is causal).
+"""
+from __future__ import annotations
+
+import torch
+
+from .bundle import Bundle
+
+
+class Synth:
+    def __init__(self, bundle: Bundle):
+        self.bundle = bundle
+        self.generator = bundle.generator
+        self.vocoder = bundle.vocoder
+        self._mean = bundle.mean[None, :, None]
+        self._std = bundle.std[None, :, None]
+        self.device = bundle.mean.device
+
+    @property
+    def sample_rate(self) -> int:
+        return self.bundle.sample_rate
+
+    @property
+    def hop(self) -> int:
+        return self.bundle.hop
+
+    @property
+    def z_dim(self) -> int:
+        return self.generator.config.z_dim
+
+    @property
+    def delay(self) -> int:
+        """Samples by which audio lags the frames that made it (vocoder look-ahead)."""
+        return self.vocoder.delay + self.generator.delay * self.hop
+
+    def reset(self) -> None:
+        self.generator.reset()
+        self.vocoder.reset()
+
+    @torch.inference_mode()
+    def step(self, z: torch.Tensor, tokens: torch.Tensor | None = None,
+             pitch: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``z: Tensor[B x z_dim x n]`` -> (audio ``Tensor[B x n*hop]``, standardized mel
+        ``Tensor[B x n_mels x n]``)."""
+        mel = self.generator(z.to(self.device), tokens, pitch)
+        audio = self.vocoder(mel * self._std + self._mean)
+        return audio, mel

@@ -1,0 +1,125 @@
+"""driftwave: a live instrument for neural audio generators. Run ``python main.py -h``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_BUNDLE = ROOT / "models" / "default.dwb"
+
+
+def _positive(kind):
+    def parse(s: str):
+        try:
+            v = kind(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
+        if not v > 0:
+            raise argparse.ArgumentTypeError(f"{s!r} must be > 0")
+        return v
+    return parse
+
+
+def _nonnegative_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not an integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{s!r} must be >= 0")
+    return v
+
+
+def _unit(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"{s!r} must be within [0, 1]")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="main.py", description="driftwave: play neural audio generators live.")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    r = sub.add_parser("render", help="render the generator + vocoder offline to a float WAV")
+    r.add_argument("out", help="output WAV path")
+    r.add_argument("--seconds", type=_positive(float), required=True)
+    r.add_argument("--seed", type=int, default=0, help="seed of noise walk A")
+    r.add_argument("--seed-b", type=int, default=None, help="seed of noise walk B (default seed+1)")
+    r.add_argument("--morph", type=_unit, default=0.0, help="slerp from seed A (0) to seed B (1)")
+    r.add_argument("--drift", type=_unit, default=0.05, help="noise wander per frame, 0..1")
+    r.add_argument("--temperature", type=_positive(float), default=1.0)
+    r.add_argument("--token", type=_nonnegative_int, default=0)
+    r.add_argument("--pitch", type=float, default=None, help="MIDI note for pitch models")
+    r.add_argument("--chunk-frames", type=_nonnegative_int, default=16,
+                   help="frames per streaming step; 0 = whole sequence at once")
+    r.add_argument("--bundle", default=str(DEFAULT_BUNDLE))
+    r.add_argument("--threads", type=_positive(int), default=None)
+
+    s = sub.add_parser("resynth", help="mel analysis + vocoder only (copy synthesis)")
+    s.add_argument("input")
+    s.add_argument("out")
+    s.add_argument("--bundle", default=str(DEFAULT_BUNDLE))
+    s.add_argument("--chunk-frames", type=_nonnegative_int, default=0)
+    s.add_argument("--threads", type=_positive(int), default=None)
+    return ap
+
+
+def cmd_render(a) -> int:
+    import soundfile as sf
+    import torch
+
+    from core.bundle import load_bundle
+    from core.render import render
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    bundle = load_bundle(a.bundle)
+    audio = render(bundle, a.seconds, seed=a.seed, seed_b=a.seed_b, chunk_frames=a.chunk_frames,
+                   morph=a.morph, drift=a.drift, temperature=a.temperature, token=a.token, pitch=a.pitch)
+    sf.write(a.out, audio, bundle.sample_rate, subtype="FLOAT")
+    print(f"wrote {a.out}: {len(audio) / bundle.sample_rate:.2f} s at {bundle.sample_rate} Hz, "
+          f"peak {abs(audio).max():.3f}")
+    return 0
+
+
+def cmd_resynth(a) -> int:
+    import soundfile as sf
+    import torch
+
+    from core.audio_io import read_mono
+    from core.bundle import load_bundle
+    from core.resynth import resynthesize
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    bundle = load_bundle(a.bundle)
+    audio = read_mono(a.input, bundle.sample_rate)
+    out = resynthesize(bundle, audio, chunk_frames=a.chunk_frames)
+    sf.write(a.out, out, bundle.sample_rate, subtype="FLOAT")
+    print(f"wrote {a.out}: {len(out) / bundle.sample_rate:.2f} s at {bundle.sample_rate} Hz")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    a = ap.parse_args(argv)
+    if a.command is None:
+        ap.print_help()
+        return 2
+    from core.audio_io import AudioReadError
+    from core.bundle import BundleError
+
+    try:
+        return {"render": cmd_render, "resynth": cmd_resynth}[a.command](a)
+    except (BundleError, AudioReadError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+import torch
+
+from core.bundle import save_bundle
+from core.generator import GeneratorConfig, StreamingUNAGAN
+from core.mel import MelConfig
+from core.vocoder import MelGANVocoder, VocoderConfig, init_weights
+
+torch.set_num_threads(1)
+
+# Chunk sizes every streaming test uses, plus random chunkings.
+CHUNKS = [1, 2, 3, 7, 16]
+
+
+def random_chunking(total: int, rng: np.random.Generator, max_size: int = 20) -> list[int]:
+    sizes = []
+    while sum(sizes) < total:
+        sizes.append(int(min(rng.integers(1, max_size + 1), total - sum(sizes))))
+    return sizes
+
+
+def chunkings(total: int, seed: int = 0, n_random: int = 3):
+    """(name, list of chunk sizes) for the fixed sizes and a few random chunkings."""
+    rng = np.random.default_rng(seed)
+    out = [(f"k{k}", [k] * (total // k) + ([total % k] if total % k else [])) for k in CHUNKS]
+    out += [(f"random{i}", random_chunking(total, rng)) for i in range(n_random)]
+    return out
+
+
+def small_models(n_tokens=4, pitch=(40, 80), hidden=32, ngf=8, seed=0):
+    torch.manual_seed(seed)
+    gen = StreamingUNAGAN(GeneratorConfig(hidden=hidden, n_tokens=n_tokens,
+                                          pitch_min=pitch[0], pitch_max=pitch[1])).eval()
+    voc = MelGANVocoder(VocoderConfig(ngf=ngf))
+    for m in voc.modules():
+        if isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
+            torch.nn.init.normal_(m.weight, 0.0, 0.3 / (m.weight[0].numel() ** 0.5) * 3)
+    return gen, voc.eval()
+
+
+@pytest.fixture
+def small_bundle(tmp_path):
+    gen, voc = small_models()
+    path = tmp_path / "small.dwb"
+    mel = MelConfig()
+    save_bundle(path, name="small test bundle", generator=gen, vocoder=voc, mel=mel,
+                mean=torch.linspace(-4, -1, 80), std=torch.full((80,), 1.5),
+                provenance={"test": True})
+    return path

@@ -1,0 +1,160 @@
+"""Bundle round trip, and a clear error for every kind of bad file."""
+import json
+import pickle
+import struct
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from core.bundle import META_KEY, BundleError, load_bundle, read_metadata, save_bundle
+from core.mel import MelConfig
+from core.synth import Synth
+from tests.conftest import small_models
+
+
+def _raw(path):
+    """(tensors, metadata dict) of a bundle, to write tampered copies."""
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, json.loads(f.metadata()[META_KEY])
+
+
+def _write(path, tensors, meta):
+    save_file(tensors, str(path), metadata={META_KEY: json.dumps(meta)})
+    return path
+
+
+def _render(bundle, frames=12):
+    s = Synth(bundle)
+    s.reset()
+    torch.manual_seed(5)
+    return s.step(torch.randn(1, 20, frames), torch.ones(1, frames, dtype=torch.long),
+                  torch.full((1, frames), 55.0))[0]
+
+
+def test_round_trip_is_exact(small_bundle):
+    b = load_bundle(small_bundle)
+    gen, voc = small_models()
+    assert b.name == "small test bundle" and b.sample_rate == 22050 and b.mel == MelConfig()
+    assert b.generator.config == gen.config and b.vocoder.config == voc.config
+    assert b.provenance == {"test": True}
+    for k, v in gen.state_dict().items():
+        assert torch.equal(b.generator.state_dict()[k], v)
+    assert not b.generator.training and not b.vocoder.training
+    assert torch.equal(_render(b), _render(load_bundle(small_bundle)))
+
+
+def test_half_precision_round_trip(tmp_path, small_bundle):
+    gen, voc = small_models()
+    p = tmp_path / "half.dwb"
+    save_bundle(p, name="h", generator=gen, vocoder=voc, mel=MelConfig(), mean=torch.zeros(80),
+                std=torch.ones(80), half=True)
+    assert p.stat().st_size < 0.6 * small_bundle.stat().st_size
+    b = load_bundle(p)
+    w = b.vocoder.model[1].weight
+    assert w.dtype == torch.float32
+    torch.testing.assert_close(w, voc.model[1].weight, atol=1e-3, rtol=1e-3)
+
+
+def _expect(path, *fragments):
+    with pytest.raises(BundleError) as e:
+        load_bundle(path)
+    msg = str(e.value)
+    assert str(path) in msg
+    for f in fragments:
+        assert f in msg, msg
+    return msg
+
+
+def test_missing_empty_and_garbage_files(tmp_path):
+    _expect(tmp_path / "nope.dwb", "no such file")
+    (tmp_path / "empty.dwb").write_bytes(b"")
+    _expect(tmp_path / "empty.dwb", "truncated or empty")
+    (tmp_path / "garbage.dwb").write_bytes(b"\xff" * 4096)
+    _expect(tmp_path / "garbage.dwb", "not a readable safetensors file")
+    # a header length pointing far past the end of the file
+    (tmp_path / "hostile.dwb").write_bytes(struct.pack("<Q", 2 ** 40) + b"{}" * 20)
+    _expect(tmp_path / "hostile.dwb", "not a readable safetensors file")
+
+
+def test_truncated_file(tmp_path, small_bundle):
+    data = small_bundle.read_bytes()
+    for cut in (len(data) // 2, len(data) - 7):
+        p = tmp_path / f"cut{cut}.dwb"
+        p.write_bytes(data[:cut])
+        _expect(p, "corrupt or truncated")
+
+
+def test_pickle_is_never_executed(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    p = tmp_path / "evil.dwb"
+    p.write_bytes(pickle.dumps({"state_dict": Payload()}))
+    _expect(p, "not a readable safetensors file")
+    assert not marker.exists()
+
+
+def test_not_a_bundle_and_bad_metadata(tmp_path, small_bundle):
+    tensors, meta = _raw(small_bundle)
+    plain = tmp_path / "plain.dwb"
+    save_file(tensors, str(plain))
+    _expect(plain, "no 'driftwave' metadata")
+    bad_json = tmp_path / "badjson.dwb"
+    save_file(tensors, str(bad_json), metadata={META_KEY: "{not json"})
+    _expect(bad_json, "not valid JSON")
+    _expect(_write(tmp_path / "fmt.dwb", tensors, {**meta, "format": "other"}), "not a driftwave bundle")
+
+
+@pytest.mark.parametrize("version", [0, 2, "1", None])
+def test_wrong_version(tmp_path, small_bundle, version):
+    tensors, meta = _raw(small_bundle)
+    _expect(_write(tmp_path / "v.dwb", tensors, {**meta, "format_version": version}),
+            "format version", "not supported")
+
+
+def test_architecture_mismatch(tmp_path, small_bundle):
+    tensors, meta = _raw(small_bundle)
+    g = dict(meta["generator"], hidden=64)
+    _expect(_write(tmp_path / "shape.dwb", tensors, {**meta, "generator": g}), "architecture mismatch", "shape")
+    g = dict(meta["generator"], n_levels=3)
+    _expect(_write(tmp_path / "missing.dwb", tensors, {**meta, "generator": g}), "architecture mismatch", "unexpected")
+    g = dict(meta["generator"], wings=2)
+    _expect(_write(tmp_path / "unknown.dwb", tensors, {**meta, "generator": g}), "unknown generator argument")
+    less = {k: v for k, v in tensors.items() if k != "vocoder.model.1.bias"}
+    _expect(_write(tmp_path / "less.dwb", less, meta), "missing", "model.1.bias")
+    _expect(_write(tmp_path / "ratios.dwb", tensors, {**meta, "vocoder": dict(meta["vocoder"], ratios=[8, 8, 2])}),
+            "upsamples x128", "hop is 256")
+
+
+def test_hostile_sizes_are_refused_before_allocating(tmp_path, small_bundle):
+    tensors, meta = _raw(small_bundle)
+    g = dict(meta["generator"], hidden=10 ** 9)
+    _expect(_write(tmp_path / "huge.dwb", tensors, {**meta, "generator": g}), "hidden", "not an integer in")
+    v = dict(meta["vocoder"], ngf="32")
+    _expect(_write(tmp_path / "str.dwb", tensors, {**meta, "vocoder": v}), "ngf")
+
+
+def test_nan_weights_and_bad_normalization(tmp_path, small_bundle):
+    tensors, meta = _raw(small_bundle)
+    t = dict(tensors)
+    t["vocoder.model.1.weight"] = t["vocoder.model.1.weight"].clone()
+    t["vocoder.model.1.weight"][0, 0, 0] = float("nan")
+    _expect(_write(tmp_path / "nan.dwb", t, meta), "NaN")
+    t = dict(tensors, **{"norm.std": torch.zeros(80)})
+    _expect(_write(tmp_path / "std.dwb", t, meta), "std")
+
+
+def test_read_metadata_reads_header_only(small_bundle):
+    meta = read_metadata(small_bundle)
+    assert meta["generator"]["n_tokens"] == 4 and meta["format_version"] == 1
+
+
+def test_shipped_default_bundle_loads():
+    from main import DEFAULT_BUNDLE
+    b = load_bundle(DEFAULT_BUNDLE)
+    assert b.sample_rate == 22050 and b.vocoder.hop == 256

@@ -1,0 +1,96 @@
+"""The whole chain (generator -> vocoder), the render and resynth commands."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from core.bundle import load_bundle
+from core.latent import NoiseSource
+from core.resynth import resynthesize
+from core.synth import Synth
+from tests.conftest import chunkings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_synth_chunked_equals_whole(small_bundle):
+    synth = Synth(load_bundle(small_bundle))
+    T = 40
+    z = torch.from_numpy(NoiseSource(20, 1, 2).next(T, drift=0.1).T.copy())[None]
+    tok = torch.randint(0, 4, (1, T))
+    pit = torch.linspace(40, 80, T)[None]
+    synth.reset()
+    whole, mel = synth.step(z, tok, pit)
+    assert whole.shape == (1, T * 256) and mel.shape == (1, 80, T)
+    assert whole.abs().max() > 1e-3
+    for name, sizes in chunkings(T, seed=3):
+        synth.reset()
+        outs, i = [], 0
+        for n in sizes:
+            outs.append(synth.step(z[:, :, i:i + n], tok[:, i:i + n], pit[:, i:i + n])[0])
+            i += n
+        torch.testing.assert_close(torch.cat(outs, 1), whole, atol=1e-5, rtol=0, msg=name)
+
+
+def run_main(*args, check=True):
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)],
+                          capture_output=True, text=True, check=check, cwd=ROOT)
+
+
+def test_render_is_the_same_for_every_chunk_size(small_bundle, tmp_path):
+    outs = {}
+    for k in (0, 1, 3, 16):
+        path = tmp_path / f"k{k}.wav"
+        run_main("render", path, "--seconds", 1.0, "--seed", 7, "--chunk-frames", k, "--bundle", small_bundle)
+        audio, sr = sf.read(path, dtype="float32")
+        info = sf.info(path)
+        assert sr == 22050 and info.subtype == "FLOAT" and len(audio) == 22050
+        outs[k] = audio
+    assert np.abs(outs[0]).max() > 1e-3
+    for k in (1, 3, 16):
+        np.testing.assert_allclose(outs[k], outs[0], atol=1e-5, rtol=0, err_msg=f"K={k}")
+    other = tmp_path / "other.wav"
+    run_main("render", other, "--seconds", 1.0, "--seed", 8, "--bundle", small_bundle)
+    assert np.abs(sf.read(other, dtype="float32")[0] - outs[0]).max() > 1e-3   # the seed matters
+
+
+def test_resynth_streamed_equals_whole_and_keeps_length(small_bundle, tmp_path):
+    b = load_bundle(small_bundle)
+    sr = 22050
+    t = np.arange(int(0.7 * sr)) / sr
+    x = (0.4 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+    whole = resynthesize(b, x)
+    assert whole.shape == x.shape
+    for k in (1, 5):
+        np.testing.assert_allclose(resynthesize(b, x, chunk_frames=k), whole, atol=1e-5, rtol=0)
+    # the command reads any rate and channel count
+    inp = tmp_path / "in.wav"
+    sf.write(inp, np.stack([x, x], 1), sr, subtype="FLOAT")
+    run_main("resynth", inp, tmp_path / "out.wav", "--bundle", small_bundle)
+    out, osr = sf.read(tmp_path / "out.wav", dtype="float32")
+    assert osr == sr and len(out) == len(x)
+    np.testing.assert_allclose(out, whole, atol=1e-5)
+
+
+def test_bad_cli_arguments_exit_2(small_bundle, tmp_path):
+    for args in (["render", tmp_path / "x.wav"], ["render", tmp_path / "x.wav", "--seconds", "-1"],
+                 ["render", tmp_path / "x.wav", "--seconds", "1", "--chunk-frames", "-2"],
+                 ["render", tmp_path / "x.wav", "--seconds", "1", "--morph", "2"],
+                 ["frobnicate"], []):
+        r = run_main(*args, check=False)
+        assert r.returncode == 2, args
+        assert "usage" in (r.stderr + r.stdout).lower()
+
+
+def test_bad_bundle_and_bad_audio_exit_1_with_a_message(tmp_path):
+    junk = tmp_path / "junk.dwb"
+    junk.write_bytes(b"\x00" * 100)
+    r = run_main("render", tmp_path / "x.wav", "--seconds", 1, "--bundle", junk, check=False)
+    assert r.returncode == 1 and str(junk) in r.stderr and "Traceback" not in r.stderr
+    bad_wav = tmp_path / "bad.wav"
+    bad_wav.write_text("not audio")
+    r = run_main("resynth", bad_wav, tmp_path / "o.wav", check=False)
+    assert r.returncode == 1 and "cannot read audio" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,1 @@
+"""Training: data, trainers, losses, metrics, export to bundles."""
