@@ -62,15 +62,14 @@ class GeneratorConfig:
 
 
 class FrameGroupNorm(nn.GroupNorm):
-    """GroupNorm of each frame on its own: ``Tensor[B x C x T]``, statistics over C/groups."""
+    """GroupNorm of each frame on its own: ``Tensor[B x T x C]``, statistics over C/groups."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, t = x.shape
-        xg = x.view(b, self.num_groups, c // self.num_groups, t)
-        mean = xg.mean(2, keepdim=True)
-        var = xg.var(2, unbiased=False, keepdim=True)
-        xn = ((xg - mean) * torch.rsqrt(var + self.eps)).view(b, c, t)
-        return xn * self.weight[:, None] + self.bias[:, None]
+        b, t, c = x.shape
+        xg = x.view(b, t, self.num_groups, c // self.num_groups)
+        var, mean = torch.var_mean(xg, -1, unbiased=False, keepdim=True)
+        xn = ((xg - mean) * torch.rsqrt(var + self.eps)).view(b, t, c)
+        return torch.addcmul(self.bias, xn, self.weight)
 
 
 class RCBlock(nn.Module):
@@ -90,8 +89,7 @@ class RCBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self._h if self._h is not None and self._h.shape[1] == x.shape[0] else None
-        g, self._h = self.gru(x.transpose(1, 2), h)
-        g = g.transpose(1, 2)
+        g, self._h = self.gru(x, h)
         return x + g + F.leaky_relu(self.norm(self.conv(g)), 0.2)
 
 
@@ -131,7 +129,7 @@ class StreamingUNAGAN(nn.Module):
         self.stride = 2 ** c.n_levels
         self.block0 = GBlock(c.feature_dim, c.hidden, c.hidden, c.groups)
         self.head0 = CachedConv1d(c.hidden, c.n_mels, 3, causal=True)
-        self.inject = nn.ModuleList(nn.Conv1d(c.feature_dim, c.hidden, 1) for _ in range(c.n_levels))
+        self.inject = nn.ModuleList(nn.Linear(c.feature_dim, c.hidden) for _ in range(c.n_levels))
         self.blocks = nn.ModuleList(GBlock(c.hidden, c.hidden, c.hidden, c.groups) for _ in range(c.n_levels))
         self.heads = nn.ModuleList(CachedConv1d(c.hidden, c.n_mels, 3, causal=True) for _ in range(c.n_levels))
         self.held = nn.ModuleList(_Held() for _ in range(c.n_levels + 1))
@@ -143,19 +141,20 @@ class StreamingUNAGAN(nn.Module):
 
     def features(self, z: torch.Tensor, tokens: torch.Tensor | None = None,
                  pitch: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-frame input ``Tensor[B x feature_dim x n]``: z, one-hot token, soft one-hot pitch."""
+        """Per-frame input ``Tensor[B x n x feature_dim]`` from ``z: Tensor[B x z_dim x n]``:
+        z, one-hot token, soft one-hot pitch."""
         c = self.config
-        parts = [z]
         b, _, n = z.shape
+        parts = [z.transpose(1, 2)]
         if c.n_tokens:
             if tokens is None:
                 tokens = torch.zeros(b, n, dtype=torch.long, device=z.device)
-            parts.append(F.one_hot(tokens.clamp(0, c.n_tokens - 1), c.n_tokens).to(z.dtype).transpose(1, 2))
+            parts.append(F.one_hot(tokens.clamp(0, c.n_tokens - 1), c.n_tokens).to(z.dtype))
         if c.has_pitch:
             if pitch is None:
                 pitch = torch.full((b, n), (c.pitch_min + c.pitch_max) / 2, device=z.device)
             parts.append(pitch_features(pitch, c.pitch_min, c.pitch_max).to(z.dtype))
-        return torch.cat(parts, 1) if len(parts) > 1 else z
+        return torch.cat(parts, 2) if len(parts) > 1 else parts[0]
 
     def forward(self, z: torch.Tensor, tokens: torch.Tensor | None = None,
                 pitch: torch.Tensor | None = None) -> torch.Tensor:
@@ -172,28 +171,28 @@ class StreamingUNAGAN(nn.Module):
             if last == first:                          # nothing new: children reuse the held one
                 parent = (held.body, held.head, first - 1)
                 continue
-            f = feat[:, :, first * s - t0::s]
+            f = feat[:, first * s - t0::s]
             if level == 0:
                 body = self.block0(f)
                 head = self.head0(body)
             else:
                 pbody, phead, pbase = parent
                 idx = torch.arange(first, last, device=z.device) // 2 - pbase   # nearest x2
-                body, head = pbody.index_select(2, idx), phead.index_select(2, idx)
+                body, head = pbody.index_select(1, idx), phead.index_select(1, idx)
                 body = body + self.blocks[level - 1](body + self.inject[level - 1](f))
                 head = head + self.heads[level - 1](body)
             if held.body is not None:
-                parent = (torch.cat((held.body, body), 2), torch.cat((held.head, head), 2), first - 1)
+                parent = (torch.cat((held.body, body), 1), torch.cat((held.head, head), 1), first - 1)
             else:
                 parent = (body, head, first)
-            held.body, held.head = body[:, :, -1:], head[:, :, -1:]
+            held.body, held.head = body[:, -1:], head[:, -1:]
         self.frame = t0 + n
-        return head
+        return head.transpose(1, 2)
 
 
 def pitch_features(pitch: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-    """MIDI pitch ``Tensor[B x n]`` -> soft one-hot ``Tensor[B x (hi-lo+1) x n]``: a
+    """MIDI pitch ``Tensor[B x n]`` -> soft one-hot ``Tensor[B x n x (hi-lo+1)]``: a
     fractional pitch splits its weight linearly between the two nearest semitones."""
     p = (pitch.float().clamp(lo, hi) - lo)
     k = torch.arange(hi - lo + 1, device=pitch.device, dtype=torch.float32)
-    return torch.clamp(1 - (p[:, None, :] - k[None, :, None]).abs(), min=0)
+    return torch.clamp(1 - (p[:, :, None] - k).abs(), min=0)

@@ -12,11 +12,21 @@ import torch
 from .bundle import Bundle
 
 
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
 class Synth:
-    def __init__(self, bundle: Bundle):
+    """``precision="bfloat16"`` halves the weight bytes read per step (about 2x faster on
+    CPUs with AVX512-BF16 or AMX, and on GPUs); outputs stay float32. The streaming
+    contract's 1e-5 equality is a float32 property."""
+
+    def __init__(self, bundle: Bundle, precision: str = "float32"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}")
         self.bundle = bundle
-        self.generator = bundle.generator
-        self.vocoder = bundle.vocoder
+        self.dtype = PRECISIONS[precision]
+        self.generator = bundle.generator.to(self.dtype)
+        self.vocoder = bundle.vocoder.to(self.dtype)
         self._mean = bundle.mean[None, :, None]
         self._std = bundle.std[None, :, None]
         self.device = bundle.mean.device
@@ -47,6 +57,10 @@ class Synth:
              pitch: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``z: Tensor[B x z_dim x n]`` -> (audio ``Tensor[B x n*hop]``, standardized mel
         ``Tensor[B x n_mels x n]``)."""
-        mel = self.generator(z.to(self.device), tokens, pitch)
-        audio = self.vocoder(mel * self._std + self._mean)
-        return audio, mel
+        if tokens is not None:
+            tokens = tokens.to(self.device)
+        if pitch is not None:
+            pitch = pitch.to(self.device)
+        mel = self.generator(z.to(self.device, self.dtype), tokens, pitch).float()
+        audio = self.vocoder((mel * self._std + self._mean).to(self.dtype))
+        return audio.float(), mel

@@ -105,7 +105,7 @@ class MelGANVocoder(nn.Module):
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """Next chunk: ``Tensor[B x n_mels x n]`` -> ``Tensor[B x n * hop]``."""
-        return self.model(mel)[:, 0]
+        return self.model(mel.transpose(1, 2))[:, :, 0]
 
 
 def init_weights(module: nn.Module) -> None:

@@ -78,7 +78,7 @@ def test_reset_restores_the_initial_state():
 
 def test_pitch_features_interpolate_between_semitones():
     f = pitch_features(torch.tensor([[40.0, 60.25, 200.0]]), 40, 80)
-    assert f.shape == (1, 41, 3)
-    assert f[0, 0, 0] == 1 and f[0, :, 0].sum() == 1
-    assert torch.allclose(f[0, 20:22, 1], torch.tensor([0.75, 0.25]))
-    assert f[0, 40, 2] == 1      # clamped to the range
+    assert f.shape == (1, 3, 41)
+    assert f[0, 0, 0] == 1 and f[0, 0].sum() == 1
+    assert torch.allclose(f[0, 1, 20:22], torch.tensor([0.75, 0.25]))
+    assert f[0, 2, 40] == 1      # clamped to the range
