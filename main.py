@@ -60,6 +60,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--bundle", default=str(DEFAULT_BUNDLE))
     r.add_argument("--threads", type=_positive(int), default=None)
 
+    p = sub.add_parser("play", help="play live on an audio device")
+    p.add_argument("--headless", action="store_true", help="no window (the only mode until the GUI lands)")
+    p.add_argument("--seconds", type=_positive(float), default=None, help="stop after S seconds")
+    p.add_argument("--device", default=None, help="output device (number or name); see 'devices'")
+    p.add_argument("--samplerate", type=_positive(int), default=None, help="device rate wish")
+    p.add_argument("--record", default=None, help="record what is played to this WAV")
+    p.add_argument("--stats-json", default=None, help="write run statistics here at the end")
+    p.add_argument("--bundle", default=str(DEFAULT_BUNDLE))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frames-per-step", type=_positive(int), default=2, help="mel frames per engine step")
+    p.add_argument("--latency-ms", type=_positive(float), default=50.0, help="ring-buffer target fill")
+    p.add_argument("--threads", type=_positive(int), default=None, help="torch threads (default: cores - 1)")
+    p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument("--quiet", action="store_true")
+
+    sub.add_parser("devices", help="list audio devices (and MIDI ports)")
+
     s = sub.add_parser("resynth", help="mel analysis + vocoder only (copy synthesis)")
     s.add_argument("input")
     s.add_argument("out")
@@ -105,6 +122,24 @@ def cmd_resynth(a) -> int:
     return 0
 
 
+def cmd_play(a) -> int:
+    from realtime.headless import run_headless
+
+    return run_headless(a)
+
+
+def cmd_devices(a) -> int:
+    from realtime.headless import describe_devices
+
+    print("Audio devices:")
+    print(describe_devices())
+    return 0
+
+
+def _device_arg(v):
+    return int(v) if isinstance(v, str) and v.isdigit() else v
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     a = ap.parse_args(argv)
@@ -115,7 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     from core.bundle import BundleError
 
     try:
-        return {"render": cmd_render, "resynth": cmd_resynth}[a.command](a)
+        if getattr(a, "device", None) is not None:
+            a.device = _device_arg(a.device)
+        return {"render": cmd_render, "resynth": cmd_resynth, "play": cmd_play,
+                "devices": cmd_devices}[a.command](a)
     except (BundleError, AudioReadError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

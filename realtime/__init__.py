@@ -1,0 +1,1 @@
+"""Real-time parts: engine thread, ring buffer, audio output, MIDI, parameters, recorder."""

@@ -1,0 +1,305 @@
+"""The engine: turns controls into sound, one step at a time, forever.
+
+Threads (and what each may touch):
+
+* **audio callback** (PortAudio's thread, :class:`~realtime.audio_output.AudioOutput`):
+  copies ring -> device, counts underruns. Nothing else.
+* **driftwave-engine** (:meth:`Engine._run`): takes a control snapshot, drains MIDI events,
+  advances the noise/token/pitch sources, runs one generator + vocoder step, guards
+  against NaN/Inf, resamples to the device rate, applies gain and the safety limiter,
+  writes the ring buffer, hands the block to the recorder, updates the taps. It sleeps
+  while the ring holds at least ``target_fill`` frames: that fill is the latency setting.
+* **driftwave-loader**: loads a bundle for a hot swap and builds its player, so a slow
+  load never stalls the sound; hands it over through ``_incoming``.
+* **driftwave-recorder** (:class:`~realtime.recorder.Recorder`): writes the WAV.
+* **MIDI thread** (rtmidi) and **GUI thread**: set parameters on the control bus, push
+  events, and read the taps and stats. They never wait for the engine.
+
+NB: shared values, and why each is safe without a lock:
+
+* ``ring``: single producer (engine), single consumer (callback); see ringbuffer.py.
+* ``bus``: see params.py (whole-item stores, monotonic trigger counters).
+* ``_incoming``: one reference; the loader stores it, the engine takes it and stores
+  None (each store is atomic under the GIL, and only the loader stores non-None).
+* ``events``: ``queue.SimpleQueue`` (thread safe, put never blocks).
+* ``recorder``: a reference replaced whole; the engine reads it once per step.
+* taps (``mel_tap``, ``peak``, ``rms``, ...): arrays written by the engine, read by the GUI
+  by value (a torn read shows one frame of a spectrogram a step late: harmless).
+* ``errors``: ``collections.deque`` (appends and pops are atomic).
+* counters (``nan_events``, ``steps``, ...): ints written by the engine alone.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import queue
+import random
+import threading
+import time
+
+import numpy as np
+import torch
+
+from core.bundle import Bundle, BundleError, load_bundle
+from core.limiter import SafetyLimiter
+
+from .params import ControlBus
+from .player import BundlePlayer
+from .recorder import Recorder
+from .ringbuffer import RingBuffer
+
+
+def default_threads() -> int:
+    """Leave at least one core to the audio path (TESTING.md: two intra-op threads on a
+    2-core machine starved the callback)."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+class Engine:
+    def __init__(self, bundle: Bundle, out_rate: int, *, frames_per_step: int = 2,
+                 target_fill_s: float = 0.05, threads: int | None = None,
+                 precision: str = "float32", seed: int = 0, fade_s: float = 0.25,
+                 mel_tap_frames: int = 512):
+        self.out_rate = int(out_rate)
+        self.frames_per_step = int(frames_per_step)
+        self.threads = threads or default_threads()
+        self.precision = precision
+        self.bus = ControlBus()
+        self.bus.set("seed_a", seed)
+        self.bus.set("seed_b", seed + 1)
+        self.player = BundlePlayer(bundle, self.out_rate, seed, seed + 1, precision)
+        self._fading: BundlePlayer | None = None
+        self._fade_pos = 0
+        self.fade_len = max(1, int(fade_s * self.out_rate))
+        self._incoming: BundlePlayer | None = None
+        step_out = int(np.ceil(self.frames_per_step * bundle.hop * self.out_rate / bundle.sample_rate)) + 64
+        self.target_fill = max(int(target_fill_s * self.out_rate), step_out)
+        self.ring = RingBuffer(self.target_fill + 4 * step_out + self.out_rate // 2)
+        self.limiter = SafetyLimiter(self.out_rate)
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.event_handler = None      # callable(engine, event) set by the MIDI layer
+        self.errors: collections.deque[str] = collections.deque(maxlen=32)
+        self.recorder: Recorder | None = None
+        self.output = None
+        # taps for the GUI
+        self.mel_tap = np.full((mel_tap_frames, bundle.mel.n_mels), -3.0, dtype=np.float32)
+        self.mel_tap_written = 0
+        self.peak = 0.0
+        self.rms = 0.0
+        self.last_tokens: np.ndarray | None = None
+        # stats
+        self.steps = 0
+        self.nan_events = 0
+        self.frames_generated = 0
+        self.compute_s = 0.0
+        self._step_ms = np.zeros(1 << 16, dtype=np.float32)
+        self._rng = random.Random(seed)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---- control from other threads -------------------------------------------------
+    def attach_output(self, output) -> None:
+        """The AudioOutput reading :attr:`ring` (for stats, panic and latency)."""
+        self.output = output
+
+    def start(self, prefill: bool = True) -> None:
+        if prefill:     # fill the ring before the device starts pulling
+            torch.set_num_threads(self.threads)
+            while self.ring.available() < self.target_fill:
+                self._step()
+        self._thread = threading.Thread(target=self._run, name="driftwave-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+        self.stop_recording()
+
+    def load_bundle(self, path: str, on_done=None) -> threading.Thread:
+        """Hot swap: load ``path`` on the loader thread; the engine crossfades to it. A bad
+        file leaves a message in :attr:`errors` and the current sound goes on."""
+        def work():
+            try:
+                bundle = load_bundle(path)
+                v = self.bus.state()
+                player = BundlePlayer(bundle, self.out_rate, int(v["seed_a"]), int(v["seed_b"]), self.precision)
+                self._incoming = player
+                ok, msg = True, f"loaded {bundle.name}"
+            except BundleError as e:
+                ok, msg = False, str(e)
+                self.errors.append(msg)
+            except Exception as e:  # a bug or an unexpected file problem must not kill the sound
+                ok, msg = False, f"bundle '{path}': {type(e).__name__}: {e}"
+                self.errors.append(msg)
+            if on_done:
+                on_done(ok, msg)
+        t = threading.Thread(target=work, name="driftwave-loader", daemon=True)
+        t.start()
+        return t
+
+    def start_recording(self, path: str) -> Recorder:
+        self.stop_recording()
+        rec = Recorder(path, self.out_rate)
+        self.recorder = rec
+        return rec
+
+    def stop_recording(self) -> Recorder | None:
+        rec, self.recorder = self.recorder, None
+        if rec is not None:
+            rec.stop()
+            if rec.error:
+                self.errors.append(rec.error)
+        return rec
+
+    @property
+    def model_rate(self) -> int:
+        return self.player.bundle.sample_rate
+
+    @property
+    def model_name(self) -> str:
+        return self.player.name
+
+    @property
+    def step_s(self) -> float:
+        return self.frames_per_step * self.player.bundle.hop / self.model_rate
+
+    def latency_parts_ms(self) -> dict[str, float]:
+        """Where the latency goes: ring fill, one step, model look-ahead (+resampler), device."""
+        parts = {
+            "ring_fill_ms": 1e3 * self.target_fill / self.out_rate,
+            "step_ms": 1e3 * self.step_s,
+            "model_lookahead_ms": 1e3 * self.player.delay_s,
+            "device_buffer_ms": 1e3 * (self.output.latency_s if self.output is not None else 0.0),
+        }
+        return parts
+
+    def stats(self) -> dict:
+        n = min(self.steps, len(self._step_ms))
+        ms = self._step_ms[:n] if n else np.zeros(1, np.float32)
+        out = self.output
+        parts = self.latency_parts_ms()
+        played = out.frames_played / self.out_rate if out is not None else 0.0
+        audio_s = self.frames_generated * self.player.bundle.hop / self.model_rate
+        return {
+            "seconds_played": played,
+            "model_rate": self.model_rate,
+            "device_rate": self.out_rate,
+            "device": getattr(out, "device_name", None),
+            "model": self.model_name,
+            "underruns": out.underruns if out is not None else 0,
+            "xruns": out.xruns if out is not None else 0,
+            "step_ms_mean": float(ms.mean()),
+            "step_ms_p50": float(np.percentile(ms, 50)),
+            "step_ms_p99": float(np.percentile(ms, 99)),
+            "rtf": self.compute_s / audio_s if audio_s else 0.0,
+            "latency_ms": parts["ring_fill_ms"] + parts["model_lookahead_ms"] + parts["device_buffer_ms"],
+            "latency_parts_ms": parts,
+            "frames_per_step": self.frames_per_step,
+            "threads": self.threads,
+            "precision": self.precision,
+            "ring_fill_ms": 1e3 * self.ring.available() / self.out_rate,
+            "midi_messages_received": getattr(self, "midi_received", 0),
+            "midi_messages_ignored": getattr(self, "midi_ignored", 0),
+            "nan_events": self.nan_events,
+            "steps": self.steps,
+            "recording": None if self.recorder is None else {
+                "path": self.recorder.path, "seconds": self.recorder.seconds, "error": self.recorder.error},
+            "errors": list(self.errors),
+            "params": self.bus.state(),
+        }
+
+    # ---- the engine thread -------------------------------------------------------------
+    def _run(self) -> None:
+        torch.set_num_threads(self.threads)
+        poll = min(0.002, self.step_s / 4)
+        while not self._stop.is_set():
+            if self.ring.available() >= self.target_fill:
+                time.sleep(poll)
+                continue
+            try:
+                self._step()
+            except Exception as e:   # keep playing: report, reset the model, go on
+                self.errors.append(f"engine step failed: {type(e).__name__}: {e}")
+                self.player.reset()
+                time.sleep(self.step_s)
+
+    def _drain_events(self) -> None:
+        handler = self.event_handler
+        while True:
+            try:
+                ev = self.events.get_nowait()
+            except queue.Empty:
+                return
+            if handler is not None:
+                handler(self, ev)
+
+    def _step(self) -> None:
+        t0 = time.perf_counter()
+        self._drain_events()
+        snap = self.bus.snapshot(self.step_s)
+        if "panic" in snap.fired:
+            self._panic()
+        for which in ("a", "b"):
+            if f"new_seed_{which}" in snap.fired:
+                self.bus.set(f"seed_{which}", self._rng.randrange(2 ** 31 - 1))
+                snap.values[f"seed_{which}"] = self.bus.get(f"seed_{which}")
+        incoming = self._incoming
+        if incoming is not None:
+            self._incoming = None
+            self._fading, self.player, self._fade_pos = self.player, incoming, 0
+        n = self.frames_per_step
+        player = self.player
+        player.render(n, snap)
+        if self._fading is not None:
+            old = self._fading
+            old.render(n, snap)
+            m = min(len(player.pending), len(old.pending))
+            new_part, old_part = player.take(m), old.take(m)
+            pos = self._fade_pos + np.arange(m)
+            x = np.clip(pos / self.fade_len, 0.0, 1.0) * (np.pi / 2)
+            block = (new_part * np.sin(x) + old_part * np.cos(x)).astype(np.float32)
+            self._fade_pos += m
+            self.nan_events += old.nan_events
+            old.nan_events = 0
+            if self._fade_pos >= self.fade_len:
+                self._fading = None
+        else:
+            block = player.take(len(player.pending))
+        self.nan_events += player.nan_events
+        player.nan_events = 0
+        block = block * np.float32(10.0 ** (snap["gain"] / 20.0))
+        self.limiter.process(block)
+        self.ring.write(block)
+        rec = self.recorder
+        if rec is not None:
+            rec.push(block)
+        self._update_taps(player, block)
+        self.frames_generated += n
+        dt = time.perf_counter() - t0
+        self.compute_s += dt
+        self._step_ms[self.steps % len(self._step_ms)] = dt * 1e3
+        self.steps += 1
+
+    def _update_taps(self, player: BundlePlayer, block: np.ndarray) -> None:
+        if len(block):
+            self.peak = float(np.max(np.abs(block)))
+            self.rms = float(np.sqrt(np.mean(block * block)))
+        mel = player.last_mel
+        if mel is not None:
+            k = len(mel)
+            i = self.mel_tap_written % len(self.mel_tap)
+            first = min(k, len(self.mel_tap) - i)
+            self.mel_tap[i:i + first] = mel[:first]
+            if k > first:
+                self.mel_tap[:k - first] = mel[first:]
+            self.mel_tap_written += k
+        self.last_tokens = player.last_tokens
+
+    def _panic(self) -> None:
+        self.player.reset()
+        if self._fading is not None:
+            self._fading = None
+        self.limiter.gain = 1.0
+        if self.output is not None:
+            self.output.flush_requested = True

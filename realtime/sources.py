@@ -1,0 +1,88 @@
+"""Per-frame condition sources for the engine: tokens and pitch.
+
+Both are owned by the engine thread; they read a parameter snapshot and return arrays of
+``n`` frames. Deterministic from their seed.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .params import TOKEN_MODES
+
+
+class TokenSource:
+    """Token per frame for token models. Modes (parameter ``token_mode``):
+
+    * hold: the ``token`` parameter;
+    * sequence: steps through ``sequence`` every ``token_rate`` frames, looping;
+    * autopilot: a Markov walk over the bundle's token transition matrix
+      (``token_stats["transitions"]``, rows sum to 1), one move every ``token_rate`` frames;
+    * reference: a token array (e.g. extracted from a reference file), looped, one per frame.
+    """
+
+    def __init__(self, n_tokens: int, token_stats: dict | None = None, seed: int = 0):
+        self.n_tokens = n_tokens
+        self.sequence: list[int] = list(range(min(n_tokens, 4))) or [0]
+        self.reference: np.ndarray | None = None
+        self.rng = np.random.default_rng(seed)
+        self.transitions = None
+        if token_stats and token_stats.get("transitions") is not None:
+            t = np.asarray(token_stats["transitions"], dtype=np.float64)
+            if t.shape == (n_tokens, n_tokens) and np.all(t >= 0) and np.all(t.sum(1) > 0):
+                self.transitions = t / t.sum(1, keepdims=True)
+        self.frame = 0
+        self.current = 0
+
+    def set_sequence(self, tokens: list[int]) -> None:
+        if not tokens:
+            raise ValueError("a token sequence needs at least one token")
+        self.sequence = [int(t) % max(self.n_tokens, 1) for t in tokens]
+
+    def set_reference(self, tokens: np.ndarray) -> None:
+        tokens = np.asarray(tokens, dtype=np.int64).ravel()
+        if tokens.size == 0:
+            raise ValueError("empty reference token sequence")
+        self.reference = tokens % max(self.n_tokens, 1)
+
+    def next(self, n: int, mode: int, token: int, rate: float) -> np.ndarray:
+        out = np.empty(n, dtype=np.int64)
+        rate = max(1, int(round(rate)))
+        name = TOKEN_MODES[int(mode)]
+        for i in range(n):
+            f = self.frame + i
+            if name == "hold":
+                self.current = int(token)
+            elif name == "sequence":
+                self.current = self.sequence[(f // rate) % len(self.sequence)]
+            elif name == "autopilot":
+                if f % rate == 0:
+                    if self.transitions is not None:
+                        self.current = int(self.rng.choice(self.n_tokens, p=self.transitions[self.current]))
+                    else:
+                        self.current = int(self.rng.integers(self.n_tokens))
+            elif name == "reference" and self.reference is not None:
+                self.current = int(self.reference[f % len(self.reference)])
+            else:
+                self.current = int(token)
+            out[i] = self.current
+        self.frame += n
+        return np.clip(out, 0, max(self.n_tokens - 1, 0))
+
+
+class PitchSource:
+    """Pitch per frame (MIDI note numbers, fractional): glides exponentially towards the
+    target with time constant ``glide`` seconds (0 = jump)."""
+
+    def __init__(self, frame_rate: float, start: float = 60.0):
+        self.frame_rate = frame_rate
+        self.current = float(start)
+
+    def next(self, n: int, target: float, glide_s: float) -> np.ndarray:
+        if glide_s <= 0:
+            self.current = float(target)
+            return np.full(n, self.current, dtype=np.float32)
+        a = float(np.exp(-1.0 / (glide_s * self.frame_rate)))
+        k = np.arange(1, n + 1)
+        out = target + (self.current - target) * a ** k
+        self.current = float(out[-1])
+        return out.astype(np.float32)
