@@ -17,11 +17,12 @@ from .params import Snapshot
 from .sources import PitchSource, TokenSource
 
 
-def resampler_delay(in_rate: int, out_rate: int) -> int:
-    """Output samples a soxr stream holds back (measured: what a long input lacks)."""
+def resampler_delay(in_rate: int, out_rate: int, chunk: int = 512) -> int:
+    """Output samples a soxr stream holds back when fed ``chunk`` samples at a time
+    (measured: what one second of input, in chunks, lacks at the output)."""
     s = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality="HQ")
-    n = in_rate
-    got = len(s.resample_chunk(np.zeros(n, np.float32)))
+    n = (in_rate // chunk) * chunk
+    got = sum(len(s.resample_chunk(np.zeros(chunk, np.float32))) for _ in range(n // chunk))
     return int(round(n * out_rate / in_rate)) - got
 
 
@@ -40,6 +41,7 @@ class BundlePlayer:
         self.resampler = self._new_resampler()
         self.pending = np.zeros(0, np.float32)     # resampled audio not yet handed out
         self.nan_events = 0
+        self._delay_s: float | None = None
         self.last_mel: np.ndarray | None = None    # [n x n_mels] standardized, for taps
         self.last_tokens: np.ndarray | None = None
         self.last_pitch: np.ndarray | None = None
@@ -52,10 +54,13 @@ class BundlePlayer:
 
     @property
     def delay_s(self) -> float:
-        d = self.synth.delay / self.bundle.sample_rate
-        if self.resampler is not None:
-            d += resampler_delay(self.bundle.sample_rate, self.out_rate) / self.out_rate
-        return d
+        """Model look-ahead plus what the resampler holds back, seconds."""
+        if self._delay_s is None:
+            d = self.synth.delay / self.bundle.sample_rate
+            if self.resampler is not None:
+                d += resampler_delay(self.bundle.sample_rate, self.out_rate) / self.out_rate
+            self._delay_s = d
+        return self._delay_s
 
     def reset(self) -> None:
         """Panic: model state, resampler and anything pending."""

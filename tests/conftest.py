@@ -48,3 +48,11 @@ def small_bundle(tmp_path):
                 mean=torch.linspace(-4, -1, 80), std=torch.full((80,), 1.5),
                 provenance={"test": True})
     return path
+
+
+@pytest.fixture(scope="module")
+def jack_server():
+    from tests.jackutil import JackServer
+    server = JackServer(rate=48000, period=1024)
+    yield server
+    server.stop()

@@ -1,0 +1,111 @@
+"""A real JACK server (dummy driver) for tests, and a JACK client that captures audio."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+
+import numpy as np
+
+
+class JackServer:
+    def __init__(self, rate: int = 48000, period: int = 1024):
+        if shutil.which("jackd") is None:
+            raise RuntimeError("jackd is not installed (apt-get install jackd2)")
+        self.name = f"dwtest-{uuid.uuid4().hex[:8]}"
+        self.rate, self.period = rate, period
+        self.proc = subprocess.Popen(
+            ["jackd", "-n", self.name, "--no-realtime", "-d", "dummy", "-r", str(rate), "-p", str(period)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.env = {"JACK_DEFAULT_SERVER": self.name, "JACK_NO_START_SERVER": "1"}
+        os.environ.update(self.env)
+        import jack
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                c = jack.Client("probe", servername=self.name, no_start_server=True)
+                c.close()
+                break
+            except jack.JackError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("jackd did not start")
+                time.sleep(0.1)
+        _reinit_portaudio()
+
+    def stop(self) -> None:
+        import sounddevice as sd
+        sd._terminate()             # PortAudio must let go before the server goes
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        for k in self.env:
+            os.environ.pop(k, None)
+
+
+def _reinit_portaudio():
+    import sounddevice as sd
+    sd._terminate()
+    sd._initialize()
+
+
+class Capture:
+    """A JACK client with one input port that records everything it receives."""
+
+    def __init__(self, server: JackServer, seconds: float = 60.0, name: str = "capture"):
+        import jack
+        self.client = jack.Client(name, servername=server.name, no_start_server=True)
+        self.rate = self.client.samplerate
+        self.port = self.client.inports.register("in")
+        self.buf = np.zeros(int(seconds * self.rate), np.float32)
+        self.n = 0
+        self.marks: list[tuple[float, int]] = []    # (monotonic time at callback, frames before)
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def _process(self, frames: int) -> None:
+        data = self.port.get_array()
+        self.marks.append((time.monotonic(), self.n))
+        k = min(frames, len(self.buf) - self.n)
+        self.buf[self.n:self.n + k] = data[:k]
+        self.n += k
+
+    def connect_program_outputs(self, timeout: float = 5.0) -> list[str]:
+        """Connects every audio output port of other clients (not system) to our input."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ports = [p.name for p in self.client.get_ports(is_audio=True, is_output=True)
+                     if not p.name.startswith(("system:", self.client.name + ":"))]
+            if ports:
+                for p in ports[:1]:      # the first channel; all channels carry the same mono
+                    self.client.connect(p, self.port)
+                return ports
+            time.sleep(0.05)
+        raise RuntimeError("no program output port appeared")
+
+    def audio(self) -> np.ndarray:
+        return self.buf[:self.n].copy()
+
+    def time_of_frame(self, i: int) -> float:
+        """Monotonic time at which captured frame ``i`` was delivered (interpolated)."""
+        marks = list(self.marks)
+        t = np.array([m[0] for m in marks])
+        f = np.array([m[1] for m in marks])
+        return float(np.interp(i, f, t))
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+def wait_until(cond, timeout: float, interval: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(interval)
+    return cond()

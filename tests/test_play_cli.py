@@ -1,0 +1,48 @@
+"""``main.py play --headless`` and ``main.py devices`` as a user runs them."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parent.parent
+STATS_KEYS = {"seconds_played", "model_rate", "device_rate", "underruns", "step_ms_mean", "step_ms_p99",
+              "rtf", "latency_ms", "midi_messages_received", "midi_messages_ignored", "nan_events", "params"}
+
+
+def main_py(*args, env=None, timeout=60):
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def test_play_headless_for_seconds_writes_stats_and_recording(jack_server, small_bundle, tmp_path):
+    env = dict(os.environ, **jack_server.env)
+    stats_path, wav = tmp_path / "stats.json", tmp_path / "rec.wav"
+    r = main_py("play", "--headless", "--seconds", 3, "--bundle", small_bundle, "--stats-json", stats_path,
+                "--record", wav, "--seed", 3, "--quiet", env=env)
+    assert r.returncode == 0, r.stderr
+    stats = json.loads(stats_path.read_text())
+    assert STATS_KEYS <= set(stats)
+    assert 2.8 < stats["seconds_played"] < 4.0
+    assert stats["model_rate"] == 22050 and stats["device_rate"] == 48000
+    assert stats["nan_events"] == 0 and stats["rtf"] > 0 and stats["step_ms_p99"] >= stats["step_ms_mean"] * 0.5
+    assert stats["params"]["seed_a"] == 3 and "morph" in stats["params"]
+    assert stats["latency_ms"] > 64.6            # at least the vocoder's look-ahead
+    assert 2.5 < sf.info(str(wav)).duration < 4.0
+
+
+def test_play_without_any_audio_device_says_so_and_lists_devices(small_bundle):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JACK")}
+    env["JACK_NO_START_SERVER"] = "1"
+    env["JACK_DEFAULT_SERVER"] = "no-such-server"
+    r = main_py("play", "--headless", "--seconds", 1, "--bundle", small_bundle, env=env)
+    assert r.returncode == 1
+    assert "no usable audio output device" in r.stderr and "render" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_devices_lists_the_jack_device(jack_server):
+    r = main_py("devices", env=dict(os.environ, **jack_server.env))
+    assert r.returncode == 0 and "JACK" in r.stdout

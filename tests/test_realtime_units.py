@@ -1,0 +1,113 @@
+"""Ring buffer, safety limiter, control bus, token and pitch sources."""
+import threading
+
+import numpy as np
+import pytest
+
+from core.limiter import SafetyLimiter, is_runaway
+from realtime.params import ControlBus
+from realtime.ringbuffer import RingBuffer
+from realtime.sources import PitchSource, TokenSource
+
+
+def test_ring_buffer_wraps_and_keeps_order():
+    rb = RingBuffer(10)
+    out = np.zeros((7, 2), np.float32)           # a stereo device reading a mono ring
+    assert rb.write(np.arange(6, dtype=np.float32)) == 6
+    assert rb.read_into(out[:4]) == 4
+    assert rb.write(np.arange(6, 14, dtype=np.float32)) == 8     # wraps around the end
+    assert rb.write(np.ones(5, np.float32)) == 0                   # full: nothing written
+    assert rb.read_into(out) == 7
+    np.testing.assert_array_equal(out[:, 0], np.arange(4, 11))
+    np.testing.assert_array_equal(out[:, 1], np.arange(4, 11))
+    assert rb.available() == 3 and rb.space() == 7
+
+
+def test_ring_buffer_spsc_threads_lose_nothing():
+    rb = RingBuffer(257)
+    total = 200_000
+    got = []
+
+    def consume():
+        buf = np.zeros((100, 1), np.float32)
+        n = 0
+        while n < total:
+            k = rb.read_into(buf[:np.random.randint(1, 100)])
+            got.append(buf[:k, 0].copy())
+            n += k
+
+    t = threading.Thread(target=consume)
+    t.start()
+    data = np.arange(total, dtype=np.float32)
+    i = 0
+    while i < total:
+        i += rb.write(data[i:i + np.random.randint(1, 120)])
+    t.join(30)
+    np.testing.assert_array_equal(np.concatenate(got), data)
+
+
+def test_limiter_never_exceeds_the_ceiling_and_leaves_quiet_audio_alone():
+    lim = SafetyLimiter(48000)
+    quiet = (0.5 * np.sin(np.arange(4800) / 7)).astype(np.float32)
+    np.testing.assert_array_equal(lim.process(quiet.copy()), quiet)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        loud = (rng.standard_normal(512) * rng.uniform(0.1, 30)).astype(np.float32)
+        assert np.max(np.abs(lim.process(loud))) <= 0.98
+    # after the loud part, the gain recovers (release) instead of staying down
+    for _ in range(200):
+        lim.process(quiet.copy()[:512])
+    assert lim.gain > 0.99
+
+
+def test_runaway_detection():
+    assert is_runaway(np.array([0.1, np.nan], np.float32))
+    assert is_runaway(np.array([0.1, np.inf], np.float32))
+    assert is_runaway(np.array([0.1, 50.0], np.float32))
+    assert not is_runaway(np.array([0.1, -0.9], np.float32))
+
+
+def test_control_bus_clamps_smooths_and_counts_triggers():
+    bus = ControlBus()
+    assert bus.set("morph", 3.0) == 1.0
+    assert bus.set("freeze", 0.7) == 1.0
+    assert bus.set("token_mode", "autopilot") == 2
+    with pytest.raises(KeyError):
+        bus.set("nope", 1)
+    with pytest.raises(ValueError):
+        bus.set("morph", float("nan"))
+    snap = bus.snapshot(0.05)       # morph smooths with tau 0.05 s: one tau -> 63 %
+    assert abs(snap["morph"] - (1 - np.exp(-1))) < 1e-6
+    for _ in range(100):
+        snap = bus.snapshot(0.05)
+    assert snap["morph"] == 1.0 and snap["freeze"] == 1.0
+    bus.trigger("new_seed_a")
+    bus.trigger("new_seed_a")
+    assert bus.snapshot(0.01).fired == {"new_seed_a"}
+    assert bus.snapshot(0.01).fired == set()
+    bus.set_normalized("gain", 0.5)
+    assert bus.get("gain") == pytest.approx(-24.0)
+
+
+def test_token_sources():
+    stats = {"transitions": [[0, 1, 0], [0, 0, 1], [1, 0, 0]]}   # a deterministic cycle
+    src = TokenSource(3, stats, seed=0)
+    assert list(src.next(4, 0, 2, 1)) == [2, 2, 2, 2]               # hold
+    src = TokenSource(3, stats)
+    src.set_sequence([0, 2])
+    assert list(src.next(8, 1, 0, 2)) == [0, 0, 2, 2, 0, 0, 2, 2]   # sequence, 2 frames each
+    src = TokenSource(3, stats)
+    out = src.next(6, 2, 0, 1)                                      # autopilot walks the cycle
+    assert all((b - a) % 3 == 1 for a, b in zip(out[:-1], out[1:]))
+    src = TokenSource(3, stats)
+    src.set_reference(np.array([1, 1, 0]))
+    assert list(src.next(5, 3, 0, 1)) == [1, 1, 0, 1, 1]            # reference, looped
+
+
+def test_pitch_glide():
+    src = PitchSource(frame_rate=100.0, start=60.0)
+    jump = src.next(3, 72.0, 0.0)
+    assert np.all(jump == 72.0)
+    glide = src.next(100, 60.0, 0.1)       # tau = 10 frames
+    assert glide[0] < 72.0 and abs(glide[9] - (60 + 12 * np.exp(-1))) < 1e-3
+    assert np.all(np.diff(glide) < 0)
