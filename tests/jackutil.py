@@ -36,8 +36,7 @@ class JackServer:
         _reinit_portaudio()
 
     def stop(self) -> None:
-        import sounddevice as sd
-        sd._terminate()             # PortAudio must let go before the server goes
+        _terminate_portaudio()      # PortAudio must let go before the server goes
         self.proc.terminate()
         try:
             self.proc.wait(5)
@@ -47,22 +46,33 @@ class JackServer:
             os.environ.pop(k, None)
 
 
-def _reinit_portaudio():
+def _terminate_portaudio():
     import sounddevice as sd
-    sd._terminate()
+    try:
+        sd._terminate()
+    except sd.PortAudioError:   # already terminated
+        pass
+
+
+def _reinit_portaudio():
+    """PortAudio lists JACK devices only if a server ran when it initialised."""
+    import sounddevice as sd
+    _terminate_portaudio()
     sd._initialize()
 
 
 class Capture:
-    """A JACK client with one input port that records everything it receives."""
+    """A JACK client with one input port that records what it receives. The buffer holds
+    ``seconds``; with ``ring=True`` it wraps and keeps the most recent audio (long runs)."""
 
-    def __init__(self, server: JackServer, seconds: float = 60.0, name: str = "capture"):
+    def __init__(self, server: JackServer, seconds: float = 60.0, name: str = "capture", ring: bool = False):
         import jack
         self.client = jack.Client(name, servername=server.name, no_start_server=True)
         self.rate = self.client.samplerate
         self.port = self.client.inports.register("in")
         self.buf = np.zeros(int(seconds * self.rate), np.float32)
         self.n = 0
+        self.ring = ring
         self.marks: list[tuple[float, int]] = []    # (monotonic time at callback, frames before)
         self.client.set_process_callback(self._process)
         self.client.activate()
@@ -70,9 +80,24 @@ class Capture:
     def _process(self, frames: int) -> None:
         data = self.port.get_array()
         self.marks.append((time.monotonic(), self.n))
+        if self.ring:
+            if len(self.marks) > 4000:
+                del self.marks[:2000]
+            i = self.n % len(self.buf)
+            k = min(frames, len(self.buf) - i)
+            self.buf[i:i + k] = data[:k]
+            self.buf[:frames - k] = data[k:]
+            self.n += frames
+            return
         k = min(frames, len(self.buf) - self.n)
         self.buf[self.n:self.n + k] = data[:k]
         self.n += k
+
+    def segment(self, start: int, stop: int) -> np.ndarray:
+        """Captured frames [start, stop) (in ring mode, only the most recent ones exist)."""
+        if not self.ring:
+            return self.buf[start:stop].copy()
+        return self.buf[np.arange(start, stop) % len(self.buf)]
 
     def connect_program_outputs(self, timeout: float = 5.0) -> list[str]:
         """Connects every audio output port of other clients (not system) to our input."""

@@ -1,0 +1,143 @@
+"""Soak: headless play on a JACK dummy server at default settings, for minutes.
+
+Prints one JSON object: underruns (and an empty-callback client's underruns in the same
+run, as the baseline for this shared machine), p50/p99 engine step time, real-time factor,
+RSS growth, and control latency: time from a parameter change (gain -60 dB -> 0 dB) to the
+first captured device sample that reflects it, with the parts it is made of.
+
+    python -m benchmarks.soak [--seconds 600] [--bundle models/default.dwb] [--gui]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def empty_callback_underruns(seconds: float, rate: int) -> int:
+    import sounddevice as sd
+    count = {"n": 0}
+
+    def cb(outdata, frames, t, status):
+        if status.output_underflow:
+            count["n"] += 1
+        outdata[:] = 0
+
+    with sd.OutputStream(samplerate=rate, channels=2, dtype="float32", latency="high", callback=cb):
+        time.sleep(seconds)
+    return count["n"]
+
+
+def control_latency(engine, cap, rate: int) -> float | None:
+    """Sets gain -60 dB, waits, sets 0 dB at t0; returns seconds until the first captured
+    sample above 10x the quiet level."""
+    engine.bus.set("gain", -60.0)
+    time.sleep(1.0)
+    quiet_from = cap.n
+    time.sleep(0.2)
+    quiet = cap.segment(quiet_from, cap.n)
+    level = max(float(np.max(np.abs(quiet))) if len(quiet) else 0.0, 1e-6)
+    start = cap.n
+    t0 = time.monotonic()
+    engine.bus.set("gain", 0.0)
+    time.sleep(0.6)
+    seg = cap.segment(start, cap.n)
+    hits = np.flatnonzero(np.abs(seg) > 10 * level)
+    if not len(hits):
+        return None
+    return cap.time_of_frame(start + int(hits[0])) - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=600.0)
+    ap.add_argument("--bundle", default=str(ROOT / "models" / "default.dwb"))
+    ap.add_argument("--frames-per-step", type=int, default=2)
+    ap.add_argument("--latency-ms", type=float, default=50.0)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--precision", default="float32")
+    ap.add_argument("--baseline-seconds", type=float, default=20.0)
+    ap.add_argument("--probe-every", type=float, default=30.0, help="seconds between latency probes")
+    ap.add_argument("--gui", action="store_true", help="with the window open (offscreen Qt)")
+    a = ap.parse_args()
+
+    from tests.jackutil import Capture, JackServer
+    rate = 48000
+    server = JackServer(rate=rate, period=1024)
+    try:
+        baseline = empty_callback_underruns(a.baseline_seconds, rate)
+        from realtime.headless import build
+        engine, out = build(a.bundle, None, rate, a.frames_per_step, a.latency_ms, a.threads, a.precision)
+        cap = Capture(server, seconds=15.0, ring=True)   # recent audio is all a probe looks at
+        window = None
+        if a.gui:
+            window = _open_gui(engine, out)
+        engine.start()
+        out.start()
+        cap.connect_program_outputs()
+        time.sleep(5.0)
+        rss0, t_start = rss_mb(), time.monotonic()
+        under0 = out.underruns
+        lat = []
+        next_probe = t_start + 5.0
+        while time.monotonic() - t_start < a.seconds:
+            if window is not None:
+                window.pump(0.05)
+            else:
+                time.sleep(0.05)
+            if time.monotonic() >= next_probe:
+                v = control_latency(engine, cap, rate)
+                if v is not None:
+                    lat.append(v)
+                next_probe = time.monotonic() + a.probe_every
+        rss1 = rss_mb()
+        cap.close()
+        if window is not None:
+            window.close()
+        out.stop()
+        engine.stop()
+        s = engine.stats()
+        result = {
+            "benchmark": "soak", "gui": a.gui, "seconds": a.seconds, "bundle": a.bundle, "model": s["model"],
+            "device_rate": s["device_rate"], "model_rate": s["model_rate"], "threads": s["threads"],
+            "precision": s["precision"], "frames_per_step": s["frames_per_step"],
+            "underruns": out.underruns - under0, "underruns_total": out.underruns, "xruns": out.xruns,
+            "baseline_empty_callback_underruns": baseline, "baseline_seconds": a.baseline_seconds,
+            "step_ms_p50": s["step_ms_p50"], "step_ms_p99": s["step_ms_p99"], "step_ms_mean": s["step_ms_mean"],
+            "rtf": s["rtf"], "nan_events": s["nan_events"],
+            "rss_start_mb": rss0, "rss_end_mb": rss1, "rss_growth_mb": rss1 - rss0,
+            "control_latency_ms": {
+                "probes": len(lat),
+                "median": 1e3 * float(np.median(lat)) if lat else None,
+                "max": 1e3 * float(np.max(lat)) if lat else None,
+                "parts_ms": s["latency_parts_ms"],
+                "note": "gain is applied after the vocoder: this path is step + ring fill + device "
+                        "buffer; a model condition adds up to the model look-ahead on top",
+            },
+            "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+        print(json.dumps(result, indent=1))
+    finally:
+        server.stop()
+
+
+def _open_gui(engine, out):
+    from gui.app import OffscreenSession
+    return OffscreenSession(engine, out)
+
+
+if __name__ == "__main__":
+    main()
