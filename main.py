@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive(int), default=None, help="torch threads (default: cores - 1)")
     p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--midi", default=None, help="MIDI input port (number or name); see 'devices'")
+    p.add_argument("--midi-virtual", default=None, metavar="NAME", help="open a virtual MIDI input port")
+    p.add_argument("--midi-api", default="default", choices=["default", "alsa", "jack", "coremidi", "winmm"])
+    p.add_argument("--voices", type=_positive(int), default=1, help="polyphony (1 = mono with legato)")
 
     sub.add_parser("devices", help="list audio devices (and MIDI ports)")
 
@@ -133,6 +137,18 @@ def cmd_devices(a) -> int:
 
     print("Audio devices:")
     print(describe_devices())
+    from realtime.midi import list_ports
+
+    print("\nMIDI input ports:")
+    try:
+        for api, ports in list_ports().items():
+            print(f"  {api}:")
+            for i, p in enumerate(ports):
+                print(f"    {i}: {p}")
+            if not ports:
+                print("    (none)")
+    except Exception as e:
+        print(f"  (cannot list MIDI ports: {e})")
     return 0
 
 

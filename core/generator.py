@@ -76,6 +76,7 @@ class RCBlock(nn.Module):
     """``x + gru(x) + lrelu(norm(grouped_conv(gru(x))))`` with the GRU state carried."""
 
     is_stream_state = True
+    state_attrs = (("_h", 1),)
 
     def __init__(self, dim: int, groups: int):
         super().__init__()
@@ -110,6 +111,7 @@ class _Held(nn.Module):
     """The last sample each level produced (body and head), for nearest upsampling."""
 
     is_stream_state = True
+    state_attrs = (("body", 0), ("head", 0))
 
     def __init__(self):
         super().__init__()

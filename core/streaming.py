@@ -54,6 +54,8 @@ class CachedConv1d(nn.Conv1d):
     conv left-padded with zeros.
     """
 
+    state_attrs = (("_cache", 0),)
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
                  dilation: int = 1, groups: int = 1, bias: bool = True, causal: bool = False):
         super().__init__(in_channels, out_channels, kernel_size, stride=1, padding=0,
@@ -108,6 +110,8 @@ class CachedConvTranspose1d(nn.ConvTranspose1d):
     so the stream lags it by ``padding`` samples (non-causal) or is taken as is (causal).
     """
 
+    state_attrs = (("_tail", 0),)
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
                  padding: int = 0, output_padding: int = 0, causal: bool = False):
         if kernel_size % stride:
@@ -148,6 +152,8 @@ class CachedConvTranspose1d(nn.ConvTranspose1d):
 class DelayLine(nn.Module):
     """Delays a stream ``Tensor[B x T x C]`` by ``length`` frames (zeros first)."""
 
+    state_attrs = (("_cache", 0),)
+
     def __init__(self, length: int):
         super().__init__()
         self.length = length
@@ -177,3 +183,36 @@ def reset_streams(module: nn.Module) -> None:
         if m is not module and (isinstance(m, (CachedConv1d, CachedConvTranspose1d, DelayLine))
                                 or getattr(m, "is_stream_state", False)):
             m.reset()
+
+
+class BatchSubset:
+    """Runs a streaming model on some rows of its batch only (polyphony: only the voices that
+    sound). ``with BatchSubset(model, idx, full_batch):`` narrows every state tensor to the rows
+    ``idx`` (a LongTensor), and on exit writes the advanced rows back into the full state;
+    the other rows keep their state untouched. Every stateful module declares its state
+    tensors in ``state_attrs`` as (attribute, batch dimension)."""
+
+    def __init__(self, model: nn.Module, idx: torch.Tensor, full_batch: int):
+        self.model, self.idx, self.full_batch = model, idx, full_batch
+        self.saved: list = []
+
+    def __enter__(self) -> "BatchSubset":
+        for m in self.model.modules():
+            for attr, dim in getattr(m, "state_attrs", ()):
+                full = getattr(m, attr)
+                self.saved.append((m, attr, dim, full))
+                if full is not None:
+                    setattr(m, attr, full.index_select(dim, self.idx))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for m, attr, dim, full in self.saved:
+            sub = getattr(m, attr)
+            if sub is None:
+                setattr(m, attr, full)
+                continue
+            if full is None:
+                shape = list(sub.shape)
+                shape[dim] = self.full_batch
+                full = sub.new_zeros(shape)
+            setattr(m, attr, full.index_copy(dim, self.idx, sub))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from .bundle import Bundle
+from .streaming import BatchSubset
 
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -51,6 +52,17 @@ class Synth:
     def reset(self) -> None:
         self.generator.reset()
         self.vocoder.reset()
+
+    @torch.inference_mode()
+    def step_rows(self, rows: list[int], full_batch: int, z: torch.Tensor,
+                  tokens: torch.Tensor | None = None, pitch: torch.Tensor | None = None):
+        """Like :meth:`step` for the batch rows ``rows`` of a ``full_batch``-row stream
+        (inputs have ``len(rows)`` rows); the other rows' state stays as it is."""
+        if len(rows) == full_batch:
+            return self.step(z, tokens, pitch)
+        idx = torch.tensor(rows, dtype=torch.long, device=self.device)
+        with BatchSubset(self.generator, idx, full_batch), BatchSubset(self.vocoder, idx, full_batch):
+            return self.step(z, tokens, pitch)
 
     @torch.inference_mode()
     def step(self, z: torch.Tensor, tokens: torch.Tensor | None = None,

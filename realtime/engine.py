@@ -43,10 +43,13 @@ import torch
 from core.bundle import Bundle, BundleError, load_bundle
 from core.limiter import SafetyLimiter
 
+from .controller import MidiController
+from .midi_parse import MidiEvent
 from .params import ControlBus
 from .player import BundlePlayer
 from .recorder import Recorder
 from .ringbuffer import RingBuffer
+from .voices import VoiceBank
 
 
 def default_threads() -> int:
@@ -59,7 +62,7 @@ class Engine:
     def __init__(self, bundle: Bundle, out_rate: int, *, frames_per_step: int = 2,
                  target_fill_s: float = 0.05, threads: int | None = None,
                  precision: str = "float32", seed: int = 0, fade_s: float = 0.25,
-                 mel_tap_frames: int = 512):
+                 mel_tap_frames: int = 512, voices: int = 1):
         self.out_rate = int(out_rate)
         self.frames_per_step = int(frames_per_step)
         self.threads = threads or default_threads()
@@ -67,7 +70,11 @@ class Engine:
         self.bus = ControlBus()
         self.bus.set("seed_a", seed)
         self.bus.set("seed_b", seed + 1)
-        self.player = BundlePlayer(bundle, self.out_rate, seed, seed + 1, precision)
+        self.n_voices = int(voices)
+        self.voices = VoiceBank(self.n_voices, bundle.sample_rate / bundle.hop)
+        self.controller = MidiController(self.bus, self.voices)
+        self.midi_input = None         # a MidiInput feeding self.events, for its counters
+        self.player = BundlePlayer(bundle, self.out_rate, seed, seed + 1, precision, self.n_voices)
         self._fading: BundlePlayer | None = None
         self._fade_pos = 0
         self.fade_len = max(1, int(fade_s * self.out_rate))
@@ -77,7 +84,7 @@ class Engine:
         self.ring = RingBuffer(self.target_fill + 4 * step_out + self.out_rate // 2)
         self.limiter = SafetyLimiter(self.out_rate)
         self.events: queue.SimpleQueue = queue.SimpleQueue()
-        self.event_handler = None      # callable(engine, event) set by the MIDI layer
+        self.event_handler = self.controller.handle   # applies MIDI/keyboard events
         self.errors: collections.deque[str] = collections.deque(maxlen=32)
         self.recorder: Recorder | None = None
         self.output = None
@@ -123,7 +130,8 @@ class Engine:
             try:
                 bundle = load_bundle(path)
                 v = self.bus.state()
-                player = BundlePlayer(bundle, self.out_rate, int(v["seed_a"]), int(v["seed_b"]), self.precision)
+                player = BundlePlayer(bundle, self.out_rate, int(v["seed_a"]), int(v["seed_b"]),
+                                      self.precision, self.n_voices)
                 self._incoming = player
                 ok, msg = True, f"loaded {bundle.name}"
             except BundleError as e:
@@ -199,8 +207,10 @@ class Engine:
             "threads": self.threads,
             "precision": self.precision,
             "ring_fill_ms": 1e3 * self.ring.available() / self.out_rate,
-            "midi_messages_received": getattr(self, "midi_received", 0),
-            "midi_messages_ignored": getattr(self, "midi_ignored", 0),
+            "midi_messages_received": self.midi_input.received if self.midi_input else 0,
+            "midi_messages_ignored": self.midi_input.ignored if self.midi_input else 0,
+            "midi_port": self.midi_input.port_name if self.midi_input else None,
+            "voices": self.n_voices,
             "nan_events": self.nan_events,
             "steps": self.steps,
             "recording": None if self.recorder is None else {
@@ -250,10 +260,12 @@ class Engine:
             self._fading, self.player, self._fade_pos = self.player, incoming, 0
         n = self.frames_per_step
         player = self.player
-        player.render(n, snap)
+        v = snap.values
+        controls = self.voices.render(n, v["pitch"], v["glide"], v["attack"], v["release"])
+        player.render(n, snap, self.voices, controls)
         if self._fading is not None:
             old = self._fading
-            old.render(n, snap)
+            old.render(n, snap, self.voices, controls)
             m = min(len(player.pending), len(old.pending))
             new_part, old_part = player.take(m), old.take(m)
             pos = self._fade_pos + np.arange(m)
@@ -296,7 +308,15 @@ class Engine:
             self.mel_tap_written += k
         self.last_tokens = player.last_tokens
 
+    def note_on(self, note: int, velocity: int = 100) -> None:
+        """Any thread (on-screen keyboard): queued like a MIDI note."""
+        self.events.put(MidiEvent("note_on", 0, int(note), int(velocity), time.monotonic()))
+
+    def note_off(self, note: int) -> None:
+        self.events.put(MidiEvent("note_off", 0, int(note), 0, time.monotonic()))
+
     def _panic(self) -> None:
+        self.voices.silence()
         self.player.reset()
         if self._fading is not None:
             self._fading = None

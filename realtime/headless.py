@@ -26,7 +26,7 @@ def describe_devices() -> str:
 
 
 def build(bundle_path: str, device=None, samplerate=None, frames_per_step=2, latency_ms=50.0,
-          threads=None, precision="float32", seed=0, blocksize=0, device_latency="high"):
+          threads=None, precision="float32", seed=0, blocksize=0, device_latency="high", voices=1):
     """Loads the bundle, opens the device at a rate it takes, and builds the engine."""
     from .audio_output import AudioOutput, pick_samplerate
 
@@ -39,7 +39,7 @@ def build(bundle_path: str, device=None, samplerate=None, frames_per_step=2, lat
         raise NoAudioDevice(f"no usable audio output device ({e}).\nDevices:\n{describe_devices()}\n"
                             f"('main.py render' works without a device.)") from None
     engine = Engine(bundle, rate, frames_per_step=frames_per_step, target_fill_s=latency_ms / 1e3,
-                    threads=threads, precision=precision, seed=seed)
+                    threads=threads, precision=precision, seed=seed, voices=voices)
     out = AudioOutput(engine.ring, device=device, samplerate=rate, blocksize=blocksize, latency=device_latency)
     engine.attach_output(out)
     return engine, out
@@ -48,17 +48,28 @@ def build(bundle_path: str, device=None, samplerate=None, frames_per_step=2, lat
 def run_headless(a) -> int:
     try:
         engine, out = build(a.bundle, a.device, a.samplerate, a.frames_per_step, a.latency_ms,
-                            a.threads, a.precision, a.seed)
+                            a.threads, a.precision, a.seed, voices=a.voices)
     except NoAudioDevice as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    from .midi import MidiError
+    from .presets import load_mappings, save_mappings
+    try:
+        load_mappings(engine.controller)
+    except ValueError as e:
+        print(f"warning: {e}; using the default MIDI map", file=sys.stderr)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     midi = None
     if getattr(a, "midi", None) is not None or getattr(a, "midi_virtual", None):
         from .midi import open_midi_for_engine
-        midi = open_midi_for_engine(engine, a)
+        try:
+            midi = open_midi_for_engine(engine, a)
+        except MidiError as e:
+            print(f"error: {e}", file=sys.stderr)
+            out.stop()
+            return 1
     engine.start()
     out.start()
     if a.record:
@@ -88,6 +99,8 @@ def run_headless(a) -> int:
         engine.stop()
         if midi is not None:
             midi.close()
+        if engine.controller.dirty and engine.controller.learned is not None:
+            save_mappings(engine.controller)
         stats = engine.stats()
         if rec is not None:
             stats["recording"] = {"path": rec.path, "seconds": rec.seconds, "error": rec.error}

@@ -61,6 +61,12 @@ DEFAULT_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("token_rate", 8.0, 1.0, 64.0, "frames", 0.0, doc="frames per token in sequence mode"),
     ParamSpec("pitch", 60.0, 0.0, 127.0, "MIDI", 0.0, doc="pitch condition (pitch models)"),
     ParamSpec("glide", 0.05, 0.0, 2.0, "s", 0.0, doc="pitch glide time constant"),
+    ParamSpec("bend_range", 2.0, 0.0, 24.0, "st", 0.0, doc="pitch-bend range in semitones"),
+    ParamSpec("attack", 0.01, 0.001, 2.0, "s", 0.0, doc="note attack time"),
+    ParamSpec("release", 0.3, 0.01, 5.0, "s", 0.0, doc="note release time"),
+    ParamSpec("note_mode", 0, 0, 1, "", 0.0, "choice", ("pitch", "token"),
+              doc="notes set the pitch, or select tokens (token models)"),
+    ParamSpec("token_base", 48, 0, 127, "MIDI", 0.0, "int", doc="note that selects token 0"),
     ParamSpec("gain", 0.0, -60.0, 12.0, "dB", 0.05, doc="output level"),
     ParamSpec("panic", 0, 0, 1, "", 0.0, "trigger", doc="instant silence and state reset"),
 )

@@ -14,7 +14,8 @@ from core.limiter import is_runaway
 from core.synth import Synth
 
 from .params import Snapshot
-from .sources import PitchSource, TokenSource
+from .sources import TokenSource
+from .voices import VoiceBank
 
 
 def resampler_delay(in_rate: int, out_rate: int, chunk: int = 512) -> float:
@@ -33,7 +34,7 @@ def resampler_delay(in_rate: int, out_rate: int, chunk: int = 512) -> float:
 
 class BundlePlayer:
     def __init__(self, bundle: Bundle, out_rate: int, seed_a: int = 0, seed_b: int = 1,
-                 precision: str = "float32", batch: int = 1):
+                 precision: str = "float32", n_voices: int = 1):
         self.bundle = bundle
         self.synth = Synth(bundle, precision)
         self.out_rate = out_rate
@@ -42,7 +43,11 @@ class BundlePlayer:
         self.cfg = cfg
         self.noise = NoiseSource(cfg.z_dim, seed_a, seed_b)
         self.tokens = TokenSource(cfg.n_tokens, bundle.token_stats, seed=seed_a) if cfg.n_tokens else None
-        self.pitch = PitchSource(bundle.sample_rate / bundle.hop)
+        self.n_voices = n_voices
+        self.frame_rate = bundle.sample_rate / bundle.hop
+        self._env_delay = np.zeros((n_voices, self.synth.delay), np.float32)   # aligns levels with audio
+        self._last_level = np.zeros(n_voices, np.float32)
+        self.active_voices = 0
         self.resampler = self._new_resampler()
         self.pending = np.zeros(0, np.float32)     # resampled audio not yet handed out
         self.nan_events = 0
@@ -72,36 +77,92 @@ class BundlePlayer:
         self.synth.reset()
         self.resampler = self._new_resampler()
         self.pending = np.zeros(0, np.float32)
+        self._env_delay[:] = 0
+        self._last_level[:] = 0
 
-    def render(self, n: int, snap: Snapshot) -> None:
-        """Runs ``n`` frames; appends device-rate audio to :attr:`pending`."""
+    def _note_tokens(self, base: np.ndarray, stage: np.ndarray, since: np.ndarray,
+                     voices: VoiceBank, token_base: int) -> np.ndarray:
+        """Token models in note mode: each voice's note picks a token; with token statistics,
+        attack tokens after the note-on, sustain tokens looped while held, release after."""
+        out = np.repeat(base[None], voices.n, 0)
+        stats = self.bundle.token_stats or {}
+        phases = {1: stats.get("attack"), 2: stats.get("sustain"), 3: stats.get("release")}
+        for i, v in enumerate(voices.voices):
+            if v.note is None:
+                continue
+            own = (v.note - token_base) % self.cfg.n_tokens
+            for t in range(out.shape[1]):
+                seq = phases.get(int(stage[i, t]))
+                if seq:
+                    out[i, t] = int(seq[since[i, t] % len(seq)]) % self.cfg.n_tokens
+                else:
+                    out[i, t] = own
+        return out
+
+    def render(self, n: int, snap: Snapshot, voices: VoiceBank, controls) -> None:
+        """Runs ``n`` frames for every voice; appends their device-rate mix to :attr:`pending`.
+        ``controls`` = ``voices.render(...)`` for this step (pitch, level, stage, since)."""
         v = snap.values
         if int(v["seed_a"]) != self.noise.a.seed:
             self.noise.reseed("a", int(v["seed_a"]))
         if int(v["seed_b"]) != self.noise.b.seed:
             self.noise.reseed("b", int(v["seed_b"]))
+        pitch, level, stage, since = controls
+        b = self.n_voices
         z = self.noise.next(n, v["morph"], v["drift"], v["temperature"], v["freeze"] >= 0.5)
-        z_t = torch.from_numpy(np.ascontiguousarray(z.T))[None]
+        z_t = torch.from_numpy(np.ascontiguousarray(z.T))[None].expand(b, -1, -1)
         tok_t = pitch_t = None
         if self.tokens is not None:
-            self.last_tokens = self.tokens.next(n, int(v["token_mode"]), int(v["token"]), v["token_rate"])
-            tok_t = torch.from_numpy(self.last_tokens)[None]
+            base = self.tokens.next(n, int(v["token_mode"]), int(v["token"]), v["token_rate"])
+            if voices.gated and int(v["note_mode"]) == 1:
+                toks = self._note_tokens(base, stage, since, voices, int(v["token_base"]))
+            else:
+                toks = np.repeat(base[None], b, 0)
+            self.last_tokens = toks[int(np.argmax(level[:, -1]))]
+            tok_t = torch.from_numpy(toks)
         if self.cfg.has_pitch:
-            self.last_pitch = self.pitch.next(n, v["pitch"], v["glide"])
-            pitch_t = torch.from_numpy(self.last_pitch)[None]
-        audio, mel = self.synth.step(z_t, tok_t, pitch_t)
-        block = audio[0].numpy()
+            self.last_pitch = pitch[int(np.argmax(level[:, -1]))]
+            pitch_t = torch.from_numpy(pitch)
+        env = self._envelope(level, n * self.bundle.hop)
+        # only the voices that sound (or still have delayed envelope to play) are computed
+        rows = [i for i in range(b) if env[i].any() or level[i].any()] if b > 1 else [0]
+        if rows:
+            r = torch.tensor(rows)
+            audio, mel = self.synth.step_rows(rows, b, z_t[r], None if tok_t is None else tok_t[r],
+                                              None if pitch_t is None else pitch_t[r])
+            voice_audio = audio.numpy()                               # [len(rows) x n*hop]
+            block = (voice_audio * env[rows]).sum(0)
+            loudest = int(np.argmax(level[rows, -1]))
+        else:
+            block, mel = np.zeros(n * self.bundle.hop, np.float32), None
+        self.active_voices = len(rows)
         if is_runaway(block):
             # NaN/Inf or a runaway level: silence for this block and a fresh state
             self.nan_events += 1
             block = np.zeros_like(block)
             self.synth.reset()
             self.last_mel = None
-        else:
-            self.last_mel = mel[0].T.numpy()
+        elif mel is not None:
+            self.last_mel = mel[loudest].T.numpy()
         if self.resampler is not None:
             block = self.resampler.resample_chunk(block)
         self.pending = np.concatenate((self.pending, block)) if len(self.pending) else block
+
+    def _envelope(self, level: np.ndarray, samples: int) -> np.ndarray:
+        """Per-frame levels -> per-sample gains ``[B x samples]`` (linear ramps between frame
+        ends), delayed by the model's look-ahead so they line up with the audio."""
+        b, n = level.shape
+        hop = samples // n
+        knots = np.concatenate((self._last_level[:, None], level), 1)              # [B x n+1]
+        frac = (np.arange(1, hop + 1, dtype=np.float32) / hop)[None, None, :]
+        ramp = knots[:, :-1, None] + (knots[:, 1:] - knots[:, :-1])[:, :, None] * frac
+        env = ramp.reshape(b, samples)
+        self._last_level = level[:, -1].copy()
+        d = self._env_delay.shape[1]
+        if d:
+            full = np.concatenate((self._env_delay, env), 1)
+            env, self._env_delay = full[:, :samples], full[:, samples:].copy()
+        return env
 
     def take(self, n: int) -> np.ndarray:
         out, self.pending = self.pending[:n], self.pending[n:]

@@ -1,0 +1,72 @@
+"""Real-time factor of the engine's model step with 1, 2 and 4 voices (one batch).
+
+Prints JSON. RTF = compute time of ``BundlePlayer.render`` (sources, generator, vocoder,
+envelopes, mix, resampling to 48 kHz) / audio time.
+
+    python -m benchmarks.bench_voices [--bundle models/default.dwb] [--seconds 5]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.bundle import load_bundle
+from realtime.params import ControlBus
+from realtime.player import BundlePlayer
+from realtime.voices import VoiceBank
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def rtf(bundle_path: str, voices: int, frames: int, seconds: float, precision: str) -> dict:
+    bundle = load_bundle(bundle_path)
+    player = BundlePlayer(bundle, 48000, precision=precision, n_voices=voices)
+    bank = VoiceBank(voices, bundle.sample_rate / bundle.hop)
+    for i in range(voices):
+        bank.note_on(48 + 5 * i, 100)         # every voice sounding
+    bus = ControlBus()
+    steps = int(seconds * bundle.sample_rate / bundle.hop / frames)
+    times = []
+    for i in range(steps + 5):
+        snap = bus.snapshot(0.02)
+        t0 = time.perf_counter()
+        ctl = bank.render(frames, 60.0, 0.05, 0.01, 0.3)
+        player.render(frames, snap, bank, ctl)
+        player.take(len(player.pending))
+        if i >= 5:
+            times.append(time.perf_counter() - t0)
+    step_s = frames * bundle.hop / bundle.sample_rate
+    t = np.array(times)
+    return {"voices": voices, "frames_per_step": frames, "precision": precision,
+            "rtf": float(t.sum() / (len(t) * step_s)), "step_ms_p50": float(np.median(t) * 1e3),
+            "step_ms_p99": float(np.percentile(t, 99) * 1e3)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bundle", default=str(ROOT / "models" / "default.dwb"))
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--voices", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--frames", type=int, nargs="+", default=[2, 4])
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--precision", nargs="+", default=["float32"])
+    a = ap.parse_args()
+    runs = []
+    for threads in a.threads:
+        torch.set_num_threads(threads)
+        for precision in a.precision:
+            for frames in a.frames:
+                for v in a.voices:
+                    r = rtf(a.bundle, v, frames, a.seconds, precision)
+                    r["threads"] = threads
+                    runs.append(r)
+    print(json.dumps({"benchmark": "voices_rtf", "bundle": a.bundle, "runs": runs}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

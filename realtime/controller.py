@@ -1,0 +1,140 @@
+"""What MIDI does: CC/bend/pressure mappings with MIDI learn, notes, program changes.
+
+:meth:`MidiController.handle` runs on the engine thread (the engine drains the MIDI
+queue once per step), so it may touch the voice bank and the control bus freely.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from .midi_parse import MidiEvent
+from .params import ControlBus
+from .voices import VoiceBank
+
+CURVES = ("linear", "exp", "log", "invert")
+
+
+@dataclass
+class Mapping:
+    """``source`` is "cc" (``number`` = controller), "pitchbend" or "pressure"; the 0..1
+    control position goes through ``curve`` and lands in ``lo..hi`` of the parameter's
+    range (fractions of it)."""
+    source: str
+    number: int
+    param: str
+    lo: float = 0.0
+    hi: float = 1.0
+    curve: str = "linear"
+    channel: int | None = None      # None: any channel
+
+    def position(self, x: float) -> float:
+        x = min(max(x, 0.0), 1.0)
+        if self.curve == "exp":
+            x = x * x
+        elif self.curve == "log":
+            x = math.sqrt(x)
+        elif self.curve == "invert":
+            x = 1.0 - x
+        return self.lo + (self.hi - self.lo) * x
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.source, self.number)
+
+
+# A generic 8-knob controller (CC 70-77 is the default bank of many; CC 1 mod wheel,
+# CC 7 volume, CC 64 sustain pedal).
+DEFAULT_MAPPINGS = (
+    Mapping("cc", 70, "morph"), Mapping("cc", 71, "drift", curve="exp"), Mapping("cc", 72, "temperature"),
+    Mapping("cc", 73, "token"), Mapping("cc", 74, "token_rate"), Mapping("cc", 75, "glide", curve="exp"),
+    Mapping("cc", 76, "release", curve="exp"), Mapping("cc", 77, "gain", lo=0.25, hi=1.0),
+    Mapping("cc", 1, "morph"), Mapping("cc", 7, "gain", lo=0.25, hi=1.0), Mapping("cc", 64, "freeze"),
+)
+
+
+class MidiController:
+    def __init__(self, bus: ControlBus, voices: VoiceBank | None = None,
+                 mappings: list[Mapping] | None = None):
+        self.bus = bus
+        self.voices = voices
+        self.mappings: dict[tuple[str, int], Mapping] = {}
+        for m in (DEFAULT_MAPPINGS if mappings is None else mappings):
+            self.bind(m)
+        self.learning: str | None = None      # parameter armed for MIDI learn
+        self.learned: Mapping | None = None   # the last binding made by learn
+        self.dirty = False                     # mappings changed since the last save
+        self.on_program = None                 # callable(program number), e.g. load a preset
+        self.last_cc: tuple[int, int] | None = None
+
+    # -- bindings ------------------------------------------------------------------------
+    def bind(self, m: Mapping) -> None:
+        if m.param not in self.bus.specs:
+            raise KeyError(f"unknown parameter {m.param!r}")
+        if m.curve not in CURVES:
+            raise ValueError(f"unknown curve {m.curve!r}")
+        self.mappings[m.key] = m
+        self.dirty = True
+
+    def unbind(self, param: str) -> None:
+        for k in [k for k, m in self.mappings.items() if m.param == param]:
+            del self.mappings[k]
+        self.dirty = True
+
+    def bound_to(self, param: str) -> list[Mapping]:
+        return [m for m in self.mappings.values() if m.param == param]
+
+    def learn(self, param: str | None) -> None:
+        """Arms ``param``: the next CC (or bend/pressure) moved is bound to it. None cancels."""
+        if param is not None and param not in self.bus.specs:
+            raise KeyError(f"unknown parameter {param!r}")
+        self.learning = param
+
+    def to_json(self) -> list[dict]:
+        return [asdict(m) for m in self.mappings.values()]
+
+    def load_json(self, data: list[dict]) -> None:
+        maps = [Mapping(**d) for d in data]
+        self.mappings.clear()
+        for m in maps:
+            self.bind(m)
+
+    # -- events (engine thread) ------------------------------------------------------------
+    def handle(self, engine, ev: MidiEvent) -> None:
+        if ev.kind == "cc":
+            self.last_cc = (ev.a, ev.b)
+            if ev.a == 123 or ev.a == 120:           # All Notes Off / All Sound Off
+                if self.voices:
+                    self.voices.all_off() if ev.a == 123 else self.voices.silence()
+                return
+            if ev.a == 121:                          # Reset All Controllers
+                if self.voices:
+                    self.voices.bend = 0.0
+                for m in self.mappings.values():
+                    self.bus.set(m.param, self.bus.specs[m.param].default)
+                return
+            self._control("cc", ev.a, ev.b / 127.0, ev.channel)
+        elif ev.kind == "pitchbend":
+            if self.voices:
+                self.voices.bend = ev.a / 8192.0 * self.bus.get("bend_range")
+            self._control("pitchbend", 0, (ev.a + 8192) / 16383.0, ev.channel)
+        elif ev.kind == "pressure":
+            self._control("pressure", 0, ev.a / 127.0, ev.channel)
+        elif ev.kind == "note_on" and self.voices:
+            self.voices.note_on(ev.a, ev.b)
+        elif ev.kind == "note_off" and self.voices:
+            self.voices.note_off(ev.a)
+        elif ev.kind == "program" and self.on_program is not None:
+            self.on_program(ev.a)
+
+    def _control(self, source: str, number: int, x: float, channel: int) -> None:
+        if self.learning is not None and source != "pitchbend":
+            for k in [k for k, m in self.mappings.items() if m.param == self.learning or k == (source, number)]:
+                del self.mappings[k]
+            m = Mapping(source, number, self.learning)
+            self.bind(m)
+            self.learned, self.learning = m, None
+        m = self.mappings.get((source, number))
+        if m is None or (m.channel is not None and m.channel != channel):
+            return
+        self.bus.set_normalized(m.param, m.position(x))

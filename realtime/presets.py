@@ -1,0 +1,101 @@
+"""Presets and MIDI mappings as JSON files in the user's config directory.
+
+``$DRIFTWAVE_CONFIG_DIR`` overrides the place (tests use it); otherwise
+``$XDG_CONFIG_HOME/driftwave`` or ``~/.config/driftwave`` (Linux), ``~/Library/Application
+Support/driftwave`` (macOS), ``%APPDATA%/driftwave`` (Windows).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from .controller import MidiController
+from .params import ControlBus
+
+FORMAT_VERSION = 1
+
+
+def config_dir() -> Path:
+    if os.environ.get("DRIFTWAVE_CONFIG_DIR"):
+        d = Path(os.environ["DRIFTWAVE_CONFIG_DIR"])
+    elif sys.platform == "darwin":
+        d = Path.home() / "Library" / "Application Support" / "driftwave"
+    elif os.name == "nt":
+        d = Path(os.environ.get("APPDATA", Path.home())) / "driftwave"
+    else:
+        d = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "driftwave"
+    return d
+
+
+def _safe_name(name: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9 _.-]", "_", name).strip(" .")
+    if not s:
+        raise ValueError("a preset needs a name")
+    return s
+
+
+def _write_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def save_mappings(controller: MidiController) -> Path:
+    path = config_dir() / "mappings.json"
+    _write_json(path, {"format_version": FORMAT_VERSION, "mappings": controller.to_json()})
+    controller.dirty = False
+    return path
+
+
+def load_mappings(controller: MidiController) -> bool:
+    """Loads the saved mappings if there are any; a broken file is an error naming it."""
+    path = config_dir() / "mappings.json"
+    if not path.exists():
+        return False
+    try:
+        data = json.loads(path.read_text())
+        controller.load_json(data["mappings"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"MIDI mappings file '{path}' is unreadable: {e}") from None
+    controller.dirty = False
+    return True
+
+
+def preset_path(name: str) -> Path:
+    return config_dir() / "presets" / f"{_safe_name(name)}.json"
+
+
+def list_presets() -> list[str]:
+    d = config_dir() / "presets"
+    return sorted(p.stem for p in d.glob("*.json")) if d.exists() else []
+
+
+def save_preset(name: str, bus: ControlBus, controller: MidiController | None = None) -> Path:
+    params = {k: v for k, v in bus.state().items()}
+    data = {"format_version": FORMAT_VERSION, "name": name, "params": params,
+            "mappings": controller.to_json() if controller is not None else None}
+    path = preset_path(name)
+    _write_json(path, data)
+    return path
+
+
+def load_preset(name: str, bus: ControlBus, controller: MidiController | None = None) -> dict:
+    path = preset_path(name)
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"format version {data.get('format_version')!r} is not {FORMAT_VERSION}")
+        for k, v in data["params"].items():
+            if k in bus.specs:
+                bus.set(k, v)
+        if controller is not None and data.get("mappings") is not None:
+            controller.load_json(data["mappings"])
+    except FileNotFoundError:
+        raise ValueError(f"no preset named {name!r} in '{path.parent}'") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"preset file '{path}' is unreadable: {e}") from None
+    return data

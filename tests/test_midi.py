@@ -1,0 +1,212 @@
+"""MIDI over real JACK MIDI ports: knobs, notes, learn, mappings, fuzz."""
+import time
+
+import numpy as np
+import pytest
+
+from core.bundle import load_bundle
+from realtime.audio_output import AudioOutput
+from realtime.controller import Mapping, MidiController
+from realtime.engine import Engine
+from realtime.midi import MidiError, MidiInput
+from realtime.midi_parse import parse_message
+from realtime.params import ControlBus
+from realtime.presets import load_mappings, load_preset, save_mappings, save_preset
+from realtime.voices import VoiceBank
+from tests.jackutil import wait_until
+
+RATE = 48000
+
+
+@pytest.fixture
+def rig(jack_server, small_bundle):
+    """An engine playing on JACK, listening to a test controller's JACK MIDI port."""
+    import rtmidi
+    ctrl = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="test-controller")
+    ctrl.open_virtual_port("knobs")
+    engine = Engine(load_bundle(small_bundle), RATE, threads=1, voices=2)
+    out = AudioOutput(engine.ring, samplerate=RATE)
+    engine.attach_output(out)
+    midi = MidiInput(engine.events, api="jack", port="test-controller:knobs")
+    engine.midi_input = midi
+    engine.start()
+    out.start()
+    time.sleep(0.3)
+    yield engine, ctrl
+    midi.close()
+    out.stop()
+    engine.stop()
+    ctrl.close_port()
+    ctrl.delete()
+
+
+def test_parse_message_table():
+    assert parse_message([0x90, 60, 100]).kind == "note_on"
+    assert parse_message([0x93, 60, 0]).kind == "note_off"            # velocity 0 = off
+    assert parse_message([0x80, 60, 64]).kind == "note_off"
+    ev = parse_message([0xB2, 74, 127])
+    assert (ev.kind, ev.channel, ev.a, ev.b) == ("cc", 2, 74, 127)
+    assert parse_message([0xE0, 0, 0x40]).a == 0                      # bend centre
+    assert parse_message([0xE0, 0x7F, 0x7F]).a == 8191
+    assert parse_message([0xC0, 5]).kind == "program"
+    for junk in ([], [0x40, 1, 2], [0xF0, 1, 2, 0xF7], [0xF8], [0x90, 200, 1], [0x90, 60],
+                 [0xB0, 1, 2, 3], ["x"], [0x90, -1, 5], [10 ** 30]):
+        assert parse_message(junk) is None, junk
+
+
+def test_knobs_and_notes_over_jack(rig):
+    engine, ctrl = rig
+    ctrl.send_message([0xB0, 70, 127])          # CC70 -> morph (default map)
+    ctrl.send_message([0xB0, 72, 0])            # CC72 -> temperature
+    assert wait_until(lambda: engine.bus.get("morph") == 1.0 and engine.bus.get("temperature") == 0.0, 3)
+    ctrl.send_message([0x90, 67, 100])          # note on
+    assert wait_until(lambda: engine.voices.gated and engine.voices.voices[0].note == 67, 3)
+    assert wait_until(lambda: abs(engine.voices.voices[0].pitch - 67) < 0.05, 3)
+    ctrl.send_message([0x90, 70, 90])           # a second note takes the second voice
+    assert wait_until(lambda: [v.note for v in engine.voices.voices] == [67, 70], 3)
+    ctrl.send_message([0xE0, 0x7F, 0x7F])       # bend up to +2 semitones
+    assert wait_until(lambda: abs(engine.voices.voices[0].pitch - 69) < 0.1, 3)
+    ctrl.send_message([0x80, 67, 0])
+    assert wait_until(lambda: engine.voices.voices[0].stage in ("release", "idle"), 3)
+    ctrl.send_message([0xB0, 123, 0])           # All Notes Off
+    assert wait_until(lambda: all(v.stage in ("release", "idle") for v in engine.voices.voices), 3)
+    ctrl.send_message([0xB0, 121, 0])           # Reset All Controllers
+    assert wait_until(lambda: engine.bus.get("morph") == 0.0 and engine.voices.bend == 0.0, 3)
+    s = engine.stats()
+    assert s["midi_messages_received"] == 8 and s["midi_messages_ignored"] == 0
+
+
+def test_midi_learn_binds_a_cc(rig):
+    engine, ctrl = rig
+    engine.controller.learn("drift")
+    ctrl.send_message([0xB0, 20, 64])
+    assert wait_until(lambda: engine.controller.learning is None, 3)
+    assert engine.controller.learned == Mapping("cc", 20, "drift")
+    ctrl.send_message([0xB0, 20, 127])
+    assert wait_until(lambda: engine.bus.get("drift") == 1.0, 3)
+    ctrl.send_message([0xB0, 71, 0])            # drift's old default CC is unbound now
+    ctrl.send_message([0xB0, 20, 0])
+    assert wait_until(lambda: engine.bus.get("drift") == 0.0, 3)
+
+
+def test_mappings_and_presets_round_trip(tmp_path, monkeypatch):
+    monkeypatch.setenv("DRIFTWAVE_CONFIG_DIR", str(tmp_path))
+    bus = ControlBus()
+    c = MidiController(bus, VoiceBank(1, 86.0))
+    c.bind(Mapping("cc", 30, "temperature", lo=0.2, hi=0.8, curve="exp", channel=3))
+    save_mappings(c)
+    c2 = MidiController(ControlBus(), VoiceBank(1, 86.0), mappings=[])
+    assert load_mappings(c2)
+    assert c2.mappings == c.mappings
+    bus.set("morph", 0.25)
+    save_preset("my sound", bus, c)
+    bus3 = ControlBus()
+    c3 = MidiController(bus3, None, mappings=[])
+    load_preset("my sound", bus3, c3)
+    assert bus3.get("morph") == 0.25 and c3.mappings == c.mappings
+    (tmp_path / "mappings.json").write_text("{broken")
+    with pytest.raises(ValueError, match="mappings.json"):
+        load_mappings(c2)
+    with pytest.raises(ValueError, match="no preset"):
+        load_preset("nope", bus3)
+
+
+def test_mapping_curves_and_channel_filter():
+    bus = ControlBus()
+    c = MidiController(bus, None, mappings=[Mapping("cc", 1, "temperature", 0.0, 0.5, "exp", channel=1)])
+    from realtime.midi_parse import MidiEvent
+    c.handle(None, MidiEvent("cc", 0, 1, 127, 0))       # wrong channel: ignored
+    assert bus.get("temperature") == 1.0
+    c.handle(None, MidiEvent("cc", 1, 1, 127, 0))
+    assert bus.get("temperature") == pytest.approx(1.0)  # 0.5 of the range 0..2
+    c.handle(None, MidiEvent("cc", 1, 1, 64, 0))
+    assert bus.get("temperature") == pytest.approx(2.0 * 0.5 * (64 / 127) ** 2)
+
+
+def test_bad_port_is_a_clear_error(jack_server):
+    with pytest.raises(MidiError, match="no MIDI input port"):
+        MidiInput(__import__("queue").SimpleQueue(), api="jack", port="no such controller")
+    with pytest.raises(MidiError, match="unknown MIDI API"):
+        MidiInput(__import__("queue").SimpleQueue(), api="carrier-pigeon")
+
+
+def test_parse_fuzz_never_raises():
+    rng = np.random.default_rng(0)
+    bus, voices = ControlBus(), VoiceBank(4, 86.0)
+    c = MidiController(bus, voices)
+    for _ in range(100_000):
+        msg = [int(x) for x in rng.integers(0, 256, rng.integers(0, 5))]
+        ev = parse_message(msg)
+        if ev is not None:
+            c.handle(None, ev)
+    voices.render(4, 60.0, 0.05, 0.01, 0.3)
+
+
+FUZZ_SENDER = """
+import sys, time
+import numpy as np
+import rtmidi
+out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="fuzzer")
+out.open_virtual_port("garbage")
+print("ready", flush=True)
+sys.stdin.readline()
+rng = np.random.default_rng(1)
+sent = 0
+for i in range(100_000):
+    r = i % 10
+    if r == 0:                                   # a sysex flood message
+        msg = [0xF0] + [int(x) for x in rng.integers(0, 128, 200)] + [0xF7]
+    elif r == 1:                                 # running-status garbage: data bytes only
+        msg = [int(x) for x in rng.integers(0, 128, rng.integers(1, 4))]
+    else:                                        # anything at all
+        msg = [int(x) for x in rng.integers(0, 256, rng.integers(1, 4))]
+    try:
+        out.send_message(msg)
+        sent += 1
+    except Exception:                            # rtmidi refuses some shapes itself
+        pass
+    if i % 1000 == 0:
+        time.sleep(0.001)                        # let JACK's period drain its MIDI buffer
+print(sent, flush=True)
+time.sleep(0.5)
+"""
+
+
+def test_fuzz_over_jack_at_full_speed(jack_server, small_bundle):
+    """100,000 random byte messages, sysex floods and running-status garbage from another
+    process, as fast as it can send: nothing escapes, the engine keeps its step rate,
+    everything unknown is counted."""
+    import os
+    import subprocess
+    import sys
+    sender = subprocess.Popen([sys.executable, "-c", FUZZ_SENDER], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=dict(os.environ, **jack_server.env))
+    assert sender.stdout.readline().strip() == "ready"
+    engine = Engine(load_bundle(small_bundle), RATE, threads=1, voices=2)
+    out = AudioOutput(engine.ring, samplerate=RATE)
+    engine.attach_output(out)
+    midi = MidiInput(engine.events, api="jack", port="fuzzer:garbage")
+    engine.midi_input = midi
+    engine.start()
+    out.start()
+    try:
+        time.sleep(0.5)
+        steps0, t0 = engine.steps, time.monotonic()
+        sender.stdin.write("go\n")
+        sender.stdin.flush()
+        sent = int(sender.stdout.readline())
+        sender.wait(30)
+        time.sleep(0.5)
+        elapsed = time.monotonic() - t0
+        s = engine.stats()
+        produced_s = (engine.steps - steps0) * engine.step_s
+        alive = engine._thread.is_alive()
+    finally:
+        midi.close()
+        out.stop()
+        engine.stop()
+    assert alive
+    assert not [e for e in s["errors"] if "engine step failed" in e]
+    assert s["midi_messages_received"] > 10_000 and s["midi_messages_received"] <= sent
+    assert s["midi_messages_ignored"] > 10_000
+    assert produced_s > 0.9 * elapsed, (produced_s, elapsed)   # kept its step rate
