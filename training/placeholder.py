@@ -20,7 +20,7 @@ from core.vocoder import MelGANVocoder, VocoderConfig, init_weights
 def make_placeholder(path: str, seed: int = 0, hidden: int = 128) -> None:
     torch.manual_seed(seed)
     gen = StreamingUNAGAN(GeneratorConfig(hidden=hidden, n_tokens=16, pitch_min=36, pitch_max=96))
-    voc = MelGANVocoder(VocoderConfig())
+    voc = MelGANVocoder(VocoderConfig(causal=True))   # no look-ahead: lowest latency
     init_weights(voc)
     mel = MelConfig()
     # Typical log10-mel level of music at MelGAN's scale, flat across bins: a guess, not data.
