@@ -41,6 +41,31 @@ def _unit(s: str) -> float:
     return v
 
 
+def _size(s: str) -> tuple[int, int]:
+    try:
+        w, h = (int(x) for x in s.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not WIDTHxHEIGHT") from None
+    if w < 320 or h < 240:
+        raise argparse.ArgumentTypeError(f"{s!r} is too small")
+    return w, h
+
+
+def _playback_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None, help="output device (number or name); see 'devices'")
+    p.add_argument("--samplerate", type=_positive(int), default=None, help="device rate wish")
+    p.add_argument("--bundle", default=str(DEFAULT_BUNDLE))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frames-per-step", type=_positive(int), default=2, help="mel frames per engine step")
+    p.add_argument("--latency-ms", type=_positive(float), default=50.0, help="ring-buffer target fill")
+    p.add_argument("--threads", type=_positive(int), default=None, help="torch threads (default: cores - 1)")
+    p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument("--midi", default=None, help="MIDI input port (number or name); see 'devices'")
+    p.add_argument("--midi-virtual", default=None, metavar="NAME", help="open a virtual MIDI input port")
+    p.add_argument("--midi-api", default="default", choices=["default", "alsa", "jack", "coremidi", "winmm"])
+    p.add_argument("--voices", type=_positive(int), default=4, help="polyphony (1 = mono with legato)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="main.py", description="driftwave: play neural audio generators live.")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
@@ -61,25 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=_positive(int), default=None)
 
     p = sub.add_parser("play", help="play live on an audio device")
-    p.add_argument("--headless", action="store_true", help="no window (the only mode until the GUI lands)")
+    p.add_argument("--headless", action="store_true", help="no window (without it: the GUI)")
     p.add_argument("--seconds", type=_positive(float), default=None, help="stop after S seconds")
-    p.add_argument("--device", default=None, help="output device (number or name); see 'devices'")
-    p.add_argument("--samplerate", type=_positive(int), default=None, help="device rate wish")
+    _playback_options(p)
     p.add_argument("--record", default=None, help="record what is played to this WAV")
     p.add_argument("--stats-json", default=None, help="write run statistics here at the end")
-    p.add_argument("--bundle", default=str(DEFAULT_BUNDLE))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--frames-per-step", type=_positive(int), default=2, help="mel frames per engine step")
-    p.add_argument("--latency-ms", type=_positive(float), default=50.0, help="ring-buffer target fill")
-    p.add_argument("--threads", type=_positive(int), default=None, help="torch threads (default: cores - 1)")
-    p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--midi", default=None, help="MIDI input port (number or name); see 'devices'")
-    p.add_argument("--midi-virtual", default=None, metavar="NAME", help="open a virtual MIDI input port")
-    p.add_argument("--midi-api", default="default", choices=["default", "alsa", "jack", "coremidi", "winmm"])
-    p.add_argument("--voices", type=_positive(int), default=1, help="polyphony (1 = mono with legato)")
 
-    sub.add_parser("devices", help="list audio devices (and MIDI ports)")
+    g = sub.add_parser("gui", help="the window (default command)")
+    _playback_options(g)
+    g.add_argument("--screenshot", default=None, metavar="PNG", help="save a picture of the window")
+    g.add_argument("--quit-after", type=_positive(float), default=None, metavar="S",
+                   help="close after S seconds (the screenshot is taken then)")
+    g.add_argument("--size", type=_size, default=(1280, 800), metavar="WxH")
+
+    sub.add_parser("devices", help="list audio devices and MIDI ports")
 
     s = sub.add_parser("resynth", help="mel analysis + vocoder only (copy synthesis)")
     s.add_argument("input")
@@ -127,9 +148,21 @@ def cmd_resynth(a) -> int:
 
 
 def cmd_play(a) -> int:
+    if not a.headless:
+        return cmd_gui(a)
     from realtime.headless import run_headless
 
     return run_headless(a)
+
+
+def cmd_gui(a) -> int:
+    from gui.app import run_gui
+
+    for k, v in (("screenshot", None), ("quit_after", a.seconds if hasattr(a, "seconds") else None),
+                 ("size", (1280, 800))):
+        if not hasattr(a, k):
+            setattr(a, k, v)
+    return run_gui(a)
 
 
 def cmd_devices(a) -> int:
@@ -158,17 +191,14 @@ def _device_arg(v):
 
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
-    a = ap.parse_args(argv)
-    if a.command is None:
-        ap.print_help()
-        return 2
+    a = ap.parse_args(argv if argv is not None else (sys.argv[1:] or ["gui"]))
     from core.audio_io import AudioReadError
     from core.bundle import BundleError
 
     try:
         if getattr(a, "device", None) is not None:
             a.device = _device_arg(a.device)
-        return {"render": cmd_render, "resynth": cmd_resynth, "play": cmd_play,
+        return {"render": cmd_render, "resynth": cmd_resynth, "play": cmd_play, "gui": cmd_gui,
                 "devices": cmd_devices}[a.command](a)
     except (BundleError, AudioReadError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

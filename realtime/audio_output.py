@@ -76,6 +76,15 @@ class AudioOutput:
     def start(self) -> None:
         self._stream.start()
 
+    def pause(self) -> None:
+        """Transport stop: the device stops pulling; the stream stays open."""
+        if self._stream.active:
+            self._stream.stop()
+
+    def resume(self) -> None:
+        if not self._stream.active:
+            self._stream.start()
+
     def stop(self) -> None:
         try:
             self._stream.stop()

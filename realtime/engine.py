@@ -91,6 +91,7 @@ class Engine:
         # taps for the GUI
         self.mel_tap = np.full((mel_tap_frames, bundle.mel.n_mels), -3.0, dtype=np.float32)
         self.mel_tap_written = 0
+        self.token_tap = np.full(mel_tap_frames, -1, dtype=np.int32)   # -1: no token model
         self.peak = 0.0
         self.rms = 0.0
         self.last_tokens: np.ndarray | None = None
@@ -305,6 +306,9 @@ class Engine:
             self.mel_tap[i:i + first] = mel[:first]
             if k > first:
                 self.mel_tap[:k - first] = mel[first:]
+            toks = player.last_tokens
+            for j in range(k):
+                self.token_tap[(i + j) % len(self.token_tap)] = -1 if toks is None else int(toks[min(j, len(toks) - 1)])
             self.mel_tap_written += k
         self.last_tokens = player.last_tokens
 

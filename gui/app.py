@@ -1,0 +1,109 @@
+"""``main.py`` / ``main.py gui``: the window, playing the bundle at once."""
+from __future__ import annotations
+
+import sys
+import time
+
+from PySide6 import QtCore, QtWidgets
+
+from realtime.headless import NoAudioDevice, build
+
+
+class Session:
+    """An engine, its output and the window; rebuilds the engine for a device switch."""
+
+    def __init__(self, args):
+        self.args = args
+        self.engine, self.output = build(args.bundle, args.device, args.samplerate, args.frames_per_step,
+                                         args.latency_ms, args.threads, args.precision, args.seed,
+                                         voices=args.voices)
+        from realtime.presets import load_mappings
+        try:
+            load_mappings(self.engine.controller)
+            self.mapping_error = None
+        except ValueError as e:
+            self.mapping_error = str(e)
+
+    def start(self) -> None:
+        self.engine.start()
+        self.output.start()
+
+    def rebuild(self, device, latency_ms: float):
+        old_engine, old_out = self.window.engine, self.window.output
+        state = old_engine.bus.state()
+        mappings = old_engine.controller.to_json()
+        path = old_engine.player.bundle.path
+        engine, output = build(path, device, None, self.args.frames_per_step, latency_ms, self.args.threads,
+                               self.args.precision, int(state["seed_a"]), voices=self.args.voices)
+        old_out.stop()
+        old_engine.stop()
+        for k, v in state.items():
+            engine.bus.set(k, v)
+        engine.controller.load_json(mappings)
+        engine.start()
+        output.start()
+        self.engine, self.output = engine, output
+        return engine, output
+
+
+def run_gui(args) -> int:
+    from .main_window import MainWindow
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    try:
+        session = Session(args)
+    except NoAudioDevice as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    window = MainWindow(session.engine, session.output, rebuild=session.rebuild)
+    session.window = window
+    if session.mapping_error:
+        window.show_error(session.mapping_error + "; using the default MIDI map")
+    if getattr(args, "midi", None) is not None:
+        window.open_midi(args.midi_api, args.midi)
+    w, h = args.size
+    window.resize(w, h)
+    session.start()
+    window.show()
+    rc = 0
+    if args.quit_after is not None:
+        def finish():
+            if args.screenshot:
+                window.grab().save(args.screenshot)
+                print(f"screenshot {args.screenshot} ({w}x{h})", file=sys.stderr)
+            window.close()
+            app.quit()
+        QtCore.QTimer.singleShot(int(args.quit_after * 1000), finish)
+    app.exec()
+    if window.isVisible():
+        window.close()
+    if window.engine.controller.dirty and window.engine.controller.learned is not None:
+        from realtime.presets import save_mappings
+        save_mappings(window.engine.controller)
+    window.deleteLater()
+    del window
+    app.processEvents()
+    return rc
+
+
+class OffscreenSession:
+    """The window around an existing engine, for the soak benchmark (``--gui``)."""
+
+    def __init__(self, engine, output, size=(1280, 800)):
+        from .main_window import MainWindow
+        self.app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+        self.window = MainWindow(engine, output)
+        self.window.resize(*size)
+        self.window.show()
+
+    def pump(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.app.processEvents(QtCore.QEventLoop.AllEvents, 20)
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        self.window.timer.stop()
+        self.window.hide()
+        self.window.deleteLater()
+        self.app.processEvents()

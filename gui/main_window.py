@@ -1,0 +1,413 @@
+"""The main window: transport, parameters with MIDI learn, keyboard, spectrogram, meters,
+status, recording, bundle / device / MIDI / preset pickers.
+
+Threads: everything here runs on the GUI thread. A 30 Hz QTimer pulls the engine's taps
+and stats (``mel_tap``, ``token_tap``, ``peak``, ``rms``, ``errors``, ``stats()``) and
+pushes changes through the control bus; nothing here ever waits for the engine thread.
+Plot items are created once and updated in place (``setImage(autoLevels=False)``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from realtime import presets
+from realtime.midi import MidiError, MidiInput, list_ports
+
+from .widgets import Keyboard, LevelMeter, ParamControl
+
+MEL_LEVELS = (-2.5, 2.5)          # standardized log-mel: fixed colour scale
+HIDDEN = {"seed_a", "seed_b"}     # shown by the seed pickers instead
+
+
+def default_record_dir() -> Path:
+    music = QtCore.QStandardPaths.writableLocation(QtCore.QStandardPaths.MusicLocation)
+    d = Path(music) if music else Path.home()
+    return d if d.is_dir() else Path.home()
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    def __init__(self, engine, output, rebuild=None, parent=None):
+        super().__init__(parent)
+        self.engine, self.output = engine, output
+        self.rebuild = rebuild                  # callable(device, latency_ms) -> (engine, output)
+        self.ask_for_path = True                # record / open / save dialogs (tests turn them off)
+        self.record_dir = default_record_dir()
+        self.midi: MidiInput | None = None
+        self._bus_version = -1
+        self._mel_written = -1
+        self._last_stats = 0.0
+        self._error_until = 0.0
+        self.setWindowTitle("driftwave")
+        self._build()
+        self._bind_engine()
+        self.timer = QtCore.QTimer(self)
+        self.timer.timeout.connect(self.tick)
+        self.timer.start(33)
+
+    # ---- construction -------------------------------------------------------------------
+    def _build(self) -> None:
+        central = QtWidgets.QWidget()
+        root = QtWidgets.QVBoxLayout(central)
+        root.setContentsMargins(6, 6, 6, 6)
+        root.addLayout(self._transport_row())
+        root.addLayout(self._pickers_row())
+        self.error_banner = QtWidgets.QLabel()
+        self.error_banner.setObjectName("error-banner")
+        self.error_banner.setWordWrap(True)
+        self.error_banner.setStyleSheet("background:#7a1f1f;color:white;padding:4px;border-radius:3px")
+        self.error_banner.hide()
+        root.addWidget(self.error_banner)
+        split = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
+        split.addWidget(self._params_panel())
+        split.addWidget(self._display_panel())
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)
+        split.setSizes([430, 800])
+        root.addWidget(split, 1)
+        self.keyboard = Keyboard(self.engine_note_on, self.engine_note_off)
+        root.addWidget(self.keyboard)
+        self.setCentralWidget(central)
+        self.status = QtWidgets.QLabel()
+        self.status.setObjectName("status")
+        self.statusBar().addWidget(self.status, 1)
+
+    def _transport_row(self):
+        row = QtWidgets.QHBoxLayout()
+        self.play_button = QtWidgets.QPushButton("Stop")
+        self.play_button.setCheckable(True)
+        self.play_button.setChecked(True)
+        self.play_button.toggled.connect(self.set_playing)
+        self.panic_button = QtWidgets.QPushButton("Panic")
+        self.panic_button.clicked.connect(lambda: self.engine.bus.trigger("panic"))
+        self.record_button = QtWidgets.QPushButton("Record")
+        self.record_button.setCheckable(True)
+        self.record_button.setObjectName("record")
+        self.record_button.toggled.connect(self.set_recording)
+        self.record_label = QtWidgets.QLabel("")
+        self.seed_a_button = QtWidgets.QPushButton("New seed A")
+        self.seed_a_button.clicked.connect(lambda: self.engine.bus.trigger("new_seed_a"))
+        self.seed_a_box = QtWidgets.QSpinBox()
+        self.seed_a_box.setRange(0, 2 ** 31 - 1)
+        self.seed_a_box.editingFinished.connect(lambda: self.engine.bus.set("seed_a", self.seed_a_box.value()))
+        self.seed_b_button = QtWidgets.QPushButton("New seed B")
+        self.seed_b_button.clicked.connect(lambda: self.engine.bus.trigger("new_seed_b"))
+        self.seed_b_box = QtWidgets.QSpinBox()
+        self.seed_b_box.setRange(0, 2 ** 31 - 1)
+        self.seed_b_box.editingFinished.connect(lambda: self.engine.bus.set("seed_b", self.seed_b_box.value()))
+        for w in (self.play_button, self.panic_button, self.record_button, self.record_label):
+            row.addWidget(w)
+        row.addStretch(1)
+        for w in (QtWidgets.QLabel("A"), self.seed_a_box, self.seed_a_button,
+                  QtWidgets.QLabel("B"), self.seed_b_box, self.seed_b_button):
+            row.addWidget(w)
+        return row
+
+    def _pickers_row(self):
+        row = QtWidgets.QHBoxLayout()
+        self.open_button = QtWidgets.QPushButton("Open bundle…")
+        self.open_button.clicked.connect(self.open_bundle_dialog)
+        self.recent = QtWidgets.QComboBox()
+        self.recent.setMinimumWidth(160)
+        self.recent.activated.connect(lambda i: self.load_bundle(self.recent.itemData(i)))
+        self.device_box = QtWidgets.QComboBox()
+        self.device_box.setMinimumWidth(150)
+        self.latency_box = QtWidgets.QSpinBox()
+        self.latency_box.setRange(10, 1000)
+        self.latency_box.setSuffix(" ms")
+        self.latency_box.setValue(int(round(1e3 * self.engine.target_fill / self.engine.out_rate)))
+        self.apply_device = QtWidgets.QPushButton("Apply")
+        self.apply_device.clicked.connect(self._apply_device)
+        self.midi_box = QtWidgets.QComboBox()
+        self.midi_box.setMinimumWidth(150)
+        self.midi_box.activated.connect(self._midi_selected)
+        self.preset_box = QtWidgets.QComboBox()
+        self.preset_box.setEditable(True)
+        self.preset_box.setMinimumWidth(110)
+        save = QtWidgets.QPushButton("Save")
+        save.clicked.connect(lambda: self.save_preset(self.preset_box.currentText()))
+        load = QtWidgets.QPushButton("Load")
+        load.clicked.connect(lambda: self.load_preset(self.preset_box.currentText()))
+        for w in (self.open_button, self.recent, QtWidgets.QLabel("Device"), self.device_box,
+                  self.latency_box, self.apply_device, QtWidgets.QLabel("MIDI"), self.midi_box,
+                  QtWidgets.QLabel("Preset"), self.preset_box, save, load):
+            row.addWidget(w)
+        row.addStretch(1)
+        self._fill_pickers()
+        return row
+
+    def _params_panel(self):
+        box = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(box)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        self.controls: dict[str, ParamControl] = {}
+        for spec in self.engine.bus.specs.values():
+            if spec.kind == "trigger" or spec.name in HIDDEN:
+                continue
+            c = ParamControl(spec, self._set_param, self._learn)
+            self.controls[spec.name] = c
+            lay.addWidget(c)
+        lay.addStretch(1)
+        scroll = QtWidgets.QScrollArea()
+        scroll.setWidget(box)
+        scroll.setWidgetResizable(True)
+        scroll.setMinimumWidth(400)
+        return scroll
+
+    def _display_panel(self):
+        w = QtWidgets.QWidget()
+        lay = QtWidgets.QHBoxLayout(w)
+        lay.setContentsMargins(0, 0, 0, 0)
+        plots = pg.GraphicsLayoutWidget()
+        self.mel_plot = plots.addPlot(row=0, col=0)
+        self.mel_plot.setLabel("left", "mel bin")
+        self.mel_plot.setLabel("bottom", "frames (newest right)")
+        self.mel_plot.setMouseEnabled(False, False)
+        self.mel_image = pg.ImageItem(axisOrder="row-major")
+        self.mel_image.setColorMap(pg.colormap.get("inferno"))
+        self.mel_image.setLevels(MEL_LEVELS)
+        self.mel_plot.addItem(self.mel_image)
+        self.token_plot = plots.addPlot(row=1, col=0)
+        self.token_plot.setMaximumHeight(90)
+        self.token_plot.setLabel("left", "token")
+        self.token_plot.setMouseEnabled(False, False)
+        self.token_curve = self.token_plot.plot(pen=pg.mkPen((90, 200, 255), width=2), stepMode=None)
+        n_tokens = self.engine.player.cfg.n_tokens
+        self.token_plot.setVisible(n_tokens > 0)
+        lay.addWidget(plots, 1)
+        self.meter = LevelMeter()
+        lay.addWidget(self.meter)
+        return w
+
+    # ---- engine wiring ----------------------------------------------------------------------
+    def _bind_engine(self) -> None:
+        n_tokens = self.engine.player.cfg.n_tokens
+        self.token_plot.setVisible(n_tokens > 0)
+        self.token_plot.setYRange(-0.5, max(n_tokens, 1) - 0.5)
+        tap = self.engine.mel_tap
+        self.mel_image.setImage(tap.T, autoLevels=False)
+        self._mel_written = -1
+        self._bus_version = -1
+
+    def engine_note_on(self, note: int) -> None:
+        self.engine.note_on(note, 100)
+
+    def engine_note_off(self, note: int) -> None:
+        self.engine.note_off(note)
+
+    def _set_param(self, name: str, value: float) -> None:
+        self.engine.bus.set(name, value)
+
+    def _learn(self, name: str | None) -> None:
+        self.engine.controller.learn(name)
+        self._bus_version = -1
+
+    def set_playing(self, on: bool) -> None:
+        self.play_button.setText("Stop" if on else "Play")
+        if on:
+            self.output.resume()
+        else:
+            self.output.pause()
+
+    def set_recording(self, on: bool) -> None:
+        if on:
+            path = self.record_dir / f"driftwave-{datetime.now():%Y%m%d-%H%M%S}.wav"
+            if self.ask_for_path:
+                chosen, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Record to", str(path), "WAV (*.wav)")
+                if not chosen:
+                    self.record_button.setChecked(False)
+                    return
+                path = Path(chosen)
+            try:
+                self.engine.start_recording(str(path))
+            except OSError as e:
+                self.show_error(str(e))
+                self.record_button.blockSignals(True)
+                self.record_button.setChecked(False)
+                self.record_button.blockSignals(False)
+            return
+        rec = self.engine.stop_recording()
+        if rec is not None:
+            self.record_label.setText(f"saved {Path(rec.path).name} ({rec.seconds:.1f} s)")
+
+    def open_bundle_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open bundle", str(Path.cwd() / "models"),
+                                                        "driftwave bundles (*.dwb);;all files (*)")
+        if path:
+            self.load_bundle(path)
+
+    def load_bundle(self, path: str) -> None:
+        """Hot swap; a bad file shows its error here and the sound goes on."""
+        if not path:
+            return
+        self.engine.load_bundle(path)
+        self._remember_recent(path)
+
+    def save_preset(self, name: str) -> None:
+        try:
+            presets.save_preset(name, self.engine.bus, self.engine.controller)
+            self._fill_presets(select=name)
+        except (ValueError, OSError) as e:
+            self.show_error(f"cannot save preset: {e}")
+
+    def load_preset(self, name: str) -> None:
+        try:
+            presets.load_preset(name, self.engine.bus, self.engine.controller)
+        except ValueError as e:
+            self.show_error(str(e))
+
+    def open_midi(self, api: str, port) -> None:
+        if self.midi is not None:
+            self.midi.close()
+            self.midi = None
+            self.engine.midi_input = None
+        try:
+            self.midi = MidiInput(self.engine.events, api=api, port=port)
+            self.engine.midi_input = self.midi
+        except MidiError as e:
+            self.show_error(str(e))
+
+    def _midi_selected(self, i: int) -> None:
+        data = self.midi_box.itemData(i)
+        if data:
+            self.open_midi(*data)
+
+    def _apply_device(self) -> None:
+        if self.rebuild is None:
+            return
+        device = self.device_box.currentData()
+        try:
+            engine, output = self.rebuild(device, float(self.latency_box.value()))
+        except Exception as e:
+            self.show_error(f"cannot switch the audio device: {e}")
+            return
+        self.engine, self.output = engine, output
+        if self.midi is not None:
+            self.engine.midi_input = self.midi
+            self.midi.queue = self.engine.events
+        self._bind_engine()
+
+    def _fill_pickers(self) -> None:
+        try:
+            import sounddevice as sd
+            for i, d in enumerate(sd.query_devices()):
+                if d["max_output_channels"] > 0:
+                    self.device_box.addItem(f"{i}: {d['name']}", i)
+        except Exception as e:
+            self.device_box.addItem(f"(no devices: {e})", None)
+        self.midi_box.addItem("(no MIDI input)", None)
+        try:
+            for api, ports in list_ports().items():
+                for p in ports:
+                    if not p.startswith("(unavailable"):
+                        self.midi_box.addItem(f"{api}: {p}", (api, p))
+        except Exception as e:
+            self.midi_box.addItem(f"(MIDI unavailable: {e})", None)
+        self._fill_presets()
+        for path in self._recent_list():
+            self.recent.addItem(Path(path).name, path)
+
+    def _fill_presets(self, select: str | None = None) -> None:
+        self.preset_box.clear()
+        self.preset_box.addItems(presets.list_presets())
+        if select:
+            self.preset_box.setCurrentText(select)
+
+    def _recent_file(self) -> Path:
+        return presets.config_dir() / "recent.json"
+
+    def _recent_list(self) -> list[str]:
+        try:
+            return [p for p in json.loads(self._recent_file().read_text()) if isinstance(p, str)]
+        except (OSError, ValueError):
+            return []
+
+    def _remember_recent(self, path: str) -> None:
+        paths = [path] + [p for p in self._recent_list() if p != path]
+        try:
+            self._recent_file().parent.mkdir(parents=True, exist_ok=True)
+            self._recent_file().write_text(json.dumps(paths[:10]))
+        except OSError:
+            pass
+        if self.recent.findData(path) < 0:
+            self.recent.insertItem(0, Path(path).name, path)
+
+    # ---- the 30 Hz pull ---------------------------------------------------------------------
+    def show_error(self, msg: str, seconds: float = 8.0) -> None:
+        self.error_banner.setText(msg)
+        self.error_banner.show()
+        self._error_until = time.monotonic() + seconds
+
+    def tick(self) -> None:
+        e = self.engine
+        now = time.monotonic()
+        while e.errors:
+            self.show_error(e.errors.popleft())
+        if self.error_banner.isVisible() and now > self._error_until:
+            self.error_banner.hide()
+        written = e.mel_tap_written
+        if written != self._mel_written:
+            self._mel_written = written
+            i = written % len(e.mel_tap)
+            img = np.roll(e.mel_tap, -i, axis=0)           # oldest frame first
+            self.mel_image.setImage(img.T, autoLevels=False)
+            if self.token_plot.isVisible():
+                toks = np.roll(e.token_tap, -i).astype(np.float32)
+                self.token_curve.setData(np.arange(len(toks)), toks)
+        self.meter.update_level(e.peak, e.rms, now)
+        sig = (e.bus.version, e.controller.learning, id(e.controller.learned), len(e.controller.mappings))
+        if sig != self._bus_version:
+            self._bus_version = sig
+            self._refresh_controls()
+        if now - self._last_stats > 0.25:
+            self._last_stats = now
+            self._refresh_status()
+
+    def _refresh_controls(self) -> None:
+        e = self.engine
+        state = e.bus.state()
+        learning = e.controller.learning
+        for name, c in self.controls.items():
+            c.show_value(state[name])
+            maps = e.controller.bound_to(name)
+            text = ", ".join(f"CC{m.number}" if m.source == "cc" else m.source for m in maps)
+            c.show_binding(text, learning == name)
+        for box, name in ((self.seed_a_box, "seed_a"), (self.seed_b_box, "seed_b")):
+            if not box.hasFocus():
+                box.setValue(int(state[name]))
+
+    def _refresh_status(self) -> None:
+        s = self.engine.stats()
+        rec = self.engine.recorder
+        if rec is not None:
+            size = os.path.getsize(rec.path) / 2 ** 20 if os.path.exists(rec.path) else 0.0
+            self.record_label.setText(f"● {rec.seconds:6.1f} s  {size:.1f} MB")
+            if rec.error:
+                self.record_button.setChecked(False)
+        self.status.setText(
+            f"{s['model']}  |  {s['device']} {s['device_rate']} Hz (model {s['model_rate']} Hz)  |  "
+            f"RTF {s['rtf']:.2f}  ring {s['ring_fill_ms']:.0f} ms  latency {s['latency_ms']:.0f} ms  |  "
+            f"underruns {s['underruns']}  NaN {s['nan_events']}  |  voices {s['voices']}  "
+            f"MIDI {s['midi_messages_received']} ({s['midi_messages_ignored']} ignored)")
+
+    def shutdown(self) -> None:
+        self.timer.stop()
+        if self.midi is not None:
+            self.midi.close()
+            self.midi = None
+        try:
+            self.output.stop()
+        finally:
+            self.engine.stop()
+
+    def closeEvent(self, event) -> None:
+        self.shutdown()
+        super().closeEvent(event)

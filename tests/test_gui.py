@@ -1,0 +1,120 @@
+"""The window in a real (offscreen) Qt, playing on a real JACK server, with real JACK MIDI."""
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("pytestqt")
+
+from gui.main_window import MainWindow  # noqa: E402
+from realtime.headless import build  # noqa: E402
+from tests.jackutil import wait_until  # noqa: E402
+
+
+@pytest.fixture
+def window(qtbot, jack_server, small_bundle, tmp_path, monkeypatch):
+    monkeypatch.setenv("DRIFTWAVE_CONFIG_DIR", str(tmp_path / "config"))
+    engine, out = build(str(small_bundle), None, 48000, threads=1, voices=2)
+    w = MainWindow(engine, out)
+    w.ask_for_path = False
+    w.record_dir = tmp_path
+    qtbot.addWidget(w)
+    w.resize(1280, 800)
+    engine.start()
+    out.start()
+    w.show()
+    yield w
+    w.shutdown()
+
+
+def test_moving_a_knob_changes_the_engine_parameter(window, qtbot):
+    slider = window.controls["morph"].editor
+    slider.setValue(750)                       # what a drag ends with
+    assert window.engine.bus.get("morph") == pytest.approx(0.75)
+    assert wait_until(lambda: abs(window.engine.bus._smoothed["morph"] - 0.75) < 1e-3, 3)
+    window.controls["token_mode"].editor.setCurrentIndex(2)
+    assert window.engine.bus.get("token_mode") == 2
+    qtbot.wait(100)
+    assert window.controls["morph"].value_label.text() == "0.75"
+
+
+def test_midi_learn_from_the_window_binds_a_cc_sent_over_jack(window, qtbot):
+    import rtmidi
+    ctrl = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="gui-controller")
+    ctrl.open_virtual_port("knobs")
+    try:
+        window.open_midi("jack", "gui-controller:knobs")
+        assert window.midi is not None
+        qtbot.mouseClick(window.controls["drift"].learn_button, __import__("PySide6").QtCore.Qt.LeftButton)
+        assert window.engine.controller.learning == "drift"
+        ctrl.send_message([0xB0, 21, 127])
+        qtbot.waitUntil(lambda: window.controls["drift"].cc_label.text() == "CC21", timeout=3000)
+        assert not window.controls["drift"].learn_button.isChecked()
+        ctrl.send_message([0xB0, 21, 0])
+        qtbot.waitUntil(lambda: window.engine.bus.get("drift") == 0.0, timeout=3000)
+        qtbot.waitUntil(lambda: window.controls["drift"].value_label.text() == "0", timeout=3000)
+    finally:
+        ctrl.close_port()
+        ctrl.delete()
+
+
+def test_spectrogram_changes_while_audio_plays(window, qtbot):
+    qtbot.wait(300)
+    first = window.mel_image.image.copy()
+    qtbot.wait(500)
+    second = window.mel_image.image
+    assert first.shape == second.shape == (80, len(window.engine.mel_tap))
+    assert not np.array_equal(first, second)
+    assert np.std(second[:, -20:]) > 0.05          # the newest frames hold a real spectrum
+    assert window.mel_image.levels[0] == -2.5      # fixed levels, not auto
+
+
+def test_record_button_writes_a_valid_wav(window, qtbot, tmp_path):
+    qtbot.mouseClick(window.record_button, __import__("PySide6").QtCore.Qt.LeftButton)
+    assert window.engine.recorder is not None
+    qtbot.wait(1500)
+    qtbot.mouseClick(window.record_button, __import__("PySide6").QtCore.Qt.LeftButton)
+    files = list(tmp_path.glob("driftwave-*.wav"))
+    assert len(files) == 1
+    info = sf.info(str(files[0]))
+    assert info.samplerate == 48000 and 1.0 < info.duration < 3.0
+    y, _ = sf.read(str(files[0]), dtype="float32")
+    assert np.abs(y).max() > 1e-3
+    assert "saved" in window.record_label.text()
+
+
+def test_bad_bundle_shows_an_error_and_playback_continues(window, qtbot, tmp_path):
+    bad = tmp_path / "broken.dwb"
+    bad.write_bytes(b"\x00" * 1000)
+    name = window.engine.model_name
+    window.load_bundle(str(bad))
+    qtbot.waitUntil(lambda: window.error_banner.isVisible(), timeout=5000)
+    assert str(bad) in window.error_banner.text()
+    steps = window.engine.steps
+    played = window.output.frames_played
+    qtbot.wait(500)
+    assert window.engine.steps > steps and window.output.frames_played > played
+    assert window.engine.model_name == name
+
+
+def test_keyboard_plays_notes(window, qtbot):
+    kb = window.keyboard
+    qtbot.keyClick(kb, "g")                     # G key: the note 7 semitones above C3
+    kb.press(60)
+    assert wait_until(lambda: window.engine.voices.gated, 3)
+    assert wait_until(lambda: any(v.note == 60 for v in window.engine.voices.voices), 3)
+    kb.release(60)
+    assert wait_until(lambda: all(v.note != 60 or v.stage in ("release", "idle")
+                                  for v in window.engine.voices.voices), 3)
+
+
+def test_transport_stop_and_play(window, qtbot):
+    window.play_button.setChecked(False)
+    qtbot.wait(200)
+    played = window.output.frames_played
+    qtbot.wait(300)
+    assert window.output.frames_played == played
+    window.play_button.setChecked(True)
+    qtbot.wait(300)
+    assert window.output.frames_played > played
