@@ -79,7 +79,7 @@ def test_bad_cli_arguments_exit_2(small_bundle, tmp_path):
     for args in (["render", tmp_path / "x.wav"], ["render", tmp_path / "x.wav", "--seconds", "-1"],
                  ["render", tmp_path / "x.wav", "--seconds", "1", "--chunk-frames", "-2"],
                  ["render", tmp_path / "x.wav", "--seconds", "1", "--morph", "2"],
-                 ["frobnicate"], []):
+                 ["frobnicate"], ["gui", "--size", "10x10"]):
         r = run_main(*args, check=False)
         assert r.returncode == 2, args
         assert "usage" in (r.stderr + r.stdout).lower()
