@@ -102,6 +102,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("devices", help="list audio devices and MIDI ports")
 
+    c = sub.add_parser("corpus", help="render a labelled SoundFont corpus with FluidSynth")
+    c.add_argument("out_dir")
+    c.add_argument("--programs", type=int, nargs="+", default=[40, 0, 73, 89],
+                   help="General MIDI programs (default: violin, piano, flute, warm pad)")
+    c.add_argument("--low", type=int, default=48)
+    c.add_argument("--high", type=int, default=84)
+    c.add_argument("--step", type=_positive(int), default=1, help="semitones between single notes")
+    c.add_argument("--phrases", type=_nonnegative_int, default=4)
+    c.add_argument("--phrase-length", type=_positive(int), default=24)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--soundfont", default="/usr/share/sounds/sf2/FluidR3_GM.sf2")
+
+    t = sub.add_parser("train", help="train a stage (a preset or JSON config), or 'all' into a bundle")
+    t.add_argument("config", help="'all', a preset name or a JSON config file (see training/config.py)")
+    t.add_argument("--data", required=True, help="folder of audio files (searched recursively)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. optim.steps=500")
+    t.add_argument("--runs", default="runs", help="folder of run folders")
+    t.add_argument("--no-resume", action="store_true", help="start over instead of resuming the run")
+    t.add_argument("--out", default=None, help="with 'all': the bundle to write")
+    t.add_argument("--vqcpc", default="vqcpc", help="with 'all': VQCPC preset or config")
+    t.add_argument("--vocoder", default="vocoder-stft", help="with 'all': vocoder preset or config")
+    t.add_argument("--generator", default="generator-began", help="with 'all': generator preset or config")
+    t.add_argument("--set-vqcpc", action="append", default=[], metavar="KEY=VALUE")
+    t.add_argument("--set-vocoder", action="append", default=[], metavar="KEY=VALUE")
+    t.add_argument("--set-generator", action="append", default=[], metavar="KEY=VALUE")
+    t.add_argument("--name", default=None, help="with 'all': the bundle's name")
+
+    e = sub.add_parser("eval", help="measure a bundle on held-out audio; prints JSON")
+    e.add_argument("--bundle", default=str(DEFAULT_BUNDLE))
+    e.add_argument("--data", required=True, help="folder of audio (its validation split is held out)")
+    e.add_argument("--seconds", type=_positive(float), default=60.0, help="generated audio for NDB/JSD")
+    e.add_argument("--stability-minutes", type=_positive(float), default=10.0)
+    e.add_argument("--json", default=None, help="also write the JSON here")
+
     s = sub.add_parser("resynth", help="mel analysis + vocoder only (copy synthesis)")
     s.add_argument("input")
     s.add_argument("out")
@@ -144,6 +178,62 @@ def cmd_resynth(a) -> int:
     out = resynthesize(bundle, audio, chunk_frames=a.chunk_frames)
     sf.write(a.out, out, bundle.sample_rate, subtype="FLOAT")
     print(f"wrote {a.out}: {len(out) / bundle.sample_rate:.2f} s at {bundle.sample_rate} Hz")
+    return 0
+
+
+def cmd_corpus(a) -> int:
+    from training.corpus import CorpusError, render_corpus
+
+    try:
+        wavs = render_corpus(a.out_dir, a.programs, a.low, a.high, a.step, a.phrases, a.phrase_length,
+                             a.seed, soundfont=a.soundfont)
+    except CorpusError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(wavs)} labelled files to {a.out_dir}")
+    return 0
+
+
+def cmd_train(a) -> int:
+    from training.config import load_config
+    from training.pipeline import open_corpus, run_stage, train_all
+
+    try:
+        if a.config == "all":
+            if not a.out:
+                print("error: 'train all' needs --out BUNDLE", file=sys.stderr)
+                return 2
+            path = train_all(a.data, a.out, a.runs, a.vqcpc, a.vocoder, a.generator,
+                             {"vqcpc": a.set_vqcpc, "vocoder": a.set_vocoder, "generator": a.set_generator},
+                             resume=not a.no_resume, name=a.name)
+            print(f"wrote bundle {path}")
+            return 0
+        cfg = load_config(a.config, a.set)
+        run = run_stage(cfg, open_corpus(a.data, cfg), a.runs, resume=not a.no_resume)
+        print(f"run {run.dir}")
+        return 0
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def cmd_eval(a) -> int:
+    import json
+
+    from core.bundle import load_bundle
+    from training.evaluate import evaluate
+    from training.pipeline import open_corpus
+
+    try:
+        corpus = open_corpus(a.data)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    result = evaluate(load_bundle(a.bundle), corpus, a.seconds, a.stability_minutes)
+    text = json.dumps(result, indent=1)
+    print(text)
+    if a.json:
+        Path(a.json).write_text(text)
     return 0
 
 
@@ -199,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(a, "device", None) is not None:
             a.device = _device_arg(a.device)
         return {"render": cmd_render, "resynth": cmd_resynth, "play": cmd_play, "gui": cmd_gui,
-                "devices": cmd_devices}[a.command](a)
+                "devices": cmd_devices, "corpus": cmd_corpus, "train": cmd_train, "eval": cmd_eval}[a.command](a)
     except (BundleError, AudioReadError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -1,0 +1,148 @@
+"""Training on real rendered audio: every configuration steps, resume is exact, torchrun
+keeps ranks in sync, bad files are skipped, export plays, eval prints JSON."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from training.config import PRESETS, load_config
+from training.corpus import render_corpus
+from training.data import AudioCorpus
+from training.pipeline import run_stage
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="needs fluidsynth")
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    render_corpus(d, [40, 73], low=55, high=67, step=3, phrases=1, phrase_length=10, seed=1)
+    return d
+
+
+@pytest.fixture(scope="module")
+def corpus(corpus_dir):
+    return AudioCorpus(corpus_dir, val_fraction=0.25)
+
+
+def test_corpus_renderer_writes_labelled_audio(corpus_dir):
+    wavs = sorted(corpus_dir.glob("*.wav"))
+    assert len(wavs) == 4
+    for w in wavs:
+        audio, sr = sf.read(str(w), dtype="float32", always_2d=True)
+        assert sr == 22050
+        labels = json.loads(w.with_suffix(".json").read_text())
+        notes = labels["notes"]
+        assert notes and all({"pitch", "onset", "offset", "velocity", "program"} <= set(n) for n in notes)
+        mono = audio.mean(1)
+        env = np.array([np.sqrt(np.mean(mono[i:i + 512] ** 2)) for i in range(0, len(mono) - 512, 256)])
+        for n in notes:          # sound where every note is labelled
+            a, b = int(n["onset"] * sr / 256), int(n["offset"] * sr / 256)
+            assert env[a:b + 1].max() > 3e-3, n
+        if w.stem.endswith("-notes"):      # separate notes: the level rises at each labelled onset
+            for n in notes:
+                i = int(n["onset"] * sr / 256)
+                assert env[i + 1:i + 6].max() > 2.5 * max(env[max(0, i - 6):i - 1].min(), 1e-4), n
+
+
+def test_unreadable_files_are_skipped_and_counted(corpus_dir, tmp_path):
+    d = tmp_path / "mixed"
+    shutil.copytree(corpus_dir, d)
+    (d / "broken.wav").write_bytes(b"RIFF....garbage")
+    (d / "notes.flac").write_text("this is not audio")
+    with pytest.warns(UserWarning, match="skipping"):
+        c = AudioCorpus(d)
+    assert len(c.skipped) == 2 and len(c.train) + len(c.val) == 4
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_configuration_builds_and_takes_a_step(name, corpus, tmp_path):
+    overrides = ["optim.steps=1", "log.checkpoint_every=1"]
+    if not name.endswith("-tiny"):
+        overrides += ["optim.batch=2"]          # full-size models; a small batch keeps the suite short
+    cfg = load_config(name, overrides)
+    if cfg.stage == "generator":                # conditions need a trained VQCPC; none here
+        cfg.model.pop("n_tokens", None)
+    run = run_stage(cfg, corpus, str(tmp_path), progress=False)
+    rows = (run.dir / "log.csv").read_text().splitlines()
+    assert len(rows) == 2 and (run.dir / "checkpoint.pt").exists()
+    values = dict(zip(rows[0].split(","), rows[1].split(",")))
+    assert all(np.isfinite(float(v)) for v in values.values() if v)
+
+
+def _params(run):
+    return torch.cat([p.detach().flatten() for p in run.model.parameters()])
+
+
+@pytest.mark.parametrize("preset", ["vocoder-stft-tiny", "generator-began-tiny", "vqcpc-tiny"])
+def test_resume_continues_exactly(preset, corpus, tmp_path):
+    straight = run_stage(load_config(preset, ["optim.steps=4"]), corpus, str(tmp_path / "a"), progress=False)
+    run_stage(load_config(preset, ["optim.steps=2", "log.checkpoint_every=2"]), corpus, str(tmp_path / "b"),
+              progress=False)
+    resumed = run_stage(load_config(preset, ["optim.steps=4"]), corpus, str(tmp_path / "b"), progress=False)
+    assert resumed.dir.name == straight.dir.name
+    assert torch.equal(_params(straight), _params(resumed))
+    log = (resumed.dir / "log.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in log[1:]] == ["1", "2", "3", "4"]
+
+
+def test_torchrun_two_processes_stay_in_sync(corpus_dir, tmp_path):
+    torchrun = Path(sys.executable).parent / "torchrun"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(ROOT / "main.py"), "train",
+                        "vocoder-stft-tiny", "--data", str(corpus_dir), "--runs", str(tmp_path),
+                        "--set", "optim.steps=3"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    run_dir = next(tmp_path.glob("vocoder-*"))
+    ranks = json.loads((run_dir / "ranks.json").read_text())
+    assert ranks["world"] == 2
+    a, b = ranks["param_sums"]
+    assert a == b                                   # identical weights on both ranks
+    assert len((run_dir / "log.csv").read_text().splitlines()) == 4
+
+
+def test_train_all_exports_a_bundle_that_renders_and_evaluates(corpus_dir, tmp_path):
+    bundle = tmp_path / "tiny.dwb"
+    r = subprocess.run([sys.executable, str(ROOT / "main.py"), "train", "all", "--data", str(corpus_dir),
+                        "--out", str(bundle), "--runs", str(tmp_path / "runs"),
+                        "--vqcpc", "vqcpc-tiny", "--vocoder", "vocoder-stft-tiny", "--generator", "generator-began-tiny"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    from core.bundle import load_bundle
+    b = load_bundle(bundle)
+    assert b.provenance["trained"] and b.generator.config.n_tokens == 4
+    assert b.generator.config.pitch_min == 55 and b.generator.config.pitch_max == 67
+    assert b.token_stats and len(b.token_stats["transitions"]) == 4
+    out = tmp_path / "x.wav"
+    r = subprocess.run([sys.executable, str(ROOT / "main.py"), "render", str(out), "--seconds", "1",
+                        "--bundle", str(bundle)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert sf.info(str(out)).duration == pytest.approx(1.0, abs=0.01)
+    r = subprocess.run([sys.executable, str(ROOT / "main.py"), "eval", "--bundle", str(bundle), "--data",
+                        str(corpus_dir), "--seconds", "3", "--stability-minutes", "0.1"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(r.stdout)
+    for key in ("vocoder_mrstft", "griffin_lim_mrstft", "vocoder_logmel_l1"):
+        assert np.isfinite(result["vocoder"][key])
+    for key in ("ndb", "jsd", "ndb_real_vs_real", "jsd_real_vs_real", "voiced_ratio_generated",
+                "voiced_ratio_real", "pitch_error_cents_median"):
+        assert key in result["generator"]
+    assert result["stability"]["nan_frames"] == 0
+
+
+def test_bad_configs_are_usage_errors(corpus_dir):
+    r = subprocess.run([sys.executable, str(ROOT / "main.py"), "train", "no-such-preset", "--data", str(corpus_dir)],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "no preset" in r.stderr
+    r = subprocess.run([sys.executable, str(ROOT / "main.py"), "train", "vqcpc-tiny", "--data", "/nonexistent"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "does not exist" in r.stderr

@@ -1,0 +1,146 @@
+"""``main.py eval``: measures of a bundle on held-out audio, as one JSON object.
+
+* vocoder: log-mel L1 and multi-resolution STFT distance of copy synthesis on held-out
+  clips, beside Griffin-Lim on the same clips;
+* generator: NDB and JSD (k-means, 50 bins) of generated against held-out real frames,
+  with the real-vs-real figure (training frames against held-out frames) beside them;
+  voiced-frame ratio (YIN) of generated and real audio; for pitch models, the median
+  pitch error of generated notes against the requested ones;
+* long-stream stability: mel statistics of the first against the last stretch of a long
+  stream (minute 1 against minute 10 by default).
+"""
+from __future__ import annotations
+
+
+import numpy as np
+import torch
+
+from core.bundle import Bundle
+from core.latent import NoiseSource
+from core.mel import LogMel
+from core.resynth import resynthesize
+from core.synth import Synth
+
+from .data import AudioCorpus
+from .metrics import (cents, griffin_lim, logmel_l1, mr_stft_distance, ndb_jsd, stream_stability,
+                      voiced_ratio, yin_pitch)
+
+
+def _clips(corpus: AudioCorpus, seconds: float, max_clips: int) -> list[np.ndarray]:
+    n = int(seconds * corpus.sample_rate) // 256 * 256
+    out = []
+    for it in corpus.val or corpus.train:
+        a = it.audio
+        for start in range(0, len(a) - n + 1, n):
+            seg = a[start:start + n]
+            if np.sqrt(np.mean(seg ** 2)) > 1e-3:
+                out.append(seg)
+            if len(out) >= max_clips:
+                return out
+    return out
+
+
+def eval_vocoder(bundle: Bundle, corpus: AudioCorpus, clip_seconds: float = 2.0, max_clips: int = 8) -> dict:
+    logmel = LogMel(bundle.mel)
+    res = {"clips": 0, "vocoder_logmel_l1": [], "vocoder_mrstft": [], "griffin_lim_logmel_l1": [], "griffin_lim_mrstft": []}
+    for clip in _clips(corpus, clip_seconds, max_clips):
+        voc = resynthesize(bundle, clip)
+        with torch.no_grad():
+            m = logmel(torch.from_numpy(clip)).numpy()
+        gl = griffin_lim(m, bundle.mel)[:len(clip)]
+        res["vocoder_logmel_l1"].append(logmel_l1(clip, voc, bundle.mel))
+        res["vocoder_mrstft"].append(mr_stft_distance(clip, voc))
+        res["griffin_lim_logmel_l1"].append(logmel_l1(clip, gl, bundle.mel))
+        res["griffin_lim_mrstft"].append(mr_stft_distance(clip, gl))
+        res["clips"] += 1
+    out = {k: (float(np.mean(v)) if isinstance(v, list) and v else v) for k, v in res.items()}
+    if res["clips"]:
+        out["mrstft_ratio_vocoder_to_griffin_lim"] = out["vocoder_mrstft"] / out["griffin_lim_mrstft"]
+    return out
+
+
+@torch.inference_mode()
+def generate(bundle: Bundle, frames: int, seed: int = 0, drift: float = 0.05, pitch: float | None = None,
+             token_mode: str = "autopilot", chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Streams ``frames`` frames: (audio ``[frames*hop]``, log10 mel ``[frames x 80]``)."""
+    synth = Synth(bundle)
+    synth.reset()
+    cfg = bundle.generator.config
+    noise = NoiseSource(cfg.z_dim, seed, seed + 1)
+    rng = np.random.default_rng(seed)
+    trans = None
+    if cfg.n_tokens and bundle.token_stats and bundle.token_stats.get("transitions"):
+        trans = np.asarray(bundle.token_stats["transitions"], dtype=np.float64)
+        trans /= trans.sum(1, keepdims=True)
+    tok = 0
+    audio, mels = [], []
+    for start in range(0, frames, chunk):
+        n = min(chunk, frames - start)
+        z = torch.from_numpy(noise.next(n, drift=drift).T.copy())[None]
+        toks = None
+        if cfg.n_tokens:
+            seq = []
+            for _ in range(n):
+                if trans is not None and token_mode == "autopilot" and rng.random() < 1 / 8:
+                    tok = int(rng.choice(cfg.n_tokens, p=trans[tok]))
+                seq.append(tok)
+            toks = torch.tensor(seq)[None]
+        p = None
+        if cfg.has_pitch:
+            p = torch.full((1, n), float(pitch if pitch is not None else (cfg.pitch_min + cfg.pitch_max) / 2))
+        a, m = synth.step(z, toks, p)
+        audio.append(a[0].numpy())
+        mels.append((m[0] * bundle.std[:, None] + bundle.mean[:, None]).T.numpy())
+    d = synth.delay
+    a = np.concatenate(audio)
+    return np.concatenate((a[d:], np.zeros(d, np.float32))), np.concatenate(mels)
+
+
+def eval_generator(bundle: Bundle, corpus: AudioCorpus, seconds: float = 60.0, seed: int = 0) -> dict:
+    frame_rate = bundle.sample_rate / bundle.hop
+    frames = int(seconds * frame_rate)
+    audio, mel = generate(bundle, frames, seed)
+    real_val = np.concatenate([corpus.mel_of(it) for it in (corpus.val or corpus.train)])
+    real_train = np.concatenate([corpus.mel_of(it) for it in corpus.train])
+    rng = np.random.default_rng(seed)
+    sub = lambda x, n: x[rng.choice(len(x), min(n, len(x)), replace=False)]   # noqa: E731
+    ndb, jsd = ndb_jsd(sub(real_val, 20000), sub(mel, 20000), k=50, seed=seed)
+    ndb_rr, jsd_rr = ndb_jsd(sub(real_val, 20000), sub(real_train, 20000), k=50, seed=seed)
+    real_audio = np.concatenate([it.audio for it in (corpus.val or corpus.train)])
+    out = {"generated_seconds": frames / frame_rate, "ndb": ndb, "jsd": jsd,
+           "ndb_real_vs_real": ndb_rr, "jsd_real_vs_real": jsd_rr,
+           "voiced_ratio_generated": voiced_ratio(audio, bundle.sample_rate),
+           "voiced_ratio_real": voiced_ratio(real_audio[: int(600 * bundle.sample_rate)], bundle.sample_rate)}
+    cfg = bundle.generator.config
+    if cfg.has_pitch:
+        errors = []
+        lo, hi = max(cfg.pitch_min, 40), min(cfg.pitch_max, 84)
+        for note in range(lo, hi + 1, max(1, (hi - lo) // 8)):
+            a, _ = generate(bundle, int(2.0 * frame_rate), seed + note, pitch=float(note))
+            f0, voiced = yin_pitch(a[len(a) // 4:], bundle.sample_rate)
+            if voiced.sum() > 5:
+                errors.append(float(np.median(np.abs(cents(f0[voiced], note)))))
+        out["pitch_error_cents_median"] = float(np.median(errors)) if errors else None
+        out["pitch_notes_voiced"] = len(errors)
+    return out
+
+
+def eval_stability(bundle: Bundle, minutes: float = 10.0, window_s: float = 60.0, seed: int = 0) -> dict:
+    frame_rate = bundle.sample_rate / bundle.hop
+    frames = int(minutes * 60 * frame_rate)
+    _, mel = generate(bundle, frames, seed, chunk=256)
+    w = int(window_s * frame_rate)
+    out = stream_stability(mel[:w], mel[-w:])
+    out.update({"minutes": minutes, "window_seconds": window_s,
+                "nan_frames": int((~np.isfinite(mel)).any(1).sum())})
+    return out
+
+
+def evaluate(bundle: Bundle, corpus: AudioCorpus, generated_seconds: float = 60.0,
+             stability_minutes: float = 10.0, stability_window_s: float = 60.0) -> dict:
+    return {"bundle": bundle.path, "model": bundle.name,
+            "vocoder": eval_vocoder(bundle, corpus),
+            "generator": eval_generator(bundle, corpus, generated_seconds),
+            "stability": eval_stability(bundle, stability_minutes, min(stability_window_s, stability_minutes * 30))}
+
+

@@ -1,0 +1,147 @@
+"""What every trainer shares: the run folder, checkpoints with exact resume, CSV logs, the
+progress bar, and distributed setup (torchrun: gloo on CPU, NCCL on GPUs).
+
+A run folder ``runs/<stage>-<hash>/`` holds ``config.json``, ``checkpoint.pt`` (latest),
+``best.pt`` (where the stage defines "best"), ``log.csv`` and ``samples/``.
+Checkpoints hold only tensors, numbers and strings and load with ``weights_only=True``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from .config import TrainConfig
+
+
+def pick_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    """The torch seed of one training step: a pure function of (seed, step, rank)."""
+    return (seed * 1_000_003 + step * 7_919 + rank * 104_729) % (2 ** 63)
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> Dist:
+    """Joins the torchrun group when WORLD_SIZE > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size())
+
+
+def wrap_ddp(module: torch.nn.Module, d: Dist, device: torch.device) -> torch.nn.Module:
+    if d.world <= 1:
+        return module
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    ids = [device.index] if device.type == "cuda" else None
+    return DDP(module, device_ids=ids, broadcast_buffers=False)
+
+
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    return getattr(module, "module", module)
+
+
+class Run:
+    def __init__(self, cfg: TrainConfig, runs_dir: str | Path = "runs", d: Dist = Dist(),
+                 resume: bool = True, progress: bool | None = None):
+        self.cfg, self.d = cfg, d
+        self.dir = Path(runs_dir) / cfg.run_name
+        self.resume = resume
+        if d.main:
+            (self.dir / "samples").mkdir(parents=True, exist_ok=True)
+            (self.dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+        self._csv = None
+        self._bar = None
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.t0 = time.monotonic()
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.dir / "checkpoint.pt"
+
+    def load(self) -> dict | None:
+        """The latest checkpoint when resuming (the log is cut back to its step), else None
+        (and an old log of the same run is cleared)."""
+        log = self.dir / "log.csv"
+        if not self.resume or not self.checkpoint_path.exists():
+            if self.d.main and log.exists():
+                log.unlink()
+            return None
+        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        if self.d.main and log.exists():
+            with open(log, newline="") as f:
+                reader = csv.DictReader(f)
+                fields, rows = reader.fieldnames, [r for r in reader if float(r["step"]) <= state["step"]]
+            with open(log, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=fields, restval="")
+                w.writeheader()
+                w.writerows(rows)
+        return state
+
+    def save(self, state: dict, name: str = "checkpoint.pt") -> None:
+        if not self.d.main:
+            return
+        tmp = self.dir / (name + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.dir / name)
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        if not self.d.main:
+            return
+        row = {"step": step, "seconds": round(time.monotonic() - self.t0, 3), **{k: float(v) for k, v in values.items()}}
+        path = self.dir / "log.csv"
+        rows = []
+        if path.exists() and path.stat().st_size:
+            with open(path, newline="") as f:
+                reader = csv.DictReader(f)
+                fields = list(reader.fieldnames or [])
+                if set(row) <= set(fields):          # the usual case: append one row
+                    with open(path, "a", newline="") as fa:
+                        csv.DictWriter(fa, fieldnames=fields, restval="").writerow(row)
+                    return
+                rows = list(reader)
+        fields = list(dict.fromkeys([*(rows[0].keys() if rows else []), *row]))
+        with open(path, "w", newline="") as f:       # a new column: rewrite with the wider header
+            w = csv.DictWriter(f, fieldnames=fields, restval="")
+            w.writeheader()
+            w.writerows(rows + [row])
+
+    def bar(self, start: int, total: int):
+        from tqdm import tqdm
+        self._bar = tqdm(total=total, initial=start, disable=not (self.progress and self.d.main),
+                         desc=self.cfg.run_name, dynamic_ncols=True)
+        return self._bar
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def read_log(path: str | Path) -> list[dict]:
+    with open(path) as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]

@@ -1,0 +1,161 @@
+"""Training the streamable UNAGAN generator: BEGAN (gamma 1, lambda_k 0.01, k0 0) with
+cycle regularization through the encoder E, on standardized log-mels; optional token
+(from a trained VQCPC) and pitch (from note labels) conditions. The best checkpoint by
+BEGAN's convergence measure L(x) + |gamma L(x) - L(G(z))| is kept as ``best.pt``.
+
+Noise is drawn as the player draws it: per-frame AR(1) walks on the prior with a random
+drift per sequence, so training sees what the instrument will feed the model.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from core.generator import GeneratorConfig, StreamingUNAGAN, pitch_features
+
+from .config import TrainConfig
+from .data import AudioCorpus, batch_rng, mel_batch
+from .discriminators import BEGANDiscriminator, CycleEncoder
+from .runner import Dist, Run, pick_device, step_seed, wrap_ddp
+
+DRIFTS = (0.0, 0.01, 0.05, 0.2, 1.0)
+
+
+def ar1_noise(batch: int, dim: int, frames: int, gen: torch.Generator) -> torch.Tensor:
+    """``Tensor[B x dim x frames]``: AR(1) walks with N(0, I) marginals, drift per row."""
+    drift = torch.tensor(DRIFTS)[torch.randint(len(DRIFTS), (batch,), generator=gen)]
+    a = torch.sqrt(1 - drift ** 2)[:, None]
+    eps = torch.randn(batch, dim, frames, generator=gen)
+    out = torch.empty_like(eps)
+    out[:, :, 0] = eps[:, :, 0]
+    for t in range(1, frames):
+        out[:, :, t] = a * out[:, :, t - 1] + drift[:, None] * eps[:, :, t]
+    return out
+
+
+def generator_config(cfg: TrainConfig) -> GeneratorConfig:
+    keys = set(GeneratorConfig.__dataclass_fields__)
+    return GeneratorConfig(**{k: v for k, v in cfg.model.items() if k in keys})
+
+
+def condition_features(gcfg: GeneratorConfig, tokens, pitch) -> torch.Tensor | None:
+    """Per-frame condition channels ``Tensor[B x C x T]`` for the critic (or None)."""
+    parts = []
+    if gcfg.n_tokens:
+        parts.append(F.one_hot(tokens, gcfg.n_tokens).float().transpose(1, 2))
+    if gcfg.has_pitch:
+        parts.append(pitch_features(pitch, gcfg.pitch_min, gcfg.pitch_max).transpose(1, 2))
+    return torch.cat(parts, 1) if parts else None
+
+
+def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume: bool = True,
+                    d: Dist = Dist(), progress: bool | None = None, tokenizer=None) -> Run:
+    """``tokenizer``: callable(standardized mel ``[B x 80 x T]``) -> ``LongTensor[B x T]``
+    (a trained VQCPC's :func:`extract_tokens`), needed when the model has tokens."""
+    device = pick_device()
+    run = Run(cfg, runs_dir, d, resume, progress)
+    torch.manual_seed(cfg.seed)
+    gcfg = generator_config(cfg)
+    if gcfg.n_tokens and tokenizer is None:
+        raise ValueError("a token-conditioned generator needs a trained VQCPC (data.vqcpc_run)")
+    mean, std = corpus.normalization()
+    G = StreamingUNAGAN(gcfg).to(device)
+    width = int(cfg.model.get("critic_channels", 512 if gcfg.hidden >= 128 else 32))
+    cond_dim = gcfg.n_tokens + gcfg.n_pitch
+    D = BEGANDiscriminator(gcfg.n_mels, width, cond_dim).to(device)
+    E = CycleEncoder(gcfg.n_mels, gcfg.z_dim, width, gcfg.n_levels).to(device)
+    o, L = cfg.optim, cfg.loss
+    opt_g = torch.optim.Adam(list(G.parameters()) + list(E.parameters()), lr=o["lr"], betas=tuple(o["betas"]))
+    opt_d = torch.optim.Adam(D.parameters(), lr=o["lr"], betas=tuple(o["betas"]))
+    gamma, lambda_k, w_cyc = float(L.get("gamma", 1.0)), float(L.get("lambda_k", 0.01)), float(L.get("cycle", 1.0))
+    k, start, best = 0.0, 0, float("inf")
+    state = run.load()
+    if state is not None:
+        G.load_state_dict(state["G"])
+        D.load_state_dict(state["D"])
+        E.load_state_dict(state["E"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        k, start, best = float(state["k"]), int(state["step"]), float(state["best"])
+    Gd, Dd, Ed = wrap_ddp(G, d, device), wrap_ddp(D, d, device), wrap_ddp(E, d, device)
+    frames = int(cfg.data["segment_frames"])
+    stride = G.stride
+    frames = max(stride, frames // stride * stride)
+    centre = (gcfg.pitch_min + gcfg.pitch_max) / 2
+    ema = None
+    bar = run.bar(start, int(o["steps"]))
+    for step in range(start, int(o["steps"])):
+        torch.manual_seed(step_seed(cfg.seed, step, d.rank))    # exact resume: no RNG state to carry
+        rng = batch_rng(cfg.seed, step, d.rank)
+        x, pitch, _ = mel_batch(corpus, int(o["batch"]), frames, rng, mean, std)
+        x = x.to(device)
+        pitch = torch.nan_to_num(pitch, nan=centre).to(device)
+        tokens = tokenizer(x).to(device) if gcfg.n_tokens else None
+        gen = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
+        z = ar1_noise(x.shape[0], gcfg.z_dim, frames, gen).to(device)
+        cond = condition_features(gcfg, tokens, pitch)
+        G.reset()
+        fake = Gd(z, tokens, pitch)
+        # critic
+        loss_real = (Dd(x, cond) - x).abs().mean()
+        loss_fake_d = (Dd(fake.detach(), cond) - fake.detach()).abs().mean()
+        loss_d = loss_real - k * loss_fake_d
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        if o.get("grad_clip"):
+            torch.nn.utils.clip_grad_norm_(D.parameters(), o["grad_clip"])
+        opt_d.step()
+        # generator + encoder, with the cycle terms
+        loss_fake = (Dd(fake, cond) - fake).abs().mean()
+        z0 = z[:, :, ::stride]
+        cyc_z = (Ed(fake) - z0).abs().mean()
+        G.reset()
+        recon = Gd(Ed(x).repeat_interleave(stride, dim=2)[:, :, :frames], tokens, pitch)
+        cyc_x = (recon - x).abs().mean()
+        loss_g = loss_fake + w_cyc * (cyc_z + cyc_x)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        if o.get("grad_clip"):
+            torch.nn.utils.clip_grad_norm_(list(G.parameters()) + list(E.parameters()), o["grad_clip"])
+        opt_g.step()
+        G.reset()
+        balance = gamma * loss_real.item() - loss_fake.item()
+        k = min(max(k + lambda_k * balance, 0.0), 1.0)
+        convergence = loss_real.item() + abs(balance)
+        ema = convergence if ema is None else 0.95 * ema + 0.05 * convergence
+        losses = {"d": loss_d.item(), "real": loss_real.item(), "fake": loss_fake.item(), "k": k,
+                  "cycle_z": cyc_z.item(), "cycle_x": cyc_x.item(), "convergence": convergence}
+        bar.update(1)
+        bar.set_postfix({kk: f"{v:.3f}" for kk, v in losses.items()})
+        n = step + 1
+        if n % int(cfg.log["every"]) == 0 or n == int(o["steps"]):
+            run.log(n, losses)
+        ckpt = {"step": n, "G": G.state_dict(), "D": D.state_dict(), "E": E.state_dict(),
+                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "k": k, "best": best,
+                "mean": torch.from_numpy(mean), "std": torch.from_numpy(std), "config": cfg.to_dict()}
+        if n >= min(200, int(o["steps"])) and ema < best:
+            best = ema
+            ckpt["best"] = best
+            run.save({"step": n, "G": G.state_dict(), "convergence": ema, "mean": ckpt["mean"],
+                      "std": ckpt["std"], "config": cfg.to_dict()}, "best.pt")
+        if n % int(cfg.log["checkpoint_every"]) == 0 or n == int(o["steps"]):
+            run.save(ckpt)
+    run.close()
+    run.model = G
+    return run
+
+
+def load_generator(run_dir, which: str = "best", device="cpu"):
+    """(generator in eval mode, mean, std) from a run; ``which`` is "best" or "latest"."""
+    p = Path(run_dir) / ("best.pt" if which == "best" else "checkpoint.pt")
+    if not p.exists():
+        p = Path(run_dir) / "checkpoint.pt"
+    state = torch.load(p, map_location="cpu", weights_only=True)
+    cfg = TrainConfig.from_dict(state["config"])
+    G = StreamingUNAGAN(generator_config(cfg))
+    G.load_state_dict(state["G"])
+    return G.eval().to(device), state["mean"], state["std"]
+
+

@@ -1,0 +1,141 @@
+"""MelGAN vocoder training: multi-resolution STFT loss (auraloss) with an STFT-only warm-up,
+then the paper's multi-scale discriminator with hinge loss and feature matching."""
+from __future__ import annotations
+
+import auraloss
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import weight_norm
+
+from core.vocoder import MelGANVocoder, VocoderConfig, init_weights
+
+from .config import TrainConfig
+from .data import AudioCorpus, batch_rng, vocoder_batch
+from .discriminators import MultiScaleDiscriminator
+from .runner import Dist, Run, pick_device, step_seed, unwrap, wrap_ddp
+
+
+def add_weight_norm(model: torch.nn.Module) -> torch.nn.Module:
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
+            weight_norm(m)
+    return model
+
+
+def fold(model: torch.nn.Module) -> torch.nn.Module:
+    """Removes the weight-norm parametrizations, leaving plain weights (for bundles)."""
+    for m in model.modules():
+        if parametrize.is_parametrized(m, "weight"):
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+    return model
+
+
+def build_vocoder(cfg: TrainConfig) -> MelGANVocoder:
+    args = dict(cfg.model)
+    args.pop("ndf", None)
+    voc = MelGANVocoder(VocoderConfig.from_dict(args))
+    init_weights(voc)
+    return add_weight_norm(voc)
+
+
+def stft_loss_fn() -> torch.nn.Module:
+    return auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=[1024, 2048, 512], hop_sizes=[120, 240, 50],
+                                                 win_lengths=[600, 1200, 240])
+
+
+def train_vocoder(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume: bool = True,
+                  d: Dist = Dist(), progress: bool | None = None) -> Run:
+    device = pick_device()
+    run = Run(cfg, runs_dir, d, resume, progress)
+    torch.manual_seed(cfg.seed)
+    G = build_vocoder(cfg).to(device)
+    D = MultiScaleDiscriminator(int(cfg.model.get("ndf", 16 if G.config.ngf >= 16 else 4))).to(device)
+    o = cfg.optim
+    opt_g = torch.optim.Adam(G.parameters(), lr=o["lr"], betas=tuple(o["betas"]))
+    opt_d = torch.optim.Adam(D.parameters(), lr=o["lr"], betas=tuple(o["betas"]))
+    start = 0
+    state = run.load()
+    if state is not None:
+        G.load_state_dict(state["G"])
+        D.load_state_dict(state["D"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        start = int(state["step"])
+    Gd, Dd = wrap_ddp(G, d, device), wrap_ddp(D, d, device)
+    stft = stft_loss_fn().to(device)
+    L = cfg.loss
+    w_stft, w_gan, w_fm = float(L.get("stft", 1.0)), float(L.get("gan", 1.0)), float(L.get("feature_matching", 10.0))
+    gan_start = int(L.get("gan_start", 0))
+    delay = G.delay
+    seg = int(cfg.data["segment_samples"])
+    bar = run.bar(start, int(o["steps"]))
+    for step in range(start, int(o["steps"])):
+        torch.manual_seed(step_seed(cfg.seed, step, d.rank))    # exact resume: no RNG state to carry
+        audio, mel = vocoder_batch(corpus, int(o["batch"]), seg, batch_rng(cfg.seed, step, d.rank))
+        audio, mel = audio.to(device), mel.to(device)
+        G.reset()
+        fake = Gd(mel)
+        G.reset()
+        fake = fake[:, delay:]                     # the stream lags the reference by the look-ahead
+        real = audio[:, :audio.shape[1] - delay]
+        losses = {}
+        use_gan = w_gan > 0 and step >= gan_start
+        if use_gan:
+            d_real, d_fake = Dd(real), Dd(fake.detach())
+            loss_d = sum(F.relu(1 - r[-1]).mean() + F.relu(1 + f[-1]).mean() for r, f in zip(d_real, d_fake))
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            losses["d"] = loss_d.item()
+        loss_g = torch.zeros((), device=device)
+        if w_stft > 0:
+            ls = stft(fake[:, None], real[:, None])
+            loss_g = loss_g + w_stft * ls
+            losses["stft"] = ls.item()
+        if use_gan:
+            d_fake = Dd(fake)
+            with torch.no_grad():
+                d_real = Dd(real)
+            adv = sum(-f[-1].mean() for f in d_fake)
+            fm = sum(F.l1_loss(ff, rf) for fs, rs in zip(d_fake, d_real) for ff, rf in zip(fs[:-1], rs[:-1]))
+            fm = fm / (len(d_fake) * (len(d_fake[0]) - 1))
+            loss_g = loss_g + w_gan * adv + w_fm * fm
+            losses["adv"], losses["fm"] = adv.item(), fm.item()
+        with torch.no_grad():
+            losses["mel_l1"] = F.l1_loss(_logmel_like(fake, corpus), _logmel_like(real, corpus)).item()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        if o.get("grad_clip"):
+            torch.nn.utils.clip_grad_norm_(G.parameters(), o["grad_clip"])
+        opt_g.step()
+        losses["g"] = loss_g.item()
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
+        n = step + 1
+        if n % int(cfg.log["every"]) == 0 or n == int(o["steps"]):
+            run.log(n, losses)
+        if n % int(cfg.log["checkpoint_every"]) == 0 or n == int(o["steps"]):
+            run.save({"step": n, "G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(),
+                      "opt_d": opt_d.state_dict(), "config": cfg.to_dict()})
+        if d.main and n % int(cfg.log["sample_every"]) == 0:
+            sf.write(run.dir / "samples" / f"step{n:07d}.wav", fake[0].detach().cpu().numpy(), corpus.sample_rate)
+    run.close()
+    run.model = G
+    return run
+
+
+def _logmel_like(audio: torch.Tensor, corpus: AudioCorpus) -> torch.Tensor:
+    n = audio.shape[1] // 256 * 256
+    return corpus._logmel.to(audio.device)(audio[:, :n])
+
+
+def load_vocoder(run_dir, device="cpu") -> MelGANVocoder:
+    """The trained vocoder of a run, weight norm folded, in eval mode."""
+    from pathlib import Path
+    state = torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=True)
+    cfg = TrainConfig.from_dict(state["config"])
+    G = build_vocoder(cfg)
+    G.load_state_dict(state["G"])
+    return fold(G).eval().to(device)
