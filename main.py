@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set-vocoder", action="append", default=[], metavar="KEY=VALUE")
     t.add_argument("--set-generator", action="append", default=[], metavar="KEY=VALUE")
     t.add_argument("--name", default=None, help="with 'all': the bundle's name")
+    t.add_argument("--parallel", action="store_true", help="with 'all': train the vocoder in a second process")
 
     e = sub.add_parser("eval", help="measure a bundle on held-out audio; prints JSON")
     e.add_argument("--bundle", default=str(DEFAULT_BUNDLE))
@@ -205,7 +206,7 @@ def cmd_train(a) -> int:
                 return 2
             path = train_all(a.data, a.out, a.runs, a.vqcpc, a.vocoder, a.generator,
                              {"vqcpc": a.set_vqcpc, "vocoder": a.set_vocoder, "generator": a.set_generator},
-                             resume=not a.no_resume, name=a.name)
+                             resume=not a.no_resume, name=a.name, parallel=a.parallel)
             print(f"wrote bundle {path}")
             return 0
         cfg = load_config(a.config, a.set)

@@ -17,7 +17,7 @@ the stream sees zeros. Causal (``causal=True``): no look-ahead, for models train
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn

@@ -81,7 +81,6 @@ def run_gui(args) -> int:
         from realtime.presets import save_mappings
         save_mappings(window.engine.controller)
     window.deleteLater()
-    del window
     app.processEvents()
     return rc
 

@@ -9,7 +9,7 @@ import torch
 from core.bundle import save_bundle
 from core.generator import GeneratorConfig, StreamingUNAGAN
 from core.mel import MelConfig
-from core.vocoder import MelGANVocoder, VocoderConfig, init_weights
+from core.vocoder import MelGANVocoder, VocoderConfig
 
 torch.set_num_threads(1)
 

@@ -3,7 +3,6 @@
 Used only by the tests, as the offline reference and as a source of reference-style keys."""
 import warnings
 
-import torch
 from torch import nn
 
 

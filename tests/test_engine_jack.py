@@ -6,7 +6,6 @@ the engine's streaming resampler.
 import time
 
 import numpy as np
-import pytest
 import soxr
 import torch
 

@@ -1,5 +1,4 @@
 """The window in a real (offscreen) Qt, playing on a real JACK server, with real JACK MIDI."""
-import time
 
 import numpy as np
 import pytest

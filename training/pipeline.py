@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 
+import torch
+
 from .config import TrainConfig, load_config
 from .data import AudioCorpus
 from .export import export_bundle
@@ -59,23 +61,39 @@ def pitch_range(corpus: AudioCorpus) -> tuple[int, int] | None:
 
 def train_all(data: str, out: str, runs_dir: str = "runs", vqcpc: str = "vqcpc", vocoder: str = "vocoder-stft",
               generator: str = "generator-began", overrides: dict[str, list[str]] | None = None,
-              resume: bool = True, progress: bool | None = None, name: str | None = None) -> Path:
-    """The whole recipe; returns the bundle path."""
+              resume: bool = True, progress: bool | None = None, name: str | None = None,
+              parallel: bool = False) -> Path:
+    """The whole recipe; returns the bundle path. ``parallel``: the vocoder trains in a second
+    process (one torch thread each) while the tokens and the generator train here."""
     overrides = overrides or {}
     corpus = open_corpus(data)
+    side = None
+    if parallel:
+        import subprocess
+        torch.set_num_threads(1)
+        cmd = [sys.executable, str(Path(__file__).resolve().parent.parent / "main.py"), "train", vocoder,
+               "--data", str(data), "--runs", str(runs_dir)] + [a for o in overrides.get("vocoder", []) for a in ("--set", o)]
+        if not resume:
+            cmd.append("--no-resume")
+        side = subprocess.Popen(cmd, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     qcfg = load_config(vqcpc, overrides.get("vqcpc"))
     qrun = train_vqcpc(qcfg, corpus, runs_dir, resume, progress=progress)
     model, mean, std = load_vqcpc(qrun.dir)
     stats = corpus_token_stats(model, corpus, mean.numpy(), std.numpy())
     (qrun.dir / "token_stats.json").write_text(json.dumps(stats))
     vcfg = load_config(vocoder, overrides.get("vocoder"))
-    vrun = train_vocoder(vcfg, corpus, runs_dir, resume, progress=progress)
+    if side is None:
+        vrun = train_vocoder(vcfg, corpus, runs_dir, resume, progress=progress)
     gov = [f"model.n_tokens={model.config.n_codes}", f"data.vqcpc_run={json.dumps(str(qrun.dir))}"]
     pr = pitch_range(corpus)
     if pr is not None:
         gov += [f"model.pitch_min={pr[0]}", f"model.pitch_max={pr[1]}"]
     gcfg = load_config(generator, gov + list(overrides.get("generator", [])))
     grun = train_generator(gcfg, corpus, runs_dir, resume, progress=progress, tokenizer=make_tokenizer(qrun.dir))
+    if side is not None:
+        if side.wait() != 0:
+            raise RuntimeError(f"the vocoder training process failed (exit {side.returncode})")
+        vrun = train_vocoder(vcfg, corpus, runs_dir, resume=True, progress=progress)   # finished: loads only
     return export_bundle(out, grun.dir, vrun.dir, name or f"{Path(data).name} ({grun.cfg.run_name})",
                          token_stats=stats, data=str(data),
                          extra={"vqcpc_run": qrun.dir.name, "corpus_seconds": corpus.seconds,

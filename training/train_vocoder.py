@@ -14,7 +14,7 @@ from core.vocoder import MelGANVocoder, VocoderConfig, init_weights
 from .config import TrainConfig
 from .data import AudioCorpus, batch_rng, vocoder_batch
 from .discriminators import MultiScaleDiscriminator
-from .runner import Dist, Run, pick_device, step_seed, unwrap, wrap_ddp
+from .runner import Dist, Run, pick_device, step_seed, wrap_ddp
 
 
 def add_weight_norm(model: torch.nn.Module) -> torch.nn.Module:

@@ -79,13 +79,22 @@ class VQCPC(nn.Module):
 
     @torch.no_grad()
     def _restart(self, z: torch.Tensor, which: torch.Tensor) -> None:
-        """Move the codes ``which`` (bool ``[n_codes]``) onto random encoder outputs
-        ``z: Tensor[N x code_dim]`` of the current batch."""
-        n = int(which.sum())
-        idx = torch.randperm(z.shape[0], device=z.device)[:n]
-        if idx.numel() < n:
-            idx = torch.cat([idx, torch.randint(0, z.shape[0], (n - idx.numel(),), device=z.device)])
-        self.codebook[which] = z[idx] + 1e-3 * torch.randn(n, z.shape[1], device=z.device)
+        """Move the codes ``which`` (bool ``[n_codes]``) onto encoder outputs ``z: Tensor[N x
+        code_dim]`` of the current batch, drawn one by one with probability proportional to the
+        squared distance to the nearest code kept so far (k-means++ seeding)."""
+        keep = [self.codebook[i] for i in range(self.codebook.shape[0]) if not bool(which[i])]
+        if z.shape[0] > 4096:
+            z = z[torch.randperm(z.shape[0], device=z.device)[:4096]]
+        d2 = torch.full((z.shape[0],), math.inf, device=z.device)
+        for c in keep:
+            d2 = torch.minimum(d2, (z - c).pow(2).sum(1))
+        for i in torch.nonzero(which).view(-1).tolist():
+            if torch.isfinite(d2).all() and float(d2.sum()) > 0:
+                j = int(torch.multinomial(d2 / d2.sum(), 1))
+            else:
+                j = int(torch.randint(0, z.shape[0], (1,)))
+            self.codebook[i] = z[j]
+            d2 = torch.minimum(d2, (z - z[j]).pow(2).sum(1))
 
     @torch.no_grad()
     def _maintain_codebook(self, z: torch.Tensor) -> None:
