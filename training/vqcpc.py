@@ -8,6 +8,17 @@ heads predict the code vector k = 1..K frames ahead; InfoNCE scores the true fut
 against negatives drawn from the SAME excerpt, so codes that help must describe how the
 sound evolves (onset, sustain, decay) rather than what excerpt it is (timbre, pitch).
 
+Choices beyond the paper, each one because the tiny-model tests collapsed without it:
+He-initialised encoder with zero biases (PyTorch's default init leaves all frames pointing
+the same way after four layers); unit-norm encoder outputs and codes (nearest code by
+cosine, as in ViT-VQGAN), so InfoNCE cannot win by inflating norms; scores are cosine
+similarity / temperature; the codebook is seeded k-means++-style from the first training
+batch and dead codes (under one frame per batch on average) are re-seeded the same way;
+the InfoNCE candidates (positive and negatives) are the quantized frames with the gradient
+stopped, so the encoder learns through the context path (straight-through) and the VQ
+losses: with gradient through the targets too, the quickest way out of a badly initialised
+predictor was to merge all codes into one.
+
 ``token_statistics`` turns token sequences (and optional note timings) into what a
 player needs: a transition matrix, a histogram, and attack / sustain / release tokens.
 """
@@ -18,6 +29,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from torch import distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
@@ -36,7 +48,7 @@ class VQCPCConfig:
     k_ahead: int = 5
     n_negatives: int = 16
     commitment: float = 0.25
-    temperature: float = float(__import__("os").environ.get("TEMP", "0.1"))  # InfoNCE scores are cosine similarities / temperature
+    temperature: float = 0.3   # InfoNCE scores are cosine similarities / temperature
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -68,14 +80,16 @@ class VQCPC(nn.Module):
             if isinstance(m, nn.Conv1d):   # He init, zero bias: frames stay distinct after 4 layers
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 nn.init.zeros_(m.bias)
-        self.codebook = nn.Parameter(torch.empty(c.n_codes, c.code_dim).uniform_(-1 / c.n_codes, 1 / c.n_codes))
+        bound = 1 / c.n_codes
+        self.codebook = nn.Parameter(torch.empty(c.n_codes, c.code_dim).uniform_(-bound, bound))
         # 0 until the codebook has been set from encoder outputs (first training batch).
         self.register_buffer("codebook_ready", torch.zeros((), dtype=torch.bool))
         # Moving average of how many frames of a training batch each code wins.
         self.register_buffer("usage", torch.zeros(c.n_codes))
         self.gru = nn.GRU(c.code_dim, c.gru_hidden, num_layers=c.gru_layers, batch_first=True)
         self.context = nn.Linear(c.gru_hidden, c.context_dim)
-        self.predictors = nn.ModuleList(nn.Linear(c.context_dim, c.code_dim) for _ in range(c.k_ahead))
+        self.predictors = nn.ModuleList(nn.Linear(c.context_dim, c.code_dim)
+                                        for _ in range(c.k_ahead))
 
     @torch.no_grad()
     def _restart(self, z: torch.Tensor, which: torch.Tensor) -> None:
@@ -110,21 +124,21 @@ class VQCPC(nn.Module):
         if bool(dead.any()):
             self._restart(z, dead)
             self.usage[dead] = z.shape[0] / n
+            # Under DDP the buffers (so the decision) come from rank 0 but each rank drew its
+            # new codes from its own batch: take rank 0's so the replicas stay identical.
+            if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+                dist.broadcast(self.codebook.data, src=0)
 
     def encode(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Standardized log-mel ``Tensor[B x n_mels x T]`` ->
         (quantized ``Tensor[B x T x code_dim]`` with straight-through gradient,
         codes ``LongTensor[B x T]``, scalar vq loss = codebook + commitment * commitment loss)."""
-        import os
-        NORM = os.environ.get("NORM", "1") == "1"
-        z = self.encoder(mel).transpose(1, 2)
-        if NORM: z = F.normalize(z, dim=-1)
+        z = F.normalize(self.encoder(mel).transpose(1, 2), dim=-1)   # B x T x D, unit norm
         flat = z.reshape(-1, z.shape[-1])
         if self.training:
             self._maintain_codebook(flat.detach())
-        cb = F.normalize(self.codebook, dim=-1) if NORM else self.codebook
-        dist = (flat.pow(2).sum(1, keepdim=True) - 2 * flat @ cb.t() + cb.pow(2).sum(1)[None])
-        codes = dist.argmin(1).view(z.shape[:-1])
+        cb = F.normalize(self.codebook, dim=-1)
+        codes = (flat @ cb.t()).argmax(1).view(z.shape[:-1])         # nearest unit vector
         if self.training:
             counts = torch.bincount(codes.reshape(-1), minlength=cb.shape[0]).to(self.usage.dtype)
             self.usage.mul_(USAGE_DECAY).add_((1 - USAGE_DECAY) * counts)
@@ -136,9 +150,8 @@ class VQCPC(nn.Module):
         return q_st, codes, vq_loss
 
     def contexts(self, q: torch.Tensor) -> torch.Tensor:
-        """Quantized ``Tensor[B x T x code_dim]`` -> causal contexts ``Tensor[B x T x context_dim]``."""
-        import os
-        h, _ = self.gru(q * float(os.environ.get("SCALE", "1")))
+        """Quantized ``Tensor[B x T x code_dim]`` -> causal ``Tensor[B x T x context_dim]``."""
+        h, _ = self.gru(q * math.sqrt(q.shape[-1]))                 # unit variance per input
         return self.context(h)
 
     def forward(self, mel: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -157,22 +170,20 @@ class VQCPC(nn.Module):
             raise ValueError(f"need at least 2 frames, got {t}")
         q, codes, vq_loss = self.encode(mel)
         ctx = self.contexts(q)
+        target = q.detach()
         rows = torch.arange(b, device=mel.device)[:, None, None]
         losses, correct, counted = [], 0.0, 0.0
         for k in range(1, min(c.k_ahead, t - 1) + 1):
-            pred = self.predictors[k - 1](ctx[:, :t - k])
-            import os
-            if os.environ.get("PNORM", "1") == "1": pred = F.normalize(pred, dim=-1)
+            pred = F.normalize(self.predictors[k - 1](ctx[:, :t - k]), dim=-1)  # B x (T-k) x D
             pos_t = torch.arange(k, t, device=mel.device)               # positive time steps
             # Negatives: other time steps of the same row (never the positive's own step).
             neg_t = torch.randint(0, t - 1, (b, t - k, c.n_negatives), device=mel.device)
             neg_t = neg_t + (neg_t >= pos_t[None, :, None]).long()
-            import os
-            qt = q.detach() if os.environ.get("DET") else q
-            cand = torch.cat([qt[:, k:, None, :], qt[rows, neg_t]], 2)    # B x (T-k) x (1+N) x D
-            logits = (pred[:, :, None, :] * cand).sum(-1) / c.temperature  # B x (T-k) x (1+N)
-            target = torch.zeros(logits.shape[:-1], dtype=torch.long, device=mel.device)
-            losses.append(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1)))
+            # Candidates B x (T-k) x 1+N x D, the positive first.
+            cand = torch.cat([target[:, k:, None, :], target[rows, neg_t]], 2)
+            logits = (pred[:, :, None, :] * cand).sum(-1) / c.temperature       # B x (T-k) x 1+N
+            labels = torch.zeros(b * (t - k), dtype=torch.long, device=mel.device)  # positive first
+            losses.append(F.cross_entropy(logits.reshape(b * (t - k), -1), labels))
             with torch.no_grad():
                 differs = codes[rows, neg_t] != codes[:, k:, None]     # B x (T-k) x N
                 neg_best = logits[..., 1:].masked_fill(~differs, -math.inf).amax(-1)
@@ -188,7 +199,7 @@ class VQCPC(nn.Module):
             "loss": infonce + vq_loss,
             "infonce": infonce,
             "vq": vq_loss,
-            "accuracy": torch.tensor(correct / counted if counted else 0.0),
+            "accuracy": torch.tensor(correct / counted if counted else 0.0, device=mel.device),
             "perplexity": perplexity,
         }
 
@@ -253,7 +264,7 @@ def token_statistics(token_seqs: list[np.ndarray], n_codes: int,
     attack: list[list[int]] = [[] for _ in range(attack_frames)]
     release: list[list[int]] = [[] for _ in range(release_frames)]
     sustain: list[int] = []
-    for s, note_list in zip(seqs, notes):
+    for s, note_list in zip(seqs, notes, strict=True):
         ordered = sorted((int(a), int(b)) for a, b in note_list)
         for i, (on, off) in enumerate(ordered):
             held_end = min(off, s.size)

@@ -1,0 +1,302 @@
+"""Evaluation measures (numpy / torch only).
+
+* ``ndb_jsd``: number of statistically different bins and Jensen-Shannon divergence of
+  bin proportions (Richardson & Weiss 2018), as reported by UNAGAN and GANSynth: k-means
+  bins fitted on real frames, both sets binned, a two-proportion z-test per bin.
+* ``yin_pitch`` / ``voiced_ratio`` / ``cents``: YIN f0 (de Cheveigné & Kawahara 2002).
+* ``mr_stft_distance``: multi-resolution STFT distance (spectral convergence + log-magnitude
+  L1 at three resolutions, the multi-band MelGAN loss).
+* ``logmel_l1``: mean absolute difference of MelGAN log10-mels.
+* ``griffin_lim``: inversion of a MelGAN log10-mel without a vocoder (the baseline).
+* ``stream_stability``: per-bin statistics of early vs late frames of a long stream.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from core.mel import LogMel, MelConfig, mel_filterbank
+
+# ----------------------------------------------------------------------------- NDB / JSD
+
+def _sq_dists(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances ``[N x K]`` between rows of ``x [N x D]`` and ``c [K x D]``."""
+    d = (x * x).sum(1)[:, None] - 2.0 * x @ c.T + (c * c).sum(1)[None, :]
+    return np.maximum(d, 0.0)
+
+
+def _assign(x: np.ndarray, c: np.ndarray, block: int = 8192) -> np.ndarray:
+    """Index of the nearest centroid for every row of ``x``, in blocks to bound memory."""
+    return np.concatenate([_sq_dists(x[i:i + block], c).argmin(1) for i in range(0, len(x), block)]
+                          or [np.zeros(0, dtype=np.int64)])
+
+
+def kmeans(x: np.ndarray, k: int, seed: int = 0, max_iter: int = 50) -> np.ndarray:
+    """k-means++ seeding then Lloyd iterations; returns centroids ``[k x D]`` (float64).
+
+    Deterministic for a seed. A cluster that empties keeps its previous centroid.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    if n < k:
+        raise ValueError(f"need at least k={k} rows, got {n}")
+    rng = np.random.default_rng(seed)
+    centers = np.empty((k, x.shape[1]))
+    centers[0] = x[rng.integers(n)]
+    d2 = _sq_dists(x, centers[:1])[:, 0]
+    for i in range(1, k):
+        total = d2.sum()
+        j = rng.choice(n, p=d2 / total) if total > 0 else rng.integers(n)
+        centers[i] = x[j]
+        d2 = np.minimum(d2, _sq_dists(x, centers[i:i + 1])[:, 0])
+    labels = None
+    for _ in range(max_iter):
+        new = _assign(x, centers)
+        if labels is not None and np.array_equal(new, labels):
+            break
+        labels = new
+        counts = np.bincount(labels, minlength=k)
+        sums = np.zeros_like(centers)
+        np.add.at(sums, labels, x)
+        filled = counts > 0
+        centers[filled] = sums[filled] / counts[filled, None]
+    return centers
+
+
+def ndb_jsd(real: np.ndarray, generated: np.ndarray, k: int = 50, seed: int = 0,
+            alpha: float = 0.05) -> tuple[int, float]:
+    """NDB and JSD between ``real [N x D]`` and ``generated [M x D]`` (e.g. mel frames).
+
+    k-means (k bins) is fitted on at most 20000 rows of ``real``; both sets are assigned to
+    the nearest centroid. NDB counts bins whose proportions differ by a two-sided
+    two-proportion z-test (pooled variance) at level ``alpha``; JSD (natural log, in
+    [0, ln 2]) is between the two bin-proportion histograms.
+    """
+    real = np.asarray(real, dtype=np.float64)
+    generated = np.asarray(generated, dtype=np.float64)
+    if real.ndim != 2 or generated.ndim != 2 or real.shape[1] != generated.shape[1]:
+        raise ValueError("real and generated must be [N x D] and [M x D] with the same D")
+    if len(generated) == 0:
+        raise ValueError("generated is empty")
+    rng = np.random.default_rng(seed)
+    fit = real if len(real) <= 20000 else real[rng.choice(len(real), 20000, replace=False)]
+    centers = kmeans(fit, k, seed=seed)
+    n_r = np.bincount(_assign(real, centers), minlength=k).astype(np.float64)
+    n_g = np.bincount(_assign(generated, centers), minlength=k).astype(np.float64)
+    big_n, big_m = n_r.sum(), n_g.sum()
+    p_r, p_g = n_r / big_n, n_g / big_m
+    pooled = (n_r + n_g) / (big_n + big_m)
+    se = np.sqrt(pooled * (1 - pooled) * (1 / big_n + 1 / big_m))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(se > 0, np.abs(p_g - p_r) / se, 0.0)
+    p_values = np.array([math.erfc(v / math.sqrt(2)) for v in z])
+    ndb = int((p_values < alpha).sum())
+    m = 0.5 * (p_r + p_g)
+
+    def kl(p: np.ndarray) -> float:
+        nz = p > 0
+        return float((p[nz] * np.log(p[nz] / m[nz])).sum())
+
+    jsd = float(np.clip(0.5 * kl(p_r) + 0.5 * kl(p_g), 0.0, math.log(2)))
+    return ndb, jsd
+
+
+# ----------------------------------------------------------------------------- pitch
+
+def _frames(audio: np.ndarray, frame: int, hop: int) -> np.ndarray:
+    """Zero-padded frames ``[n x frame]`` centred on ``i * hop``, n = 1 + len // hop."""
+    x = np.pad(np.asarray(audio, dtype=np.float64).reshape(-1), (frame // 2, frame // 2))
+    n = 1 + (len(x) - frame) // hop
+    return np.lib.stride_tricks.as_strided(x, (n, frame), (x.strides[0] * hop, x.strides[0]))
+
+
+def yin_pitch(audio: np.ndarray, sr: int, fmin: float = 50.0, fmax: float = 1000.0,
+              frame: int = 1024, hop: int = 256,
+              threshold: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    """YIN f0 of mono ``audio`` (floats, full scale 1): (f0 Hz ``[n]``, voiced bool ``[n]``).
+
+    Frame ``i`` is centred on sample ``i * hop`` (zero padding), n = 1 + len // hop. The
+    difference function uses an integration window of ``frame // 2`` samples and lags up to
+    ``frame - frame // 2``; the first lag in [sr / fmax, sr / fmin] whose cumulative mean
+    normalized difference is below ``threshold`` is refined to its local minimum, then by
+    parabolic interpolation. Frames with no such lag, or with RMS below -60 dBFS, are
+    unvoiced (f0 = nan).
+    """
+    w = frame // 2
+    max_lag = frame - w
+    tau_lo = max(2, math.floor(sr / fmax))
+    tau_hi = min(max_lag - 1, math.ceil(sr / fmin))
+    if tau_lo >= tau_hi:
+        raise ValueError("frame too short for the requested fmin / fmax")
+    frames = _frames(audio, frame, hop)
+    n = len(frames)
+    f0 = np.full(n, np.nan)
+    voiced = np.zeros(n, dtype=bool)
+    n_fft = 1 << math.ceil(math.log2(frame + w))
+    lags = np.arange(max_lag + 1)
+    for s in range(0, n, 2048):
+        x = frames[s:s + 2048]
+        # d(tau) = sum_{j<w} (x_j - x_{j+tau})^2 = e(0) + e(tau) - 2 r(tau)
+        spec_a = np.fft.rfft(x[:, :w], n_fft)
+        spec_b = np.fft.rfft(x, n_fft)
+        r = np.fft.irfft(np.conj(spec_a) * spec_b, n_fft)[:, :max_lag + 1]
+        csum = np.concatenate([np.zeros((len(x), 1)), np.cumsum(x * x, 1)], 1)
+        energy = csum[:, lags + w] - csum[:, lags]
+        d = np.maximum(energy[:, :1] + energy - 2 * r, 0.0)
+        d[:, 0] = 0.0
+        cum = np.cumsum(d[:, 1:], 1)
+        cmnd = np.ones_like(d)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cmnd[:, 1:] = np.where(cum > 0, d[:, 1:] * lags[1:] / cum, 1.0)
+        seg = cmnd[:, tau_lo:tau_hi + 1]
+        nxt = cmnd[:, tau_lo + 1:tau_hi + 2]
+        cand = (seg < threshold) & (seg <= nxt)        # below threshold and a local minimum
+        found = cand.any(1)
+        tau = tau_lo + cand.argmax(1)
+        rows = np.arange(len(x))
+        a, b, c = cmnd[rows, tau - 1], cmnd[rows, tau], cmnd[rows, tau + 1]
+        den = a - 2 * b + c
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shift = np.where(np.abs(den) > 1e-12, 0.5 * (a - c) / den, 0.0)
+        shift = np.clip(shift, -1.0, 1.0)
+        rms = np.sqrt(np.mean(x * x, 1))
+        loud = rms > 10 ** (-60 / 20)
+        ok = found & loud
+        f0[s:s + len(x)] = np.where(ok, sr / (tau + shift), np.nan)
+        voiced[s:s + len(x)] = ok
+    return f0, voiced
+
+
+def voiced_ratio(audio: np.ndarray, sr: int) -> float:
+    """Fraction of YIN frames (default settings) that are voiced."""
+    _, voiced = yin_pitch(audio, sr)
+    return float(voiced.mean()) if voiced.size else 0.0
+
+
+def cents(f_hz: np.ndarray, midi_note: float | np.ndarray) -> np.ndarray:
+    """Deviation of ``f_hz`` from equal-tempered MIDI note(s) (A4 = 440 Hz), in cents."""
+    ref = 440.0 * 2.0 ** ((np.asarray(midi_note, dtype=np.float64) - 69) / 12)
+    return 1200.0 * np.log2(np.asarray(f_hz, dtype=np.float64) / ref)
+
+
+# ----------------------------------------------------------------------------- spectral distances
+
+MR_STFT_RESOLUTIONS = ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))
+
+
+def mr_stft_distance(x: np.ndarray, y: np.ndarray) -> float:
+    """Multi-resolution STFT distance of 1-D signals of equal length (``x`` the reference,
+    e.g. the original clip, ``y`` its resynthesis).
+
+    Mean over (fft, hop, win) in ``MR_STFT_RESOLUTIONS`` of spectral convergence
+    ``|| |X| - |Y| ||_F / || |X| ||_F`` plus the mean absolute difference of
+    ``log(clamp(|.|, 1e-7))``; Hann windows, centred frames with zero padding.
+    """
+    xt = torch.as_tensor(np.asarray(x, dtype=np.float32).reshape(-1))
+    yt = torch.as_tensor(np.asarray(y, dtype=np.float32).reshape(-1))
+    if xt.shape != yt.shape:
+        raise ValueError(f"lengths differ: {xt.numel()} vs {yt.numel()}")
+    total = 0.0
+    for n_fft, hop, win in MR_STFT_RESOLUTIONS:
+        window = torch.hann_window(win)
+        mags = [torch.stft(s, n_fft, hop_length=hop, win_length=win, window=window, center=True,
+                           pad_mode="constant", return_complex=True).abs() for s in (xt, yt)]
+        mx, my = mags
+        sc = torch.linalg.norm(mx - my) / torch.linalg.norm(mx).clamp_min(1e-7)
+        mag = (torch.log(mx.clamp_min(1e-7)) - torch.log(my.clamp_min(1e-7))).abs().mean()
+        total += float(sc) + float(mag)
+    return total / len(MR_STFT_RESOLUTIONS)
+
+
+def logmel_l1(x: np.ndarray, y: np.ndarray, mel_config: MelConfig = MelConfig()) -> float:
+    """Mean ``|LogMel(x) - LogMel(y)|`` (log10 units) of two 1-D signals of equal length."""
+    x = np.asarray(x, dtype=np.float32).reshape(-1)
+    y = np.asarray(y, dtype=np.float32).reshape(-1)
+    if x.shape != y.shape:
+        raise ValueError(f"lengths differ: {x.size} vs {y.size}")
+    mel = LogMel(mel_config)
+    with torch.no_grad():
+        mx, my = mel(torch.from_numpy(x)), mel(torch.from_numpy(y))
+    return float((mx - my).abs().mean())
+
+
+# ----------------------------------------------------------------------------- Griffin-Lim
+
+def griffin_lim(logmel: np.ndarray, mel_config: MelConfig = MelConfig(), n_iter: int = 60,
+                seed: int = 0, momentum: float = 0.99) -> np.ndarray:
+    """Invert a MelGAN log10-mel ``[n_mels x T]`` to ``T * hop`` samples (float32).
+
+    Magnitude: pseudo-inverse of the mel filterbank applied to ``10 ** logmel``, clipped at
+    0. Phase: ``n_iter`` Griffin-Lim iterations (with the "fast" momentum of Perraudin et
+    al. 2013; ``momentum=0`` gives the original algorithm) from a uniform random phase
+    drawn with ``seed``. Every analysis matches ``core.mel.LogMel``: the signal is reflect-
+    padded by (n_fft - hop) / 2 on each side and framed without centring, so T frames
+    correspond to exactly T * hop samples.
+    """
+    c = mel_config
+    logmel = np.asarray(logmel, dtype=np.float64)
+    if logmel.ndim != 2 or logmel.shape[0] != c.n_mels:
+        raise ValueError(f"expected [{c.n_mels} x T], got {logmel.shape}")
+    t = logmel.shape[1]
+    length = t * c.hop
+    pad = (c.n_fft - c.hop) // 2
+    fb = mel_filterbank(c.sample_rate, c.n_fft, c.n_mels, c.fmin, c.fmax).astype(np.float64)
+    mag = torch.from_numpy(np.maximum(np.linalg.pinv(fb) @ (10.0 ** logmel), 0.0))   # F x T
+    window = torch.hann_window(c.win, dtype=torch.float64)
+    if c.win < c.n_fft:
+        left = (c.n_fft - c.win) // 2
+        window = torch.nn.functional.pad(window, (left, c.n_fft - c.win - left))
+    padded_len = length + 2 * pad
+    ones = torch.ones(1, c.n_fft, t, dtype=torch.float64)
+    envelope = torch.nn.functional.fold(ones * window.pow(2)[None, :, None], (1, padded_len),
+                                        (1, c.n_fft), stride=(1, c.hop)).view(-1)
+
+    def analyse(x: torch.Tensor) -> torch.Tensor:
+        xp = torch.nn.functional.pad(x[None, None], (pad, pad), mode="reflect")[0, 0]
+        return torch.stft(xp, c.n_fft, hop_length=c.hop, window=window, center=False,
+                          return_complex=True)
+
+    def synthesise(spec: torch.Tensor) -> torch.Tensor:
+        frames = torch.fft.irfft(spec, n=c.n_fft, dim=0) * window[:, None]       # n_fft x T
+        y = torch.nn.functional.fold(frames[None], (1, padded_len), (1, c.n_fft),
+                                     stride=(1, c.hop)).view(-1)
+        y = y / envelope.clamp_min(1e-8)
+        return y[pad:pad + length]
+
+    rng = np.random.default_rng(seed)
+    phase = torch.from_numpy(np.exp(2j * np.pi * rng.random(mag.shape)))
+    previous = torch.zeros_like(phase)
+    for _ in range(n_iter):
+        rebuilt = analyse(synthesise(mag * phase))
+        accel = rebuilt - (momentum / (1 + momentum)) * previous if momentum else rebuilt
+        previous = rebuilt
+        phase = accel / accel.abs().clamp_min(1e-16)
+    return synthesise(mag * phase).numpy().astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- streaming
+
+def stream_stability(first: np.ndarray, last: np.ndarray) -> dict:
+    """Compare log-mel frames ``first [N x n_mels]`` (e.g. minute 1 of a stream) with
+    ``last [M x n_mels]`` (e.g. minute 10).
+
+    Returns floats: "first_mean" / "first_std" and "last_mean" / "last_std" (mean and std
+    over bins of the per-bin means), "mean_abs_diff" (mean over bins of the absolute
+    difference of per-bin means) and "std_ratio" (std of all of ``last`` / std of all of
+    ``first``; 1.0 when both are constant, inf when only ``first`` is).
+    """
+    a = np.asarray(first, dtype=np.float64)
+    b = np.asarray(last, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError("first and last must be [N x bins] and [M x bins] with the same bins")
+    ma, mb = a.mean(0), b.mean(0)
+    sa, sb = float(a.std()), float(b.std())
+    ratio = sb / sa if sa > 0 else (1.0 if sb == 0 else math.inf)
+    return {
+        "first_mean": float(ma.mean()), "first_std": float(ma.std()),
+        "last_mean": float(mb.mean()), "last_std": float(mb.std()),
+        "mean_abs_diff": float(np.abs(ma - mb).mean()),
+        "std_ratio": float(ratio),
+    }
