@@ -10,6 +10,6 @@ OUT=${OUT:-models/default.dwb}
 exec .venv/bin/python main.py train all --parallel --data "$DATA" --out "$OUT" --runs runs \
   --name "driftwave default: FluidR3 strings, piano, flute, pad" \
   --set-vqcpc optim.steps=${VQCPC_STEPS:-1500} \
-  --set-vocoder model.ngf=16 --set-vocoder optim.steps=${VOCODER_STEPS:-9000} --set-vocoder loss.gan_start=1000000 \
+  --set-vocoder model.ngf=16 --set-vocoder optim.steps=${VOCODER_STEPS:-6000} --set-vocoder loss.gan_start=1000000 \
   --set-generator model.hidden=256 --set-generator model.critic_channels=256 \
-  --set-generator data.segment_frames=128 --set-generator optim.steps=${GENERATOR_STEPS:-5000}
+  --set-generator data.segment_frames=128 --set-generator optim.steps=${GENERATOR_STEPS:-3000}

@@ -73,10 +73,12 @@ PRESETS: dict[str, dict] = {
                               optim={"lr": 1e-4, "betas": [0.5, 0.9], "batch": 16, "steps": 400000},
                               loss={"stft": 0.0, "gan": 1.0, "feature_matching": 10.0, "gan_start": 0}),
     # The CPU-friendly recipe: multi-resolution STFT loss alone first, then the GAN on top.
+    # (lr 1e-3 during the STFT-only warm-up, as multi-band MelGAN's recipe; 1e-4 stalled here)
     "vocoder-stft": _preset("vocoder", model={"ngf": 32, "causal": True},
-                            optim={"lr": 1e-4, "betas": [0.5, 0.9], "batch": 4, "steps": 20000},
+                            optim={"lr": 1e-3, "betas": [0.5, 0.9], "batch": 4, "steps": 20000},
                             data={"segment_samples": 8192},
-                            loss={"stft": 1.0, "gan": 1.0, "feature_matching": 10.0, "gan_start": 15000}),
+                            loss={"stft": 1.0, "stft_eps": 1e-5, "gan": 1.0, "feature_matching": 10.0,
+                                  "gan_start": 15000}),
     # UNAGAN hierarchical generator with BEGAN and cycle regularization.
     "generator-began": _preset("generator", model={"hidden": 512},
                                optim={"lr": 1e-4, "betas": [0.5, 0.999], "batch": 5, "steps": 100000, "grad_clip": 3.0},

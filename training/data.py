@@ -139,15 +139,20 @@ def _pick(items: list[AudioItem], lengths: np.ndarray, need: int, rng: np.random
 
 
 def vocoder_batch(corpus: AudioCorpus, batch: int, segment: int, rng: np.random.Generator,
-                  items: list[AudioItem] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  items: list[AudioItem] | None = None, min_rms: float = 3e-3) -> tuple[torch.Tensor, torch.Tensor]:
     """Audio ``Tensor[B x segment]`` with random gain U(0.3, 1) and its log-mel
-    ``Tensor[B x 80 x segment/hop]``."""
+    ``Tensor[B x 80 x segment/hop]``. Segments that are nearly silent (RMS < ``min_rms``)
+    are drawn again (up to 20 times): a batch of silence teaches a vocoder nothing."""
     items = items or corpus.train
     lengths = np.array([len(it.audio) for it in items])
     out = np.empty((batch, segment), np.float32)
     for b in range(batch):
-        i, start = _pick(items, lengths, segment, rng)
-        out[b] = items[i].audio[start:start + segment] * rng.uniform(0.3, 1.0)
+        for _ in range(20):
+            i, start = _pick(items, lengths, segment, rng)
+            seg = items[i].audio[start:start + segment]
+            if float(np.sqrt(np.mean(seg * seg))) >= min_rms:
+                break
+        out[b] = seg * rng.uniform(0.3, 1.0)
     audio = torch.from_numpy(out)
     with torch.no_grad():
         mel = corpus._logmel(audio)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
-from core.vocoder import MelGANVocoder, VocoderConfig, init_weights
+from core.vocoder import MelGANVocoder, VocoderConfig
 
 from .config import TrainConfig
 from .data import AudioCorpus, batch_rng, vocoder_batch
@@ -36,13 +36,18 @@ def build_vocoder(cfg: TrainConfig) -> MelGANVocoder:
     args = dict(cfg.model)
     args.pop("ndf", None)
     voc = MelGANVocoder(VocoderConfig.from_dict(args))
-    init_weights(voc)
+    # PyTorch's default init, as the reference effectively trains with (its N(0, 0.02)
+    # init writes to the weight-norm product, which is recomputed). N(0, 0.02) on the
+    # weights themselves shrank the signal layer by layer and training stalled near silence.
     return add_weight_norm(voc)
 
 
-def stft_loss_fn() -> torch.nn.Module:
+def stft_loss_fn(eps: float = 1e-5) -> torch.nn.Module:
+    """Spectral convergence + log-magnitude L1 at three resolutions. ``eps`` floors the
+    magnitudes before the log: at auraloss's default 1e-8, the digital silence between
+    rendered notes made any output there so costly that the model learned silence."""
     return auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=[1024, 2048, 512], hop_sizes=[120, 240, 50],
-                                                 win_lengths=[600, 1200, 240])
+                                                 win_lengths=[600, 1200, 240], eps=eps)
 
 
 def train_vocoder(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume: bool = True,
@@ -64,7 +69,7 @@ def train_vocoder(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume
         opt_d.load_state_dict(state["opt_d"])
         start = int(state["step"])
     Gd, Dd = wrap_ddp(G, d, device), wrap_ddp(D, d, device)
-    stft = stft_loss_fn().to(device)
+    stft = stft_loss_fn(float(cfg.loss.get("stft_eps", 1e-5))).to(device)
     L = cfg.loss
     w_stft, w_gan, w_fm = float(L.get("stft", 1.0)), float(L.get("gan", 1.0)), float(L.get("feature_matching", 10.0))
     gan_start = int(L.get("gan_start", 0))
