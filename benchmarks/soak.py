@@ -124,8 +124,9 @@ def main() -> None:
                 "median": 1e3 * float(np.median(lat)) if lat else None,
                 "max": 1e3 * float(np.max(lat)) if lat else None,
                 "parts_ms": s["latency_parts_ms"],
-                "note": "gain is applied after the vocoder: this path is step + ring fill + device "
-                        "buffer; a model condition adds up to the model look-ahead on top",
+                "note": "gain is applied after the vocoder and the resampler: this path is step + "
+                        "ring fill + device buffer; a model condition also passes the resampler's "
+                        "holdback and the vocoder's look-ahead (model_lookahead_ms holds both)",
             },
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }

@@ -108,13 +108,6 @@ class MelGANVocoder(nn.Module):
         return self.model(mel.transpose(1, 2))[:, :, 0]
 
 
-def init_weights(module: nn.Module) -> None:
-    """The reference's initialisation: N(0, 0.02) for conv weights."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-
-
 def fold_weight_norm(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Turns weight-norm pairs into plain weights: ``w = g * v / ||v||`` (norm over all dims
     but 0). Accepts the legacy keys (``X.weight_g``, ``X.weight_v``) and the

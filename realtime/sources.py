@@ -1,7 +1,7 @@
-"""Per-frame condition sources for the engine: tokens and pitch.
+"""The per-frame token source for token models (pitch comes from the voices, voices.py).
 
-Both are owned by the engine thread; they read a parameter snapshot and return arrays of
-``n`` frames. Deterministic from their seed.
+Owned by the engine thread; it reads parameter values and returns ``n`` frames of tokens.
+Deterministic from its seed.
 """
 from __future__ import annotations
 
@@ -67,22 +67,3 @@ class TokenSource:
             out[i] = self.current
         self.frame += n
         return np.clip(out, 0, max(self.n_tokens - 1, 0))
-
-
-class PitchSource:
-    """Pitch per frame (MIDI note numbers, fractional): glides exponentially towards the
-    target with time constant ``glide`` seconds (0 = jump)."""
-
-    def __init__(self, frame_rate: float, start: float = 60.0):
-        self.frame_rate = frame_rate
-        self.current = float(start)
-
-    def next(self, n: int, target: float, glide_s: float) -> np.ndarray:
-        if glide_s <= 0:
-            self.current = float(target)
-            return np.full(n, self.current, dtype=np.float32)
-        a = float(np.exp(-1.0 / (glide_s * self.frame_rate)))
-        k = np.arange(1, n + 1)
-        out = target + (self.current - target) * a ** k
-        self.current = float(out[-1])
-        return out.astype(np.float32)

@@ -7,7 +7,8 @@ import pytest
 from core.limiter import SafetyLimiter, is_runaway
 from realtime.params import ControlBus
 from realtime.ringbuffer import RingBuffer
-from realtime.sources import PitchSource, TokenSource
+from realtime.sources import TokenSource
+from realtime.voices import VoiceBank
 
 
 def test_ring_buffer_wraps_and_keeps_order():
@@ -104,10 +105,28 @@ def test_token_sources():
     assert list(src.next(5, 3, 0, 1)) == [1, 1, 0, 1, 1]            # reference, looped
 
 
-def test_pitch_glide():
-    src = PitchSource(frame_rate=100.0, start=60.0)
-    jump = src.next(3, 72.0, 0.0)
-    assert np.all(jump == 72.0)
-    glide = src.next(100, 60.0, 0.1)       # tau = 10 frames
-    assert glide[0] < 72.0 and abs(glide[9] - (60 + 12 * np.exp(-1))) < 1e-3
-    assert np.all(np.diff(glide) < 0)
+def test_voice_glide_and_mono_legato():
+    bank = VoiceBank(1, frame_rate=100.0)
+    pitch, level, _, _ = bank.render(3, 72.0, 0.0, 0.01, 0.3)      # drone: follows the parameter
+    assert np.all(pitch == 72.0) and np.all(level == 1.0)
+    bank.note_on(60, 127)
+    pitch, level, stage, _ = bank.render(100, 72.0, 0.1, 0.05, 0.3)  # glide tau = 10 frames
+    assert abs(pitch[0, 9] - (60 + 12 * np.exp(-1))) < 1e-3 and np.all(np.diff(pitch[0]) < 0)
+    assert level[0, 4] == pytest.approx(1.0)                        # 0.05 s attack at 100 fps
+    bank.note_on(64, 127)                                           # legato: no new attack
+    _, level, stage, _ = bank.render(2, 72.0, 0.0, 0.05, 0.3)
+    assert np.all(stage == 2) and level[0, -1] > 0.99
+    bank.note_off(64)                                               # back to the held note
+    pitch, _, _, _ = bank.render(1, 72.0, 0.0, 0.05, 0.3)
+    assert pitch[0, 0] == 60.0
+    bank.note_off(60)
+    _, level, stage, _ = bank.render(200, 72.0, 0.0, 0.05, 0.3)
+    assert stage[0, 0] == 3 and level[0, -1] == 0.0                 # released, then idle
+
+
+def test_voice_stealing_takes_the_oldest():
+    bank = VoiceBank(2, frame_rate=100.0)
+    assert bank.note_on(60, 100) == 0
+    assert bank.note_on(62, 100) == 1
+    assert bank.note_on(64, 100) == 0                               # both busy: steal the oldest
+    assert [v.note for v in bank.voices] == [64, 62]
