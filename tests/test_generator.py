@@ -5,7 +5,13 @@ import torch
 from core.generator import GeneratorConfig, StreamingUNAGAN, pitch_features
 from tests.conftest import chunkings
 
-torch.set_grad_enabled(False)
+
+
+@pytest.fixture(autouse=True)
+def _no_grad():
+    """Inference only here; a module-level switch would leak into other test modules."""
+    with torch.no_grad():
+        yield
 T = 70
 
 

@@ -6,7 +6,13 @@ from core.vocoder import MelGANVocoder, VocoderConfig, fold_weight_norm, load_re
 from tests.conftest import chunkings
 from tests.reference_melgan import ReferenceGenerator
 
-torch.set_grad_enabled(False)
+
+
+@pytest.fixture(autouse=True)
+def _no_grad():
+    """Inference only here; a module-level switch would leak into other test modules."""
+    with torch.no_grad():
+        yield
 
 
 @pytest.fixture(scope="module")
