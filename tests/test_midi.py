@@ -18,19 +18,25 @@ from tests.jackutil import wait_until
 RATE = 48000
 
 
-@pytest.fixture
-def rig(jack_server, small_bundle):
-    """An engine playing on JACK, listening to a test controller's JACK MIDI port."""
-    import rtmidi
-    ctrl = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="test-controller")
-    ctrl.open_virtual_port("knobs")
-    engine = Engine(load_bundle(small_bundle), RATE, threads=1, voices=2)
+def start_listening_engine(bundle_path, port: str):
+    """An engine playing on JACK with 2 voices, listening to the JACK MIDI port ``port``."""
+    engine = Engine(load_bundle(bundle_path), RATE, threads=1, voices=2)
     out = AudioOutput(engine.ring, samplerate=RATE)
     engine.attach_output(out)
-    midi = MidiInput(engine.events, api="jack", port="test-controller:knobs")
+    midi = MidiInput(engine.events, api="jack", port=port)
     engine.midi_input = midi
     engine.start()
     out.start()
+    return engine, out, midi
+
+
+@pytest.fixture
+def rig(jack_server, small_bundle):
+    """An engine listening to a test controller's JACK MIDI port."""
+    import rtmidi
+    ctrl = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="test-controller")
+    ctrl.open_virtual_port("knobs")
+    engine, out, midi = start_listening_engine(small_bundle, "test-controller:knobs")
     time.sleep(0.3)
     yield engine, ctrl
     midi.close()
@@ -182,13 +188,7 @@ def test_fuzz_over_jack_at_full_speed(jack_server, small_bundle):
     sender = subprocess.Popen([sys.executable, "-c", FUZZ_SENDER], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True, env=dict(os.environ, **jack_server.env))
     assert sender.stdout.readline().strip() == "ready"
-    engine = Engine(load_bundle(small_bundle), RATE, threads=1, voices=2)
-    out = AudioOutput(engine.ring, samplerate=RATE)
-    engine.attach_output(out)
-    midi = MidiInput(engine.events, api="jack", port="fuzzer:garbage")
-    engine.midi_input = midi
-    engine.start()
-    out.start()
+    engine, out, midi = start_listening_engine(small_bundle, "fuzzer:garbage")
     try:
         time.sleep(0.5)
         steps0, t0 = engine.steps, time.monotonic()
