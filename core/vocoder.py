@@ -8,7 +8,13 @@ last conv ``model.24``. The reference's ReflectionPad layers become ``nn.Identit
 placeholders: padding is the cache of the next conv.
 
 Input: log10 mel ``Tensor[B x 80 x T]`` (frames at 22050/256 Hz).
-Output: audio ``Tensor[B x T * hop]`` in [-1, 1] where ``hop = prod(ratios) = 256``.
+Output: audio ``Tensor[B x T * hop]`` (in [-1, 1] for one band) where ``hop = prod(ratios) = 256``.
+
+Multi-band (``bands`` > 1, multi-band MelGAN, Yang et al. 2020): the last conv gives
+``bands`` sub-band signals at ``sr / bands`` (``prod(ratios) * bands = hop``, e.g. ratios
+(8, 4, 2) with 4 bands), which :class:`core.pqmf.PQMFSynthesis` turns into audio; about a
+quarter of the upsampling stack's work per sample, and 31 samples (1.4 ms) of look-ahead
+from the synthesis filters even when the stack is causal.
 
 Non-causal (default, reference-compatible): the output for any chunking equals the
 reference output delayed by :attr:`MelGANVocoder.delay` samples (1425 at paper sizes:
@@ -22,6 +28,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .pqmf import PQMFSynthesis
 from .streaming import CachedConv1d, CachedConvTranspose1d, DelayLine, reset_streams
 
 
@@ -32,6 +39,7 @@ class VocoderConfig:
     n_residual_layers: int = 3
     ratios: tuple[int, ...] = (8, 8, 2, 2)
     causal: bool = False
+    bands: int = 1
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -83,9 +91,10 @@ class MelGANVocoder(nn.Module):
             ]
             layers += [ResnetBlock(mult * c.ngf // 2, 3 ** j, c.causal) for j in range(c.n_residual_layers)]
             mult //= 2
-        layers += [nn.LeakyReLU(0.2), nn.Identity(), CachedConv1d(c.ngf, 1, 7, causal=c.causal), nn.Tanh()]
+        layers += [nn.LeakyReLU(0.2), nn.Identity(), CachedConv1d(c.ngf, c.bands, 7, causal=c.causal), nn.Tanh()]
         self.model = nn.Sequential(*layers)
-        self.hop = 1
+        self.pqmf = PQMFSynthesis(c.bands) if c.bands > 1 else None
+        self.hop = c.bands
         for r in c.ratios:
             self.hop *= r
 
@@ -98,6 +107,8 @@ class MelGANVocoder(nn.Module):
                 rate //= m.stride[0]
             d = getattr(m, "delay", 0)
             total += d * rate
+        if self.pqmf is not None:
+            total += self.pqmf.delay
         return total
 
     def reset(self) -> None:
@@ -105,7 +116,10 @@ class MelGANVocoder(nn.Module):
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """Next chunk: ``Tensor[B x n_mels x n]`` -> ``Tensor[B x n * hop]``."""
-        return self.model(mel.transpose(1, 2))[:, :, 0]
+        y = self.model(mel.transpose(1, 2))
+        if self.pqmf is not None:
+            y = self.pqmf(y)
+        return y[:, :, 0]
 
 
 def fold_weight_norm(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

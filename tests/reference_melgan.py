@@ -35,7 +35,7 @@ class ResnetBlock(nn.Module):
 
 
 class ReferenceGenerator(nn.Module):
-    def __init__(self, input_size=80, ngf=32, n_residual_layers=3, ratios=(8, 8, 2, 2)):
+    def __init__(self, input_size=80, ngf=32, n_residual_layers=3, ratios=(8, 8, 2, 2), bands=1):
         super().__init__()
         mult = int(2 ** len(ratios))
         model = [nn.ReflectionPad1d(3), WNConv1d(input_size, mult * ngf, kernel_size=7, padding=0)]
@@ -48,7 +48,7 @@ class ReferenceGenerator(nn.Module):
             for j in range(n_residual_layers):
                 model += [ResnetBlock(mult * ngf // 2, dilation=3 ** j)]
             mult //= 2
-        model += [nn.LeakyReLU(0.2), nn.ReflectionPad1d(3), WNConv1d(ngf, 1, kernel_size=7, padding=0), nn.Tanh()]
+        model += [nn.LeakyReLU(0.2), nn.ReflectionPad1d(3), WNConv1d(ngf, bands, kernel_size=7, padding=0), nn.Tanh()]
         self.model = nn.Sequential(*model)
         for m in self.modules():
             if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)):

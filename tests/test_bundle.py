@@ -158,3 +158,22 @@ def test_shipped_default_bundle_loads():
     from main import DEFAULT_BUNDLE
     b = load_bundle(DEFAULT_BUNDLE)
     assert b.sample_rate == 22050 and b.vocoder.hop == 256
+
+
+def test_multiband_vocoder_round_trip_streams_the_same(tmp_path):
+    from core.vocoder import MelGANVocoder, VocoderConfig
+    gen, _ = small_models()
+    torch.manual_seed(7)
+    voc = MelGANVocoder(VocoderConfig(ngf=8, bands=4, ratios=(8, 4, 2), causal=True)).eval()
+    p = tmp_path / "mb.dwb"
+    save_bundle(p, name="mb", generator=gen, vocoder=voc, mel=MelConfig(), mean=torch.zeros(80), std=torch.ones(80))
+    b = load_bundle(p)
+    assert b.vocoder.config.bands == 4 and b.hop == 256 and b.vocoder.delay == 31
+    mel = torch.randn(1, 80, 10) - 3
+    with torch.no_grad():
+        voc.reset()
+        b.vocoder.reset()
+        torch.testing.assert_close(b.vocoder(mel), voc(mel), atol=0, rtol=0)
+    tensors, meta = _raw(p)
+    _expect(_write(tmp_path / "bands.dwb", tensors, {**meta, "vocoder": dict(meta["vocoder"], bands=2)}),
+            "upsamples x128", "hop is 256")

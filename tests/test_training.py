@@ -16,6 +16,7 @@ from training.config import PRESETS, load_config
 from training.corpus import render_corpus
 from training.data import AudioCorpus
 from training.pipeline import run_stage
+from training.runner import lr_at, read_log
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="needs fluidsynth")
@@ -82,16 +83,57 @@ def _params(run):
     return torch.cat([p.detach().flatten() for p in run.model.parameters()])
 
 
-@pytest.mark.parametrize("preset", ["vocoder-stft-tiny", "generator-began-tiny", "vqcpc-tiny"])
-def test_resume_continues_exactly(preset, corpus, tmp_path):
-    straight = run_stage(load_config(preset, ["optim.steps=4"]), corpus, str(tmp_path / "a"), progress=False)
-    run_stage(load_config(preset, ["optim.steps=2", "log.checkpoint_every=2"]), corpus, str(tmp_path / "b"),
+PITCHED = ["model.pitch_min=55", "model.pitch_max=67", "loss.pitch=0.5"]
+
+
+@pytest.mark.parametrize("preset,extra", [("vocoder-stft-tiny", []), ("generator-began-tiny", []),
+                                          ("generator-began-tiny", PITCHED), ("vqcpc-tiny", []),
+                                          ("vocoder-stft-tiny", ["optim.lr_end=0.0", "optim.lr_decay_steps=4"])])
+def test_resume_continues_exactly(preset, extra, corpus, tmp_path):
+    straight = run_stage(load_config(preset, ["optim.steps=4"] + extra), corpus, str(tmp_path / "a"), progress=False)
+    run_stage(load_config(preset, ["optim.steps=2", "log.checkpoint_every=2"] + extra), corpus, str(tmp_path / "b"),
               progress=False)
-    resumed = run_stage(load_config(preset, ["optim.steps=4"]), corpus, str(tmp_path / "b"), progress=False)
+    resumed = run_stage(load_config(preset, ["optim.steps=4"] + extra), corpus, str(tmp_path / "b"), progress=False)
     assert resumed.dir.name == straight.dir.name
     assert torch.equal(_params(straight), _params(resumed))
     log = (resumed.dir / "log.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in log[1:]] == ["1", "2", "3", "4"]
+
+
+def test_pitch_classifier_trains_and_the_generator_gets_its_loss(corpus, tmp_path):
+    run = run_stage(load_config("generator-began-tiny", ["optim.steps=2"] + PITCHED), corpus, str(tmp_path),
+                    progress=False)
+    rows = read_log(run.dir / "log.csv")
+    assert len(rows) == 2
+    for r in rows:          # classifier and generator pitch losses are logged, finite, and near ln(13) at start
+        assert 0.5 < r["pitch_c"] < 10 and 0.5 < r["pitch_g"] < 10
+        assert 0 <= r["pitch_acc_real"] <= 1 and 0 <= r["pitch_acc_fake"] <= 1
+    state = torch.load(run.dir / "checkpoint.pt", weights_only=True)
+    assert "C" in state and "opt_c" in state
+
+
+def test_lr_schedule_is_a_cosine_from_lr_to_lr_end():
+    o = {"lr": 1e-3, "lr_end": 1e-5, "steps": 100}
+    assert lr_at(o, 0) == pytest.approx(1e-3)
+    assert lr_at(o, 50) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert lr_at(o, 100) == pytest.approx(1e-5)
+    assert all(lr_at(o, i) >= lr_at(o, i + 1) for i in range(100))
+    assert lr_at({"lr": 1e-3, "steps": 100}, 70) == 1e-3
+    assert lr_at({**o, "lr_decay_steps": 50, "steps": 200}, 120) == pytest.approx(1e-5)
+
+
+def test_init_from_warm_starts_a_new_run(corpus, tmp_path):
+    src = run_stage(load_config("vocoder-stft-tiny", ["optim.steps=2"]), corpus, str(tmp_path), progress=False)
+    warm = run_stage(load_config("vocoder-stft-tiny", ["optim.steps=0", f"optim.init_from={src.dir}"]), corpus,
+                     str(tmp_path), progress=False)
+    cold = run_stage(load_config("vocoder-stft-tiny", ["optim.steps=0", "seed=1"]), corpus, str(tmp_path),
+                     progress=False)
+    assert warm.dir != src.dir
+    assert torch.equal(_params(warm), _params(src))
+    assert not torch.equal(_params(cold), _params(src))
+    with pytest.raises(ValueError, match="init_from"):
+        run_stage(load_config("vocoder-stft-tiny", ["optim.init_from=/nonexistent"]), corpus, str(tmp_path),
+                  progress=False)
 
 
 def test_torchrun_two_processes_stay_in_sync(corpus_dir, tmp_path):

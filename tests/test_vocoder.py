@@ -95,3 +95,89 @@ def test_chunked_equals_whole(pair, causal):
             outs.append(voc(mel[:, :, i:i + n]))
             i += n
         torch.testing.assert_close(torch.cat(outs, 1), whole, atol=1e-5, rtol=0, msg=name)
+
+
+# ----------------------------------------------------------------------------- multi-band (PQMF)
+
+def _snr_db(x, y):
+    return float(10 * torch.log10((x ** 2).mean() / ((y - x) ** 2).mean()))
+
+
+def test_pqmf_analysis_then_synthesis_reconstructs():
+    from core.pqmf import analysis, synthesis
+    torch.manual_seed(0)
+    x = torch.randn(2, 8192)
+    edge = 100                      # zero padding at the ends is not part of the signal
+    assert _snr_db(x[:, edge:-edge], synthesis(analysis(x))[:, edge:-edge]) > 55   # measured 63.9 dB
+    t = torch.arange(8192) / 22050
+    for f in (100.0, 1000.0, 2756.0, 5000.0, 9000.0):   # across every band and a band edge
+        s = torch.sin(2 * torch.pi * f * t)[None]
+        assert _snr_db(s[:, edge:-edge], synthesis(analysis(s))[:, edge:-edge]) > 55, f
+
+
+@pytest.mark.parametrize("freq,band", [(1000.0, 0), (4000.0, 1), (7000.0, 2), (10000.0, 3)])
+def test_pqmf_puts_a_sine_in_its_band(freq, band):
+    from core.pqmf import analysis
+    t = torch.arange(8192) / 22050
+    sub = analysis(torch.sin(2 * torch.pi * freq * t)[None])[0, :, 50:-50]
+    energy = (sub ** 2).sum(1)
+    assert energy[band] / energy.sum() > 0.99      # bands are 2756 Hz wide at 22050 Hz
+
+
+def test_pqmf_synthesis_streams_exactly():
+    from core.pqmf import PQMFSynthesis, analysis, synthesis
+    torch.manual_seed(1)
+    sb = analysis(torch.randn(2, 64 * 4))                 # [2 x 4 x 64]
+    layer = PQMFSynthesis(4)
+    assert layer.delay == 31 and len(layer.state_dict()) == 0   # nothing to store in a bundle
+    whole = synthesis(sb)
+    x = sb.transpose(1, 2)
+    for name, sizes in chunkings(64, seed=2):
+        layer.reset()
+        outs, i = [], 0
+        for n in sizes:
+            outs.append(layer(x[:, i:i + n])[:, :, 0])
+            i += n
+        s = torch.cat(outs, 1)
+        torch.testing.assert_close(s[:, 31:], whole[:, :-31], atol=1e-5, rtol=0, msg=name)
+
+
+MB = dict(ngf=8, bands=4, ratios=(8, 4, 2), n_residual_layers=4)
+
+
+def test_multiband_stream_equals_reference_after_the_delay():
+    from core.pqmf import synthesis
+    torch.manual_seed(4)
+    ref = ReferenceGenerator(ngf=8, n_residual_layers=4, ratios=(8, 4, 2), bands=4).eval()
+    voc = MelGANVocoder(VocoderConfig(**MB)).eval()
+    load_reference_state_dict(voc, ref.state_dict())
+    assert voc.hop == 256
+    # first conv 3 frames, residual halves (1+3+9+27 per rate), transposed-conv paddings, last
+    # conv 3 sub-band samples, then the PQMF's 31 samples
+    assert voc.delay == 3 * 256 + 4 * 32 + 40 * 32 + 2 * 8 + 40 * 8 + 1 * 4 + 40 * 4 + 3 * 4 + 31
+    mel = torch.randn(1, 80, 48) - 3
+    r = synthesis(ref(mel))
+    voc.reset()
+    s = voc(mel)
+    assert s.shape == r.shape == (1, 48 * 256)
+    d, edge = voc.delay, 16 * 256      # the reference reflect-pads: its start differs for a receptive field
+    torch.testing.assert_close(s[:, d + edge:], r[:, edge:r.shape[1] - d], atol=1e-5, rtol=0)
+    assert r[:, edge:].abs().max() > 0.01
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_multiband_chunked_equals_whole(causal):
+    torch.manual_seed(5)
+    voc = MelGANVocoder(VocoderConfig(**MB, causal=causal)).eval()
+    if causal:
+        assert voc.delay == 31            # only the synthesis filters look ahead
+    mel = torch.randn(2, 80, 24)
+    voc.reset()
+    whole = voc(mel)
+    for name, sizes in chunkings(24, seed=3, n_random=2):
+        voc.reset()
+        outs, i = [], 0
+        for n in sizes:
+            outs.append(voc(mel[:, :, i:i + n]))
+            i += n
+        torch.testing.assert_close(torch.cat(outs, 1), whole, atol=1e-5, rtol=0, msg=name)

@@ -79,11 +79,19 @@ PRESETS: dict[str, dict] = {
                             data={"segment_samples": 8192},
                             loss={"stft": 1.0, "stft_eps": 1e-5, "gan": 1.0, "feature_matching": 10.0,
                                   "gan_start": 15000}),
+    # Multi-band MelGAN (Yang et al. 2020): 4 PQMF bands, upsampling x64 per band, full- and
+    # sub-band STFT losses (0.5 each) first, then the GAN: the fast option to train and to run.
+    "vocoder-mb": _preset("vocoder", model={"ngf": 32, "bands": 4, "ratios": [8, 4, 2], "n_residual_layers": 4,
+                                            "causal": True},
+                          optim={"lr": 1e-3, "betas": [0.5, 0.9], "batch": 4, "steps": 20000},
+                          data={"segment_samples": 8192},
+                          loss={"stft": 0.5, "subband_stft": 0.5, "stft_eps": 1e-5, "gan": 1.0,
+                                "feature_matching": 10.0, "gan_start": 15000}),
     # UNAGAN hierarchical generator with BEGAN and cycle regularization.
     "generator-began": _preset("generator", model={"hidden": 512},
                                optim={"lr": 1e-4, "betas": [0.5, 0.999], "batch": 5, "steps": 100000, "grad_clip": 3.0},
                                data={"segment_frames": 256},
-                               loss={"gamma": 1.0, "lambda_k": 0.01, "cycle": 1.0}),
+                               loss={"gamma": 1.0, "lambda_k": 0.01, "cycle": 1.0, "pitch": 0.5}),
     "vqcpc": _preset("vqcpc", model={}, optim={"lr": 2e-4, "betas": [0.9, 0.999], "batch": 8, "steps": 5000},
                      data={"segment_frames": 128}),
 }

@@ -112,3 +112,21 @@ class CycleEncoder(nn.Module):
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(self.front(mel)))
+
+
+class PitchClassifier(nn.Module):
+    """Frame-wise pitch of a standardized mel: ``Tensor[B x 80 x T]`` -> logits
+    ``Tensor[B x n_classes x T]`` (class i = MIDI ``pitch_min + i``). Trained on labelled
+    real frames; its cross-entropy on generated frames against the requested pitch is the
+    generator's auxiliary pitch loss (AC-GAN, as GANSynth conditions on pitch)."""
+
+    def __init__(self, n_mels: int = 80, n_classes: int = 37, channels: int = 256):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv1d(n_mels, channels, 5, padding=2), nn.LeakyReLU(0.2),
+            nn.Conv1d(channels, channels, 5, padding=2), nn.LeakyReLU(0.2),
+            nn.Conv1d(channels, channels, 5, padding=4, dilation=2), nn.LeakyReLU(0.2),
+            nn.Conv1d(channels, n_classes, 1))
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        return self.net(mel)

@@ -142,6 +142,43 @@ class Run:
             self._bar.close()
 
 
+def lr_at(optim: dict, step: int) -> float:
+    """The learning rate of ``step``: ``optim.lr``, or with ``optim.lr_end`` a cosine decay
+    from ``lr`` to ``lr_end`` over ``optim.lr_decay_steps`` (default ``optim.steps``), then
+    ``lr_end``. A pure function of the step, so resuming is exact; give ``lr_decay_steps``
+    to train longer later without changing the schedule already followed."""
+    import math
+    lr, end = float(optim["lr"]), optim.get("lr_end")
+    if end is None:
+        return lr
+    frac = min(max(step / max(int(optim.get("lr_decay_steps", optim["steps"])), 1), 0.0), 1.0)
+    return float(end) + 0.5 * (lr - float(end)) * (1 + math.cos(math.pi * frac))
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
+def init_from(optim: dict, modules: dict[str, torch.nn.Module]) -> str | None:
+    """Warm start: with ``optim.init_from`` (a run folder or a checkpoint file), loads the
+    weights of ``modules`` (by checkpoint key: "G", "D", ...) that the checkpoint holds; the
+    optimisers start fresh. Returns the file read, or None."""
+    src = optim.get("init_from")
+    if not src:
+        return None
+    p = Path(src)
+    if p.is_dir():
+        p = p / "checkpoint.pt"
+    if not p.is_file():
+        raise ValueError(f"optim.init_from: no checkpoint at '{p}'")
+    state = torch.load(p, map_location="cpu", weights_only=True)
+    for key, module in modules.items():
+        if key in state:
+            module.load_state_dict(state[key])
+    return str(p)
+
+
 def read_log(path: str | Path) -> list[dict]:
     with open(path) as f:
         return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]

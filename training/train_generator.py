@@ -17,8 +17,8 @@ from core.generator import GeneratorConfig, StreamingUNAGAN, pitch_features
 
 from .config import TrainConfig
 from .data import AudioCorpus, batch_rng, mel_batch
-from .discriminators import BEGANDiscriminator, CycleEncoder
-from .runner import Dist, Run, pick_device, step_seed, wrap_ddp
+from .discriminators import BEGANDiscriminator, CycleEncoder, PitchClassifier
+from .runner import Dist, Run, init_from, lr_at, pick_device, set_lr, step_seed, wrap_ddp
 
 DRIFTS = (0.0, 0.01, 0.05, 0.2, 1.0)
 
@@ -67,6 +67,10 @@ def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resu
     D = BEGANDiscriminator(gcfg.n_mels, width, cond_dim).to(device)
     E = CycleEncoder(gcfg.n_mels, gcfg.z_dim, width, gcfg.n_levels).to(device)
     o, L = cfg.optim, cfg.loss
+    w_pitch = float(L.get("pitch", 0.0)) if gcfg.has_pitch else 0.0
+    n_classes = gcfg.pitch_max - gcfg.pitch_min + 1
+    C = PitchClassifier(gcfg.n_mels, n_classes, min(width, 256)).to(device) if w_pitch > 0 else None
+    opt_c = torch.optim.Adam(C.parameters(), lr=1e-3) if C is not None else None
     opt_g = torch.optim.Adam(list(G.parameters()) + list(E.parameters()), lr=o["lr"], betas=tuple(o["betas"]))
     opt_d = torch.optim.Adam(D.parameters(), lr=o["lr"], betas=tuple(o["betas"]))
     gamma, lambda_k, w_cyc = float(L.get("gamma", 1.0)), float(L.get("lambda_k", 0.01)), float(L.get("cycle", 1.0))
@@ -78,7 +82,12 @@ def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resu
         E.load_state_dict(state["E"])
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
+        if C is not None:
+            C.load_state_dict(state["C"])
+            opt_c.load_state_dict(state["opt_c"])
         k, start, best = float(state["k"]), int(state["step"]), float(state["best"])
+    else:
+        init_from(o, {"G": G, "D": D, "E": E, **({"C": C} if C is not None else {})})
     Gd, Dd, Ed = wrap_ddp(G, d, device), wrap_ddp(D, d, device), wrap_ddp(E, d, device)
     frames = int(cfg.data["segment_frames"])
     stride = G.stride
@@ -88,9 +97,13 @@ def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resu
     bar = run.bar(start, int(o["steps"]))
     for step in range(start, int(o["steps"])):
         torch.manual_seed(step_seed(cfg.seed, step, d.rank))    # exact resume: no RNG state to carry
+        set_lr(opt_g, lr_at(o, step))
+        set_lr(opt_d, lr_at(o, step))
         rng = batch_rng(cfg.seed, step, d.rank)
         x, pitch, _ = mel_batch(corpus, int(o["batch"]), frames, rng, mean, std)
         x = x.to(device)
+        labels = torch.where(torch.isnan(pitch), torch.full_like(pitch, -100),
+                             (pitch.round() - gcfg.pitch_min).clamp(0, n_classes - 1)).long().to(device)
         pitch = torch.nan_to_num(pitch, nan=centre).to(device)
         tokens = tokenizer(x).to(device) if gcfg.n_tokens else None
         gen = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
@@ -115,6 +128,23 @@ def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resu
         recon = Gd(Ed(x).repeat_interleave(stride, dim=2)[:, :, :frames], tokens, pitch)
         cyc_x = (recon - x).abs().mean()
         loss_g = loss_fake + w_cyc * (cyc_z + cyc_x)
+        extra = {}
+        mask = labels >= 0
+        if C is not None and bool(mask.any()):
+            # the classifier learns pitch from labelled real frames; the generator is asked
+            # to make frames it classifies as the requested pitch (unlabelled frames ignored)
+            c_real = C(x)
+            loss_c = F.cross_entropy(c_real, labels, ignore_index=-100)
+            opt_c.zero_grad(set_to_none=True)
+            loss_c.backward()
+            opt_c.step()
+            c_fake = C(fake)
+            loss_p = F.cross_entropy(c_fake, labels, ignore_index=-100)
+            loss_g = loss_g + w_pitch * loss_p
+            with torch.no_grad():
+                extra = {"pitch_c": loss_c.item(), "pitch_g": loss_p.item(),
+                         "pitch_acc_real": (c_real.argmax(1) == labels)[mask].float().mean().item(),
+                         "pitch_acc_fake": (c_fake.argmax(1) == labels)[mask].float().mean().item()}
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         if o.get("grad_clip"):
@@ -126,7 +156,7 @@ def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resu
         convergence = loss_real.item() + abs(balance)
         ema = convergence if ema is None else 0.95 * ema + 0.05 * convergence
         losses = {"d": loss_d.item(), "real": loss_real.item(), "fake": loss_fake.item(), "k": k,
-                  "cycle_z": cyc_z.item(), "cycle_x": cyc_x.item(), "convergence": convergence}
+                  "cycle_z": cyc_z.item(), "cycle_x": cyc_x.item(), "convergence": convergence, **extra}
         bar.update(1)
         bar.set_postfix({kk: f"{v:.3f}" for kk, v in losses.items()})
         n = step + 1
@@ -135,6 +165,8 @@ def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resu
         ckpt = {"step": n, "G": G.state_dict(), "D": D.state_dict(), "E": E.state_dict(),
                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "k": k, "best": best,
                 "mean": torch.from_numpy(mean), "std": torch.from_numpy(std), "config": cfg.to_dict()}
+        if C is not None:
+            ckpt.update({"C": C.state_dict(), "opt_c": opt_c.state_dict()})
         if n >= min(200, int(o["steps"])) and ema < best:
             best = ema
             ckpt["best"] = best

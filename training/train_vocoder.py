@@ -1,5 +1,7 @@
 """MelGAN vocoder training: multi-resolution STFT loss (auraloss) with an STFT-only warm-up,
-then the paper's multi-scale discriminator with hinge loss and feature matching."""
+then the paper's multi-scale discriminator with hinge loss and feature matching. Multi-band
+vocoders (``model.bands`` > 1) add multi-band MelGAN's sub-band STFT loss
+(``loss.subband_stft``) on the PQMF analysis of output and target."""
 from __future__ import annotations
 
 import auraloss
@@ -9,12 +11,13 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
+from core.pqmf import analysis
 from core.vocoder import MelGANVocoder, VocoderConfig
 
 from .config import TrainConfig
 from .data import AudioCorpus, batch_rng, vocoder_batch
 from .discriminators import MultiScaleDiscriminator
-from .runner import Dist, Run, pick_device, step_seed, wrap_ddp
+from .runner import Dist, Run, init_from, lr_at, pick_device, set_lr, step_seed, wrap_ddp
 
 
 def add_weight_norm(model: torch.nn.Module) -> torch.nn.Module:
@@ -50,6 +53,12 @@ def stft_loss_fn(eps: float = 1e-5) -> torch.nn.Module:
                                                  win_lengths=[600, 1200, 240], eps=eps)
 
 
+def subband_stft_loss_fn(eps: float = 1e-5) -> torch.nn.Module:
+    """Multi-band MelGAN's sub-band resolutions (FFT 384/683/171, hop 30/60/10)."""
+    return auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=[384, 683, 171], hop_sizes=[30, 60, 10],
+                                                 win_lengths=[150, 300, 60], eps=eps)
+
+
 def train_vocoder(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume: bool = True,
                   d: Dist = Dist(), progress: bool | None = None) -> Run:
     device = pick_device()
@@ -68,9 +77,14 @@ def train_vocoder(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
         start = int(state["step"])
+    else:
+        init_from(o, {"G": G, "D": D})
     Gd, Dd = wrap_ddp(G, d, device), wrap_ddp(D, d, device)
     stft = stft_loss_fn(float(cfg.loss.get("stft_eps", 1e-5))).to(device)
     L = cfg.loss
+    bands = G.config.bands
+    w_sub = float(L.get("subband_stft", 0.0)) if bands > 1 else 0.0
+    sub_stft = subband_stft_loss_fn(float(L.get("stft_eps", 1e-5))).to(device) if w_sub > 0 else None
     w_stft, w_gan, w_fm = float(L.get("stft", 1.0)), float(L.get("gan", 1.0)), float(L.get("feature_matching", 10.0))
     gan_start = int(L.get("gan_start", 0))
     delay = G.delay
@@ -78,6 +92,8 @@ def train_vocoder(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume
     bar = run.bar(start, int(o["steps"]))
     for step in range(start, int(o["steps"])):
         torch.manual_seed(step_seed(cfg.seed, step, d.rank))    # exact resume: no RNG state to carry
+        set_lr(opt_g, lr_at(o, step))
+        set_lr(opt_d, lr_at(o, step))
         audio, mel = vocoder_batch(corpus, int(o["batch"]), seg, batch_rng(cfg.seed, step, d.rank))
         audio, mel = audio.to(device), mel.to(device)
         G.reset()
@@ -99,6 +115,11 @@ def train_vocoder(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume
             ls = stft(fake[:, None], real[:, None])
             loss_g = loss_g + w_stft * ls
             losses["stft"] = ls.item()
+        if w_sub > 0:
+            fb, rb = analysis(fake, bands), analysis(real, bands)
+            lsub = sub_stft(fb.flatten(0, 1)[:, None], rb.flatten(0, 1)[:, None])
+            loss_g = loss_g + w_sub * lsub
+            losses["subband_stft"] = lsub.item()
         if use_gan:
             d_fake = Dd(fake)
             with torch.no_grad():
