@@ -100,9 +100,11 @@ def test_resume_continues_exactly(preset, extra, corpus, tmp_path):
     assert [r.split(",")[0] for r in log[1:]] == ["1", "2", "3", "4"]
 
 
-def test_pitch_classifier_trains_and_the_generator_gets_its_loss(corpus, tmp_path):
-    run = run_stage(load_config("generator-began-tiny", ["optim.steps=2"] + PITCHED), corpus, str(tmp_path),
-                    progress=False)
+def test_pitch_classifier_trains_the_generator_gets_its_loss_and_samples_are_written(corpus, tmp_path):
+    run = run_stage(load_config("generator-began-tiny", ["optim.steps=2", "log.sample_every=2"] + PITCHED), corpus,
+                    str(tmp_path), progress=False)
+    audio, sr = sf.read(str(run.dir / "samples" / "step0000002.wav"))     # a generated sample to listen to
+    assert sr == 22050 and len(audio) == 32 * 256 and np.isfinite(audio).all() and np.abs(audio).max() > 0.1
     rows = read_log(run.dir / "log.csv")
     assert len(rows) == 2
     for r in rows:          # classifier and generator pitch losses are logged, finite, and near ln(13) at start

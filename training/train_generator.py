@@ -174,9 +174,23 @@ def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resu
                       "std": ckpt["std"], "config": cfg.to_dict()}, "best.pt")
         if n % int(cfg.log["checkpoint_every"]) == 0 or n == int(o["steps"]):
             run.save(ckpt)
+        if d.main and n % int(cfg.log["sample_every"]) == 0:
+            write_sample(run.dir / "samples" / f"step{n:07d}.wav", fake[0].detach().cpu().numpy(), mean, std,
+                         corpus.mel_config)
     run.close()
     run.model = G
     return run
+
+
+def write_sample(path: Path, mel_std, mean, std, mel_config) -> None:
+    """A generated standardized mel ``[80 x T]`` as audio (Griffin-Lim: the generator trains
+    without a vocoder; the vocoder trains beside it), so a user can listen to progress."""
+    import numpy as np
+    import soundfile as sf
+    from .metrics import griffin_lim
+    logmel = np.asarray(mel_std, np.float64) * std[:, None] + mean[:, None]
+    audio = griffin_lim(logmel, mel_config, n_iter=32)
+    sf.write(str(path), audio / max(1e-6, float(np.abs(audio).max())) * 0.5, mel_config.sample_rate)
 
 
 def load_generator(run_dir, which: str = "best", device="cpu"):
