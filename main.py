@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set-generator", action="append", default=[], metavar="KEY=VALUE")
     t.add_argument("--name", default=None, help="with 'all': the bundle's name")
     t.add_argument("--parallel", action="store_true", help="with 'all': train the vocoder in a second process")
+    t.add_argument("--run-dir", action="store_true",
+                   help="print the run folder this configuration trains in (its name is a hash of it) and exit")
 
     e = sub.add_parser("eval", help="measure a bundle on held-out audio; prints JSON")
     e.add_argument("--bundle", default=str(DEFAULT_BUNDLE))
@@ -210,6 +212,9 @@ def cmd_train(a) -> int:
             print(f"wrote bundle {path}")
             return 0
         cfg = load_config(a.config, a.set)
+        if a.run_dir:
+            print(Path(a.runs) / cfg.run_name)
+            return 0
         run = run_stage(cfg, open_corpus(a.data, cfg), a.runs, resume=not a.no_resume)
         print(f"run {run.dir}")
         return 0

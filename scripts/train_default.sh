@@ -1,15 +1,45 @@
 #!/usr/bin/env bash
 # The shipped default bundle, reproducibly, on a CPU: render the SoundFont corpus, then train
 # VQCPC tokens, the vocoder and the pitch- and token-conditioned generator, and export.
-# Resumable: run it again to continue (raise the step counts to train longer).
+#   phase 1: VQCPC 1500 steps; causal ngf-16 vocoder, 6000 STFT-loss steps at lr 1e-3 (in a
+#            second process); hidden-256 generator, 3000 BEGAN steps without the pitch classifier
+#   phase 2: both warm-started from phase 1: the vocoder 12000 more STFT steps with the learning
+#            rate decaying 5e-4 -> 1e-5 (cosine); the generator 5000 more steps with the auxiliary
+#            pitch classifier (loss.pitch 0.5)
+# Resumable: run it again to continue. Every run folder is named by a hash of its configuration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PY=.venv/bin/python
 DATA=${DATA:-data/fluidr3-corpus}
 OUT=${OUT:-models/default.dwb}
-[ -d "$DATA" ] || .venv/bin/python main.py corpus "$DATA" --programs 40 0 73 89 --low 48 --high 84 --phrases 4
-exec .venv/bin/python main.py train all --parallel --data "$DATA" --out "$OUT" --runs runs \
-  --name "driftwave default: FluidR3 strings, piano, flute, pad" \
-  --set-vqcpc optim.steps=${VQCPC_STEPS:-1500} \
-  --set-vocoder model.ngf=16 --set-vocoder optim.steps=${VOCODER_STEPS:-6000} --set-vocoder loss.gan_start=1000000 \
-  --set-generator model.hidden=256 --set-generator model.critic_channels=256 \
-  --set-generator data.segment_frames=128 --set-generator optim.steps=${GENERATOR_STEPS:-3000}
+RUNS=${RUNS:-runs}
+NAME="driftwave default: FluidR3 strings, piano, flute, pad"
+[ -d "$DATA" ] || $PY main.py corpus "$DATA" --programs 40 0 73 89 --low 48 --high 84 --phrases 4
+
+Q=(optim.steps=1500)
+V1=(model.ngf=16 optim.steps=6000 loss.gan_start=1000000)
+G1=(model.hidden=256 model.critic_channels=256 data.segment_frames=128 optim.steps=3000 loss.pitch=0)
+
+train_all() {   # train_all VQCPC_OVERRIDES... -- VOCODER... -- GENERATOR...
+  local args=() stage=vqcpc
+  for o in "$@"; do
+    if [ "$o" = "--" ]; then [ $stage = vqcpc ] && stage=vocoder || stage=generator; continue; fi
+    args+=("--set-$stage" "$o")
+  done
+  $PY main.py train all --parallel --data "$DATA" --out "$OUT" --runs "$RUNS" --name "$NAME" "${args[@]}"
+}
+run_dir() { local preset=$1; shift; local a=(); for o in "$@"; do a+=(--set "$o"); done
+            $PY main.py train "$preset" --data "$DATA" --runs "$RUNS" --run-dir "${a[@]}"; }
+
+train_all "${Q[@]}" -- "${V1[@]}" -- "${G1[@]}"
+
+# the folders phase 1 trained in (what 'train all' adds for the generator: the token count of
+# the VQCPC, its run, and the corpus's pitch range C3-C6)
+VQ=$(run_dir vqcpc "${Q[@]}")
+VOC1=$(run_dir vocoder-stft "${V1[@]}")
+GCOND=(model.n_tokens=16 "data.vqcpc_run=$VQ" model.pitch_min=48 model.pitch_max=84)
+GEN1=$(run_dir generator-began "${GCOND[@]}" "${G1[@]}")
+
+V2=("${V1[@]}" optim.steps=12000 optim.lr=0.0005 optim.lr_end=0.00001 "optim.init_from=$VOC1")
+G2=("${G1[@]}" optim.steps=5000 loss.pitch=0.5 "optim.init_from=$GEN1")
+train_all "${Q[@]}" -- "${V2[@]}" -- "${G2[@]}"
