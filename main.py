@@ -79,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--drift", type=_unit, default=0.05, help="noise wander per frame, 0..1")
     r.add_argument("--temperature", type=_positive(float), default=1.0)
     r.add_argument("--token", type=_nonnegative_int, default=0)
-    r.add_argument("--pitch", type=float, default=None, help="MIDI note for pitch models")
+    r.add_argument("--pitch", type=float, nargs="+", default=None,
+                   help="MIDI note(s) for pitch models; several play in turn (a scale)")
+    r.add_argument("--morph-to", type=_unit, default=None, help="sweep the morph from --morph to this")
     r.add_argument("--chunk-frames", type=_nonnegative_int, default=16,
                    help="frames per streaming step; 0 = whole sequence at once")
     r.add_argument("--bundle", default=str(DEFAULT_BUNDLE))
@@ -159,7 +161,8 @@ def cmd_render(a) -> int:
         torch.set_num_threads(a.threads)
     bundle = load_bundle(a.bundle)
     audio = render(bundle, a.seconds, seed=a.seed, seed_b=a.seed_b, chunk_frames=a.chunk_frames,
-                   morph=a.morph, drift=a.drift, temperature=a.temperature, token=a.token, pitch=a.pitch)
+                   morph=a.morph, drift=a.drift, temperature=a.temperature, token=a.token, pitch=a.pitch,
+                   morph_to=a.morph_to)
     sf.write(a.out, audio, bundle.sample_rate, subtype="FLOAT")
     print(f"wrote {a.out}: {len(audio) / bundle.sample_rate:.2f} s at {bundle.sample_rate} Hz, "
           f"peak {abs(audio).max():.3f}")

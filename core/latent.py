@@ -55,7 +55,8 @@ class SeedWalk:
 
 
 class NoiseSource:
-    """Per-frame noise ``ndarray[n x dim]`` (float32): slerp(walk A, walk B, morph) * temperature."""
+    """Per-frame noise ``ndarray[n x dim]`` (float32): slerp(walk A, walk B, morph) * temperature.
+    ``morph`` is one number or one per frame (``ndarray[n]``, a sweep)."""
 
     def __init__(self, dim: int, seed_a: int = 0, seed_b: int = 1):
         self.dim = dim
@@ -71,4 +72,7 @@ class NoiseSource:
              freeze: bool = False) -> np.ndarray:
         za = self.a.advance(n, drift, freeze)
         zb = self.b.advance(n, drift, freeze)
-        return (slerp(za, zb, float(np.clip(morph, 0, 1))) * temperature).astype(np.float32)
+        m = np.clip(np.asarray(morph, dtype=np.float64), 0, 1)
+        if m.ndim and m.shape != (n,):
+            raise ValueError(f"morph needs one value or {n}, got shape {m.shape}")
+        return (slerp(za, zb, m if m.ndim else float(m)) * temperature).astype(np.float32)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -14,9 +15,14 @@ from .synth import Synth
 
 def render(bundle: Bundle, seconds: float, seed: int = 0, seed_b: int | None = None,
            chunk_frames: int = 0, morph: float = 0.0, drift: float = 0.05,
-           temperature: float = 1.0, token: int = 0, pitch: float | None = None) -> np.ndarray:
+           temperature: float = 1.0, token: int = 0, pitch: float | Sequence[float] | None = None,
+           morph_to: float | None = None) -> np.ndarray:
     """Audio ``ndarray[round(seconds * sample_rate)]`` float32, aligned for the vocoder's
-    look-ahead (the first sample is the first frame's sound)."""
+    look-ahead (the first sample is the first frame's sound).
+
+    ``pitch``: one MIDI note, or several played one after another in equal parts of the
+    duration (a scale); ``morph_to``: sweep the morph linearly from ``morph`` to it over the
+    duration. Both are set per frame, so every chunking still gives the same samples."""
     synth = Synth(bundle)
     synth.reset()
     cfg = bundle.generator.config
@@ -26,13 +32,20 @@ def render(bundle: Bundle, seconds: float, seed: int = 0, seed_b: int | None = N
     noise = NoiseSource(cfg.z_dim, seed, seed + 1 if seed_b is None else seed_b)
     if pitch is None:
         pitch = (cfg.pitch_min + cfg.pitch_max) / 2
+    notes = np.atleast_1d(np.asarray(pitch, dtype=np.float64))
+    if notes.size == 0:
+        raise ValueError("pitch: give at least one note")
+    sound_frames = max(1, math.ceil(n_out / synth.hop))
+    frame_pitch = notes[np.minimum(np.arange(n_frames) * len(notes) // sound_frames, len(notes) - 1)]
+    frame_morph = (np.full(n_frames, morph) if morph_to is None else
+                   morph + (morph_to - morph) * np.minimum(np.arange(n_frames) / max(sound_frames - 1, 1), 1.0))
     k = chunk_frames if chunk_frames > 0 else n_frames
     pieces = []
     for start in range(0, n_frames, k):
         n = min(k, n_frames - start)
-        z = torch.from_numpy(np.ascontiguousarray(noise.next(n, morph, drift, temperature).T))[None]
+        z = torch.from_numpy(np.ascontiguousarray(noise.next(n, frame_morph[start:start + n], drift, temperature).T))[None]
         tokens = torch.full((1, n), int(token), dtype=torch.long) if cfg.n_tokens else None
-        pitches = torch.full((1, n), float(pitch)) if cfg.has_pitch else None
+        pitches = torch.from_numpy(frame_pitch[start:start + n].astype(np.float32))[None] if cfg.has_pitch else None
         audio, _ = synth.step(z, tokens, pitches)
         pieces.append(audio[0].float().cpu().numpy())
     return np.concatenate(pieces)[delay:delay + n_out].astype(np.float32)

@@ -57,6 +57,28 @@ def test_render_is_the_same_for_every_chunk_size(small_bundle, tmp_path):
     assert np.abs(sf.read(other, dtype="float32")[0] - outs[0]).max() > 1e-3   # the seed matters
 
 
+def test_scale_and_morph_sweep_render_the_same_for_every_chunk_size(small_bundle):
+    from core.render import render
+    b = load_bundle(small_bundle)
+    with torch.no_grad():
+        outs = {k: render(b, 1.0, seed=3, chunk_frames=k, pitch=[48, 55, 60, 67], morph=0.0, morph_to=1.0)
+                for k in (0, 1, 7)}
+        held = render(b, 1.0, seed=3, pitch=48, morph=0.0)
+    for k in (1, 7):
+        np.testing.assert_allclose(outs[k], outs[0], atol=1e-5, rtol=0, err_msg=f"K={k}")
+    # the first quarter asks for note 48 at morph ~0 as the held note does; the rest differs
+    q = 22050 // 4 - 2 * 256
+    assert np.abs(outs[0][q:] - held[q:]).max() > 1e-3
+    np.testing.assert_allclose(outs[0][:256], held[:256], atol=1e-3)
+
+
+def test_noise_morph_sweep_is_per_frame():
+    a = NoiseSource(8, 1, 2).next(5, morph=np.linspace(0, 1, 5))
+    ends = NoiseSource(8, 1, 2)
+    np.testing.assert_allclose(a[0], NoiseSource(8, 1, 2).next(5, morph=0.0)[0], atol=1e-6)
+    np.testing.assert_allclose(a[-1], ends.next(5, morph=1.0)[-1], atol=1e-6)
+
+
 def test_resynth_streamed_equals_whole_and_keeps_length(small_bundle, tmp_path):
     b = load_bundle(small_bundle)
     sr = 22050
