@@ -36,6 +36,7 @@ _LIMITS = {
     "z_dim": (1, 1024), "n_mels": (1, 512), "hidden": (4, 4096), "n_levels": (0, 8),
     "groups": (1, 64), "n_tokens": (0, 4096), "pitch_min": (0, 127), "pitch_max": (0, 127),
     "ngf": (1, 256), "n_residual_layers": (0, 8), "bands": (1, 16),
+    "harmonics": (0, 64), "sample_rate": (1000, 384000),
 }
 
 
@@ -174,6 +175,8 @@ def load_bundle(path: os.PathLike | str, device: str | torch.device = "cpu") -> 
         raise BundleError(path, f"mel bins disagree: generator {gcfg.n_mels}, vocoder {vcfg.n_mels}, mel {mel.n_mels}")
     if math.prod(vcfg.ratios) * vcfg.bands != mel.hop:
         raise BundleError(path, f"vocoder upsamples x{math.prod(vcfg.ratios) * vcfg.bands} but the mel hop is {mel.hop}")
+    if vcfg.harmonics and vcfg.sample_rate != mel.sample_rate:
+        raise BundleError(path, f"vocoder excitation runs at {vcfg.sample_rate} Hz but the mel at {mel.sample_rate} Hz")
     if meta.get("sample_rate") != mel.sample_rate:
         raise BundleError(path, "sample_rate disagrees with the mel parameters")
     try:

@@ -8,6 +8,7 @@ import torch
 
 from .bundle import Bundle
 from .mel import LogMel
+from .pitch import frame_f0
 
 
 @torch.inference_mode()
@@ -21,8 +22,12 @@ def resynthesize(bundle: Bundle, audio: np.ndarray, chunk_frames: int = 0) -> np
     x = torch.zeros(total)
     x[:n] = torch.from_numpy(np.asarray(audio, dtype=np.float32))
     mel = LogMel(bundle.mel).to(bundle.mean.device)(x.to(bundle.mean.device))[None]
+    f0 = None
+    if voc.source is not None:       # harmonic excitation: f0 tracked from the input (YIN)
+        f0 = torch.from_numpy(frame_f0(x.numpy(), bundle.sample_rate, hop, mel.shape[2]))[None].to(mel.device)
     voc.reset()
     k = chunk_frames if chunk_frames > 0 else mel.shape[2]
-    out = torch.cat([voc(mel[:, :, i:i + k]) for i in range(0, mel.shape[2], k)], 1)
+    out = torch.cat([voc(mel[:, :, i:i + k], None if f0 is None else f0[:, i:i + k])
+                     for i in range(0, mel.shape[2], k)], 1)
     voc.reset()
     return out[0, delay:delay + n].float().cpu().numpy()

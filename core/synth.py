@@ -74,5 +74,8 @@ class Synth:
         if pitch is not None:
             pitch = pitch.to(self.device)
         mel = self.generator(z.to(self.device, self.dtype), tokens, pitch).float()
-        audio = self.vocoder((mel * self._std + self._mean).to(self.dtype))
+        f0 = None
+        if self.vocoder.source is not None and pitch is not None:   # the requested pitch excites it
+            f0 = 440.0 * 2.0 ** ((pitch.float() - 69.0) / 12.0)
+        audio = self.vocoder((mel * self._std + self._mean).to(self.dtype), f0)
         return audio.float(), mel

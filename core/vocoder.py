@@ -16,6 +16,16 @@ Multi-band (``bands`` > 1, multi-band MelGAN, Yang et al. 2020): the last conv g
 quarter of the upsampling stack's work per sample, and 31 samples (1.4 ms) of look-ahead
 from the synthesis filters even when the stack is causal.
 
+Harmonic excitation (``harmonics`` = H > 0, an extension, off in the paper's model): a
+convolutional upsampler fed a steady mel (a held note) can only repeat itself every hop,
+so its output is periodic at the frame rate (86.1 Hz at 22050/256) whatever the note: we
+measured exactly that (every spectral peak of a vocoded C3 on a multiple of 86.1 Hz). With
+``f0`` per frame, :class:`HarmonicSource` adds sample-rate sines ``sin(k phi)``, k = 1..H,
+whose phase runs on across chunks, to the last upsampling stage through a learned
+projection gated by the features (``x + P(e) * (1 + G(x))``), as source-filter neural
+vocoders do (NSF, SiFi-GAN). ``f0`` comes from the requested pitch in the instrument and
+from a pitch tracker for copy synthesis; 0 = unvoiced (no sines).
+
 Non-causal (default, reference-compatible): the output for any chunking equals the
 reference output delayed by :attr:`MelGANVocoder.delay` samples (1425 at paper sizes:
 64.6 ms of look-ahead), except near the very start where the reference reflect-pads and
@@ -23,6 +33,7 @@ the stream sees zeros. Causal (``causal=True``): no look-ahead, for models train
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -40,6 +51,8 @@ class VocoderConfig:
     ratios: tuple[int, ...] = (8, 8, 2, 2)
     causal: bool = False
     bands: int = 1
+    harmonics: int = 0
+    sample_rate: int = 22050
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -77,10 +90,42 @@ class ResnetBlock(nn.Module):
         return self.shortcut(self.align(x)) + self.block(x)
 
 
+class HarmonicSource(nn.Module):
+    """f0 per frame ``Tensor[B x T]`` (Hz; 0 = unvoiced) -> time-major sines
+    ``Tensor[B x T*hop x H]``: ``sin(k * phi[n])`` for k = 1..H, f0 held over each frame,
+    zero where unvoiced or where ``k f0`` is above Nyquist. The phase is integrated in
+    float64 and carried across calls (``_phase``), so any chunking gives the same samples."""
+
+    state_attrs = (("_phase", 0),)
+    is_stream_state = True
+
+    def __init__(self, hop: int, sample_rate: int, harmonics: int):
+        super().__init__()
+        self.hop, self.sample_rate, self.harmonics = hop, sample_rate, harmonics
+        self._phase: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        self._phase = None
+
+    def forward(self, f0: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        f = f0.to(torch.float64).clamp_min(0).repeat_interleave(self.hop, dim=1)     # [B x L]
+        start = self._phase
+        if start is None or start.shape[0] != f.shape[0]:
+            start = f.new_zeros(f.shape[0])
+        phase = start[:, None] + torch.cumsum(f * (2 * math.pi / self.sample_rate), 1)
+        self._phase = torch.remainder(phase[:, -1], 2 * math.pi)
+        k = torch.arange(1, self.harmonics + 1, dtype=torch.float64, device=f.device)
+        fk = f[..., None] * k
+        out = torch.sin(phase[..., None] * k) * ((fk > 0) & (fk < self.sample_rate / 2))
+        return out.to(dtype)
+
+
 class MelGANVocoder(nn.Module):
     def __init__(self, config: VocoderConfig = VocoderConfig()):
         super().__init__()
         self.config = c = config
+        if c.harmonics and c.bands > 1:
+            raise ValueError("harmonic excitation needs a single-band vocoder")
         mult = 2 ** len(c.ratios)
         layers: list[nn.Module] = [nn.Identity(), CachedConv1d(c.n_mels, mult * c.ngf, 7, causal=c.causal)]
         for r in c.ratios:
@@ -97,16 +142,33 @@ class MelGANVocoder(nn.Module):
         self.hop = c.bands
         for r in c.ratios:
             self.hop *= r
+        self.source = self.inject_at = None
+        if c.harmonics:
+            # after the last transposed conv (sample rate), before its residual blocks
+            self.inject_at = max(i for i, m in enumerate(self.model) if isinstance(m, CachedConvTranspose1d))
+            self.source = HarmonicSource(self.hop, c.sample_rate, c.harmonics)
+            self.source_proj = nn.Linear(c.harmonics, c.ngf, bias=False)
+            self.source_gate = nn.Linear(c.ngf, c.ngf)
+            nn.init.normal_(self.source_proj.weight, 0.0, 0.1)
+            nn.init.zeros_(self.source_gate.weight)
+            nn.init.zeros_(self.source_gate.bias)
+            # the stream at the injection point lags the reference by the layers before it
+            self.source_align = DelayLine(self._delay_through(self.inject_at))
 
-    @property
-    def delay(self) -> int:
-        """Look-ahead in output samples: stream[n] == reference[n - delay]."""
+    def _delay_through(self, last: int) -> int:
+        """Delay (output samples) of ``self.model[0..last]``."""
         total, rate = 0, self.hop  # rate = output samples per sample at the current layer
-        for m in self.model:
+        for m in list(self.model)[:last + 1]:
             if isinstance(m, CachedConvTranspose1d):
                 rate //= m.stride[0]
             d = getattr(m, "delay", 0)
             total += d * rate
+        return total
+
+    @property
+    def delay(self) -> int:
+        """Look-ahead in output samples: stream[n] == reference[n - delay]."""
+        total = self._delay_through(len(self.model) - 1)
         if self.pqmf is not None:
             total += self.pqmf.delay
         return total
@@ -114,9 +176,21 @@ class MelGANVocoder(nn.Module):
     def reset(self) -> None:
         reset_streams(self)
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        """Next chunk: ``Tensor[B x n_mels x n]`` -> ``Tensor[B x n * hop]``."""
-        y = self.model(mel.transpose(1, 2))
+    def forward(self, mel: torch.Tensor, f0: torch.Tensor | None = None) -> torch.Tensor:
+        """Next chunk: ``Tensor[B x n_mels x n]`` (and, with harmonics, f0 ``Tensor[B x n]``
+        in Hz, 0 = unvoiced; None = all unvoiced) -> ``Tensor[B x n * hop]``."""
+        x = mel.transpose(1, 2)
+        if self.source is None:
+            y = self.model(x)
+        else:
+            if f0 is None:
+                f0 = mel.new_zeros(mel.shape[0], mel.shape[2])
+            e = self.source_align(self.source(f0, mel.dtype))
+            y = x
+            for i, m in enumerate(self.model):
+                y = m(y)
+                if i == self.inject_at:
+                    y = y + self.source_proj(e) * (1 + self.source_gate(y))
         if self.pqmf is not None:
             y = self.pqmf(y)
         return y[:, :, 0]

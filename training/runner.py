@@ -163,7 +163,9 @@ def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
 def init_from(optim: dict, modules: dict[str, torch.nn.Module]) -> str | None:
     """Warm start: with ``optim.init_from`` (a run folder or a checkpoint file), loads the
     weights of ``modules`` (by checkpoint key: "G", "D", ...) that the checkpoint holds; the
-    optimisers start fresh. Returns the file read, or None."""
+    optimisers start fresh. Parameters the checkpoint lacks (modules added since, e.g. a
+    vocoder's harmonic excitation) keep their initialisation; any other difference is an
+    error. Returns the file read, or None."""
     src = optim.get("init_from")
     if not src:
         return None
@@ -175,7 +177,10 @@ def init_from(optim: dict, modules: dict[str, torch.nn.Module]) -> str | None:
     state = torch.load(p, map_location="cpu", weights_only=True)
     for key, module in modules.items():
         if key in state:
-            module.load_state_dict(state[key])
+            result = module.load_state_dict(state[key], strict=False)
+            if result.unexpected_keys:
+                raise ValueError(f"optim.init_from: '{p}' {key} has weights this model lacks: "
+                                 f"{result.unexpected_keys[:4]}")
     return str(p)
 
 

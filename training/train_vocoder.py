@@ -1,16 +1,19 @@
 """MelGAN vocoder training: multi-resolution STFT loss (auraloss) with an STFT-only warm-up,
-then the paper's multi-scale discriminator with hinge loss and feature matching. Multi-band
+then the paper's multi-scale discriminator with hinge loss and feature matching. Vocoders
+with harmonic excitation (``model.harmonics``) get the YIN f0 of each segment. Multi-band
 vocoders (``model.bands`` > 1) add multi-band MelGAN's sub-band STFT loss
 (``loss.subband_stft``) on the PQMF analysis of output and target."""
 from __future__ import annotations
 
 import auraloss
+import numpy as np
 import soundfile as sf
 import torch
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
+from core.pitch import frame_f0
 from core.pqmf import analysis
 from core.vocoder import MelGANVocoder, VocoderConfig
 
@@ -95,9 +98,13 @@ def train_vocoder(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume
         set_lr(opt_g, lr_at(o, step))
         set_lr(opt_d, lr_at(o, step))
         audio, mel = vocoder_batch(corpus, int(o["batch"]), seg, batch_rng(cfg.seed, step, d.rank))
+        f0 = None
+        if G.config.harmonics:
+            f0 = torch.from_numpy(np.stack([frame_f0(a, corpus.sample_rate, G.hop, mel.shape[2])
+                                            for a in audio.numpy()])).to(device)
         audio, mel = audio.to(device), mel.to(device)
         G.reset()
-        fake = Gd(mel)
+        fake = Gd(mel, f0)
         G.reset()
         fake = fake[:, delay:]                     # the stream lags the reference by the look-ahead
         real = audio[:, :audio.shape[1] - delay]
