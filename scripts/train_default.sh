@@ -3,9 +3,10 @@
 # VQCPC tokens, the vocoder and the pitch- and token-conditioned generator, and export.
 #   phase 1: VQCPC 1500 steps; causal ngf-16 vocoder, 6000 STFT-loss steps at lr 1e-3 (in a
 #            second process); hidden-256 generator, 3000 BEGAN steps without the pitch classifier
-#   phase 2: both warm-started from phase 1: the vocoder 12000 more STFT steps with the learning
-#            rate decaying 5e-4 -> 1e-5 (cosine); the generator 5000 more steps with the auxiliary
-#            pitch classifier (loss.pitch 0.5)
+#   phase 2: both warm-started from phase 1: the vocoder gains harmonic excitation (8 sines at
+#            the f0; phase 1 played every note on the 86 Hz frame-rate comb) and trains 12000 more
+#            STFT steps with the learning rate decaying 5e-4 -> 1e-5 (cosine); the generator 5000
+#            more steps with the auxiliary pitch classifier (loss.pitch 0.5)
 # Resumable: run it again to continue. Every run folder is named by a hash of its configuration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +41,6 @@ VOC1=$(run_dir vocoder-stft "${V1[@]}")
 GCOND=(model.n_tokens=16 "data.vqcpc_run=$VQ" model.pitch_min=48 model.pitch_max=84)
 GEN1=$(run_dir generator-began "${GCOND[@]}" "${G1[@]}")
 
-V2=("${V1[@]}" optim.steps=12000 optim.lr=0.0005 optim.lr_end=0.00001 "optim.init_from=$VOC1")
+V2=("${V1[@]}" optim.steps=12000 model.harmonics=8 optim.lr=0.0005 optim.lr_end=0.00001 "optim.init_from=$VOC1")
 G2=("${G1[@]}" optim.steps=5000 loss.pitch=0.5 "optim.init_from=$GEN1")
 train_all "${Q[@]}" -- "${V2[@]}" -- "${G2[@]}"

@@ -136,6 +136,16 @@ def test_init_from_warm_starts_a_new_run(corpus, tmp_path):
     with pytest.raises(ValueError, match="init_from"):
         run_stage(load_config("vocoder-stft-tiny", ["optim.init_from=/nonexistent"]), corpus, str(tmp_path),
                   progress=False)
+    # a vocoder gaining harmonic excitation starts from the plain one and trains (YIN f0 per segment)
+    harm = run_stage(load_config("vocoder-stft-tiny", ["optim.steps=2", "model.harmonics=4", f"optim.init_from={src.dir}"]),
+                     corpus, str(tmp_path), progress=False)
+    state = torch.load(harm.dir / "checkpoint.pt", weights_only=True)
+    assert any(k.startswith("source_proj") for k in state["G"])
+    assert np.isfinite(read_log(harm.dir / "log.csv")[-1]["stft"])
+    # the other way round: weights the model lacks are an error
+    with pytest.raises(ValueError, match="lacks"):
+        run_stage(load_config("vocoder-stft-tiny", ["optim.steps=0", f"optim.init_from={harm.dir}"]), corpus,
+                  str(tmp_path), progress=False)
 
 
 def test_torchrun_two_processes_stay_in_sync(corpus_dir, tmp_path):
