@@ -188,8 +188,10 @@ def test_train_all_exports_a_bundle_that_renders_and_evaluates(corpus_dir, tmp_p
     for key in ("vocoder_mrstft", "griffin_lim_mrstft", "vocoder_logmel_l1"):
         assert np.isfinite(result["vocoder"][key])
     for key in ("ndb", "jsd", "ndb_real_vs_real", "jsd_real_vs_real", "voiced_ratio_generated",
-                "voiced_ratio_real", "pitch_error_cents_median"):
+                "voiced_ratio_real", "pitch_error_cents_median", "ndb_sounding", "jsd_sounding",
+                "ndb_sounding_real_vs_real", "jsd_sounding_real_vs_real"):
         assert key in result["generator"]
+    assert result["generator"]["pitch_plan"] == "held-out score"      # labelled corpus: plays its score
     assert result["stability"]["nan_frames"] == 0
 
 

@@ -60,9 +60,11 @@ def eval_vocoder(bundle: Bundle, corpus: AudioCorpus, clip_seconds: float = 2.0,
 
 
 @torch.inference_mode()
-def generate(bundle: Bundle, frames: int, seed: int = 0, drift: float = 0.05, pitch: float | None = None,
-             token_mode: str = "autopilot", chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Streams ``frames`` frames: (audio ``[frames*hop]``, log10 mel ``[frames x 80]``)."""
+def generate(bundle: Bundle, frames: int, seed: int = 0, drift: float = 0.05,
+             pitch: float | np.ndarray | None = None, token_mode: str = "autopilot",
+             chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Streams ``frames`` frames: (audio ``[frames*hop]``, log10 mel ``[frames x 80]``).
+    ``pitch``: one MIDI note, one per frame (``ndarray[frames]``), or None (mid-range)."""
     synth = Synth(bundle)
     synth.reset()
     cfg = bundle.generator.config
@@ -87,7 +89,10 @@ def generate(bundle: Bundle, frames: int, seed: int = 0, drift: float = 0.05, pi
             toks = torch.tensor(seq)[None]
         p = None
         if cfg.has_pitch:
-            p = torch.full((1, n), float(pitch if pitch is not None else (cfg.pitch_min + cfg.pitch_max) / 2))
+            if pitch is not None and np.ndim(pitch):
+                p = torch.from_numpy(np.asarray(pitch[start:start + n], dtype=np.float32))[None]
+            else:
+                p = torch.full((1, n), float(pitch if pitch is not None else (cfg.pitch_min + cfg.pitch_max) / 2))
         a, m = synth.step(z, toks, p)
         audio.append(a[0].numpy())
         mels.append((m[0] * bundle.std[:, None] + bundle.mean[:, None]).T.numpy())
@@ -96,19 +101,47 @@ def generate(bundle: Bundle, frames: int, seed: int = 0, drift: float = 0.05, pi
     return np.concatenate((a[d:], np.zeros(d, np.float32))), np.concatenate(mels)
 
 
+SOUNDING = -4.5     # mean log10 mel of a frame above this: not the digital silence between notes
+
+
+def held_out_pitch(bundle: Bundle, corpus: AudioCorpus, frames: int) -> np.ndarray | None:
+    """The held-out files' labelled pitch per frame, repeated to ``frames`` (a pitch model is
+    asked to play the held-out score); None when there are no labels or no pitch condition."""
+    cfg = bundle.generator.config
+    if not cfg.has_pitch:
+        return None
+    seq = np.concatenate([corpus.frame_pitch(it) for it in (corpus.val or corpus.train)])
+    seq = seq[~np.isnan(seq)]
+    if not len(seq):
+        return None
+    return np.clip(np.resize(seq, frames), cfg.pitch_min, cfg.pitch_max)
+
+
 def eval_generator(bundle: Bundle, corpus: AudioCorpus, seconds: float = 60.0, seed: int = 0) -> dict:
+    """NDB/JSD over all frames, and over sounding frames only (the generator is an instrument
+    that always sounds; silence comes from the player's envelopes, while the held-out
+    files have gaps of digital silence between notes). Pitch models play the held-out
+    score (its labelled pitch per frame)."""
     frame_rate = bundle.sample_rate / bundle.hop
     frames = int(seconds * frame_rate)
-    audio, mel = generate(bundle, frames, seed)
+    score = held_out_pitch(bundle, corpus, frames)
+    audio, mel = generate(bundle, frames, seed, pitch=score)
     real_val = np.concatenate([corpus.mel_of(it) for it in (corpus.val or corpus.train)])
     real_train = np.concatenate([corpus.mel_of(it) for it in corpus.train])
     rng = np.random.default_rng(seed)
     sub = lambda x, n: x[rng.choice(len(x), min(n, len(x)), replace=False)]   # noqa: E731
+    snd = lambda x: x[x.mean(1) > SOUNDING]                                    # noqa: E731
     ndb, jsd = ndb_jsd(sub(real_val, 20000), sub(mel, 20000), k=50, seed=seed)
     ndb_rr, jsd_rr = ndb_jsd(sub(real_val, 20000), sub(real_train, 20000), k=50, seed=seed)
+    ndb_s, jsd_s = ndb_jsd(sub(snd(real_val), 20000), sub(snd(mel), 20000), k=50, seed=seed)
+    ndb_srr, jsd_srr = ndb_jsd(sub(snd(real_val), 20000), sub(snd(real_train), 20000), k=50, seed=seed)
     real_audio = np.concatenate([it.audio for it in (corpus.val or corpus.train)])
-    out = {"generated_seconds": frames / frame_rate, "ndb": ndb, "jsd": jsd,
-           "ndb_real_vs_real": ndb_rr, "jsd_real_vs_real": jsd_rr,
+    out = {"generated_seconds": frames / frame_rate, "pitch_plan": "held-out score" if score is not None else "mid-range",
+           "ndb": ndb, "jsd": jsd, "ndb_real_vs_real": ndb_rr, "jsd_real_vs_real": jsd_rr,
+           "ndb_sounding": ndb_s, "jsd_sounding": jsd_s,
+           "ndb_sounding_real_vs_real": ndb_srr, "jsd_sounding_real_vs_real": jsd_srr,
+           "sounding_fraction_generated": float((mel.mean(1) > SOUNDING).mean()),
+           "sounding_fraction_real": float((real_val.mean(1) > SOUNDING).mean()),
            "voiced_ratio_generated": voiced_ratio(audio, bundle.sample_rate),
            "voiced_ratio_real": voiced_ratio(real_audio[: int(600 * bundle.sample_rate)], bundle.sample_rate)}
     cfg = bundle.generator.config
