@@ -113,10 +113,12 @@ class HarmonicSource(nn.Module):
         if start is None or start.shape[0] != f.shape[0]:
             start = f.new_zeros(f.shape[0])
         phase = start[:, None] + torch.cumsum(f * (2 * math.pi / self.sample_rate), 1)
-        self._phase = torch.remainder(phase[:, -1], 2 * math.pi)
-        k = torch.arange(1, self.harmonics + 1, dtype=torch.float64, device=f.device)
-        fk = f[..., None] * k
-        out = torch.sin(phase[..., None] * k) * ((fk > 0) & (fk < self.sample_rate / 2))
+        phase = torch.remainder(phase, 2 * math.pi)
+        self._phase = phase[:, -1]
+        # the wrapped phase is exact to ~1e-12; float32 from here on is plenty (and cheaper)
+        k = torch.arange(1, self.harmonics + 1, dtype=torch.float32, device=f.device)
+        fk = f.float()[..., None] * k
+        out = torch.sin(phase.float()[..., None] * k) * ((fk > 0) & (fk < self.sample_rate / 2))
         return out.to(dtype)
 
 
