@@ -16,15 +16,19 @@ from .synth import Synth
 def render(bundle: Bundle, seconds: float, seed: int = 0, seed_b: int | None = None,
            chunk_frames: int = 0, morph: float = 0.0, drift: float = 0.05,
            temperature: float = 1.0, token: int = 0, pitch: float | Sequence[float] | None = None,
-           morph_to: float | None = None) -> np.ndarray:
+           morph_to: float | None = None, settle: bool = True) -> np.ndarray:
     """Audio ``ndarray[round(seconds * sample_rate)]`` float32, aligned for the vocoder's
     look-ahead (the first sample is the first frame's sound).
 
     ``pitch``: one MIDI note, or several played one after another in equal parts of the
     duration (a scale); ``morph_to``: sweep the morph linearly from ``morph`` to it over the
-    duration. Both are set per frame, so every chunking still gives the same samples."""
+    duration. Both are set per frame, so every chunking still gives the same samples.
+    ``settle``: start from a settled state, as the instrument does (:meth:`Synth.settle`)."""
     synth = Synth(bundle)
-    synth.reset()
+    if settle:
+        synth.settle()
+    else:
+        synth.reset()
     cfg = bundle.generator.config
     n_out = int(round(seconds * synth.sample_rate))
     delay = synth.delay

@@ -55,7 +55,7 @@ class BundlePlayer:
         self.last_mel: np.ndarray | None = None    # [n x n_mels] standardized, for taps
         self.last_tokens: np.ndarray | None = None
         self.last_pitch: np.ndarray | None = None
-        self.synth.reset()
+        self.synth.settle(n_voices)     # on the constructing thread (the loader, for hot swaps)
 
     def _new_resampler(self):
         if self.bundle.sample_rate == self.out_rate:

@@ -24,7 +24,7 @@ def offline_reference(bundle_path, seconds: float, out_rate: int = RATE, seed: i
     resampled in one call."""
     b = load_bundle(bundle_path)
     synth = Synth(b)
-    synth.reset()
+    synth.settle()                 # the engine's player starts settled
     n = int(seconds * b.sample_rate / b.hop)
     z = torch.from_numpy(NoiseSource(b.generator.config.z_dim, seed, seed + 1).next(n, 0.0, 0.05, 1.0).T.copy())[None]
     audio, _ = synth.step(z, torch.zeros(1, n, dtype=torch.long), torch.full((1, n), 60.0))

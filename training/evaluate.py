@@ -66,7 +66,7 @@ def generate(bundle: Bundle, frames: int, seed: int = 0, drift: float = 0.05,
     """Streams ``frames`` frames: (audio ``[frames*hop]``, log10 mel ``[frames x 80]``).
     ``pitch``: one MIDI note, one per frame (``ndarray[frames]``), or None (mid-range)."""
     synth = Synth(bundle)
-    synth.reset()
+    synth.settle()                 # as the instrument starts
     cfg = bundle.generator.config
     noise = NoiseSource(cfg.z_dim, seed, seed + 1)
     rng = np.random.default_rng(seed)
