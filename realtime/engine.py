@@ -9,8 +9,9 @@ Threads (and what each may touch):
   against NaN/Inf, resamples to the device rate, applies gain and the safety limiter,
   writes the ring buffer, hands the block to the recorder, updates the taps. It sleeps
   while the ring holds at least ``target_fill`` frames: that fill is the latency setting.
-* **driftwave-loader**: loads a bundle for a hot swap and builds its player, so a slow
-  load never stalls the sound; hands it over through ``_incoming``.
+* **driftwave-loader**: loads a bundle for a hot swap and builds its player (which runs
+  the model's settling pre-roll, :meth:`core.synth.Synth.settle`), so a slow load never
+  stalls the sound; hands it over through ``_incoming``.
 * **driftwave-recorder** (:class:`~realtime.recorder.Recorder`): writes the WAV.
 * **MIDI thread** (rtmidi) and **GUI thread**: set parameters on the control bus, push
   events, and read the taps and stats. They never wait for the engine.
