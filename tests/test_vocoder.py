@@ -15,6 +15,20 @@ def _no_grad():
         yield
 
 
+def assert_vocoder_streams_exactly(voc, mel, f0=None, seed=0):
+    """The vocoder's output for every chunking (sizes 1, 2, 3, 7, 16 and random) equals one
+    whole call, within 1e-5."""
+    voc.reset()
+    whole = voc(mel, f0)
+    for name, sizes in chunkings(mel.shape[2], seed=seed, n_random=2):
+        voc.reset()
+        outs, i = [], 0
+        for n in sizes:
+            outs.append(voc(mel[:, :, i:i + n], None if f0 is None else f0[:, i:i + n]))
+            i += n
+        torch.testing.assert_close(torch.cat(outs, 1), whole, atol=1e-5, rtol=0, msg=name)
+
+
 @pytest.fixture(scope="module")
 def pair():
     torch.manual_seed(0)
@@ -85,16 +99,7 @@ def test_chunked_equals_whole(pair, causal):
         assert voc.delay == 0
     else:
         voc = pair[1]
-    mel = torch.randn(2, 80, 48)
-    voc.reset()
-    whole = voc(mel)
-    for name, sizes in chunkings(48, seed=1, n_random=2):
-        voc.reset()
-        outs, i = [], 0
-        for n in sizes:
-            outs.append(voc(mel[:, :, i:i + n]))
-            i += n
-        torch.testing.assert_close(torch.cat(outs, 1), whole, atol=1e-5, rtol=0, msg=name)
+    assert_vocoder_streams_exactly(voc, torch.randn(2, 80, 48), seed=1)
 
 
 # ----------------------------------------------------------------------------- multi-band (PQMF)
@@ -171,16 +176,7 @@ def test_multiband_chunked_equals_whole(causal):
     voc = MelGANVocoder(VocoderConfig(**MB, causal=causal)).eval()
     if causal:
         assert voc.delay == 31            # only the synthesis filters look ahead
-    mel = torch.randn(2, 80, 24)
-    voc.reset()
-    whole = voc(mel)
-    for name, sizes in chunkings(24, seed=3, n_random=2):
-        voc.reset()
-        outs, i = [], 0
-        for n in sizes:
-            outs.append(voc(mel[:, :, i:i + n]))
-            i += n
-        torch.testing.assert_close(torch.cat(outs, 1), whole, atol=1e-5, rtol=0, msg=name)
+    assert_vocoder_streams_exactly(voc, torch.randn(2, 80, 24), seed=3)
 
 
 # ----------------------------------------------------------------------------- harmonic excitation
@@ -254,14 +250,5 @@ def test_harmonic_vocoder_stream_equals_a_whole_reference_pass():
 @pytest.mark.parametrize("causal", [False, True])
 def test_harmonic_vocoder_chunked_equals_whole(causal):
     voc = _harmonic_vocoder(causal)
-    mel = torch.randn(2, 80, 24)
     f0 = torch.cat([torch.linspace(100, 900, 24)[None], torch.zeros(1, 24)])
-    voc.reset()
-    whole = voc(mel, f0)
-    for name, sizes in chunkings(24, seed=7, n_random=2):
-        voc.reset()
-        outs, i = [], 0
-        for n in sizes:
-            outs.append(voc(mel[:, :, i:i + n], f0[:, i:i + n]))
-            i += n
-        torch.testing.assert_close(torch.cat(outs, 1), whole, atol=1e-5, rtol=0, msg=name)
+    assert_vocoder_streams_exactly(voc, torch.randn(2, 80, 24), f0, seed=7)
