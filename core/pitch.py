@@ -7,6 +7,12 @@ import math
 import numpy as np
 
 
+def midi_to_hz(note):
+    """Equal-tempered frequency (A4 = MIDI 69 = 440 Hz) of MIDI note(s): a float, an ndarray
+    or a Tensor in, the same kind out."""
+    return 440.0 * 2.0 ** ((note - 69.0) / 12.0)
+
+
 def _frames(audio: np.ndarray, frame: int, hop: int) -> np.ndarray:
     """Zero-padded frames ``[n x frame]`` centred on ``i * hop``, n = 1 + len // hop."""
     x = np.pad(np.asarray(audio, dtype=np.float64).reshape(-1), (frame // 2, frame // 2))

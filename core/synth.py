@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 
 from .bundle import Bundle
+from .latent import NoiseSource
+from .pitch import midi_to_hz
 from .streaming import BatchSubset
 
 
@@ -65,7 +67,6 @@ class Synth:
         self.reset()
         if frames <= 0:
             return
-        from .latent import NoiseSource
         cfg = self.generator.config
         z = NoiseSource(cfg.z_dim, SETTLE_SEED, SETTLE_SEED + 1).next(frames, drift=0.05)
         z = torch.from_numpy(z.T.copy())[None].expand(rows, -1, -1)
@@ -96,6 +97,6 @@ class Synth:
         mel = self.generator(z.to(self.device, self.dtype), tokens, pitch).float()
         f0 = None
         if self.vocoder.source is not None and pitch is not None:   # the requested pitch excites it
-            f0 = 440.0 * 2.0 ** ((pitch.float() - 69.0) / 12.0)
+            f0 = midi_to_hz(pitch.float())
         audio = self.vocoder((mel * self._std + self._mean).to(self.dtype), f0)
         return audio.float(), mel

@@ -2,26 +2,36 @@
 import torch
 
 from core.bundle import load_bundle
+from core.pitch import midi_to_hz
 from core.synth import Synth
 
 
-def test_subset_rows_match_a_model_of_just_those_rows_and_others_keep_their_state(small_bundle):
-    full, pair = Synth(load_bundle(small_bundle)), Synth(load_bundle(small_bundle))
+def run_rows_0_and_2(path, frames: int, spans, state_of_row_1):
+    """Steps a 3-row stream (all rows for 5 frames, then rows 0 and 2 only over ``spans``)
+    against a 2-row stream of just those rows; asserts equal output and returns
+    (the 3-row synth, its inputs, ``state_of_row_1(synth)`` before and after the rest)."""
+    full, pair = Synth(load_bundle(path)), Synth(load_bundle(path))
     full.reset()
     pair.reset()
     torch.manual_seed(0)
-    z = torch.randn(3, 20, 30)
-    tok = torch.randint(0, 4, (3, 30))
-    pit = 40 + 40 * torch.rand(3, 30)
+    z = torch.randn(3, 20, frames)
+    tok = torch.randint(0, 4, (3, frames))
+    pit = 40 + 40 * torch.rand(3, frames)
     full.step(z[:, :, :5], tok[:, :5], pit[:, :5])          # all three rows run at first
     pair.step(z[[0, 2], :, :5], tok[[0, 2], :5], pit[[0, 2], :5])
-    row1_state = full.vocoder.model[1]._cache[1].clone()
-    for a, b in [(5, 6), (6, 9), (9, 16), (16, 30)]:         # then row 1 rests
+    before = state_of_row_1(full).clone()
+    for a, b in spans:                                       # then row 1 rests
         got, _ = full.step_rows([0, 2], 3, z[[0, 2], :, a:b], tok[[0, 2], a:b], pit[[0, 2], a:b])
         want, _ = pair.step(z[[0, 2], :, a:b], tok[[0, 2], a:b], pit[[0, 2], a:b])
         torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    return full, (z, tok, pit), before, state_of_row_1(full)
+
+
+def test_subset_rows_match_a_model_of_just_those_rows_and_others_keep_their_state(small_bundle):
+    full, _, before, after = run_rows_0_and_2(small_bundle, 30, [(5, 6), (6, 9), (9, 16), (16, 30)],
+                                              lambda s: s.vocoder.model[1]._cache[1])
     assert full.vocoder.model[1]._cache.shape[0] == 3
-    assert torch.equal(full.vocoder.model[1]._cache[1], row1_state)   # the resting row is untouched
+    assert torch.equal(after, before)                        # the resting row is untouched
     assert full.generator.frame == 30
 
 
@@ -37,27 +47,15 @@ def test_subset_rows_with_a_harmonic_vocoder_keep_each_voice_phase(tmp_path):
     torch.nn.init.normal_(voc.source_gate.weight, 0.0, 0.1)
     p = tmp_path / "h.dwb"
     save_bundle(p, name="h", generator=gen, vocoder=voc, mel=MelConfig(), mean=torch.zeros(80), std=torch.ones(80))
-    full, pair = Synth(load_bundle(p)), Synth(load_bundle(p))
-    full.reset()
-    pair.reset()
-    torch.manual_seed(0)
-    z = torch.randn(3, 20, 20)
-    tok = torch.randint(0, 4, (3, 20))
-    pit = 40 + 40 * torch.rand(3, 20)
-    full.step(z[:, :, :5], tok[:, :5], pit[:, :5])
-    pair.step(z[[0, 2], :, :5], tok[[0, 2], :5], pit[[0, 2], :5])
-    phase1 = full.vocoder.source._phase[1].clone()
-    for a, b in [(5, 6), (6, 13), (13, 20)]:
-        got, _ = full.step_rows([0, 2], 3, z[[0, 2], :, a:b], tok[[0, 2], a:b], pit[[0, 2], a:b])
-        want, _ = pair.step(z[[0, 2], :, a:b], tok[[0, 2], a:b], pit[[0, 2], a:b])
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
-    assert torch.equal(full.vocoder.source._phase[1], phase1)
+    full, (z, tok, pit), before, after = run_rows_0_and_2(p, 20, [(5, 6), (6, 13), (13, 20)],
+                                                          lambda s: s.vocoder.source._phase[1])
+    assert torch.equal(after, before)
     # and the requested pitch reaches the vocoder as its f0
     full.reset()
     audio, mel = full.step(z[:1, :, :8], tok[:1, :8], pit[:1, :8])
     with torch.no_grad():               # (mean 0, std 1: the mel is what the vocoder got)
         full.vocoder.reset()
-        with_f0 = full.vocoder(mel, 440 * 2 ** ((pit[:1, :8] - 69) / 12))
+        with_f0 = full.vocoder(mel, midi_to_hz(pit[:1, :8]))
         full.vocoder.reset()
         without = full.vocoder(mel)
     torch.testing.assert_close(audio, with_f0, atol=1e-5, rtol=0)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from core.mel import LogMel, MelConfig, mel_filterbank
-from core.pitch import yin_pitch  # noqa: F401  (re-exported: the evaluation's pitch tracker)
+from core.pitch import midi_to_hz, yin_pitch  # noqa: F401  (yin_pitch re-exported: the evaluation's pitch tracker)
 
 # ----------------------------------------------------------------------------- NDB / JSD
 
@@ -114,7 +114,7 @@ def voiced_ratio(audio: np.ndarray, sr: int) -> float:
 
 def cents(f_hz: np.ndarray, midi_note: float | np.ndarray) -> np.ndarray:
     """Deviation of ``f_hz`` from equal-tempered MIDI note(s) (A4 = 440 Hz), in cents."""
-    ref = 440.0 * 2.0 ** ((np.asarray(midi_note, dtype=np.float64) - 69) / 12)
+    ref = midi_to_hz(np.asarray(midi_note, dtype=np.float64))
     return 1200.0 * np.log2(np.asarray(f_hz, dtype=np.float64) / ref)
 
 
