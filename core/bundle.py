@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from .generator import GeneratorConfig, StreamingUNAGAN
+from .notes import NOTE_DIM
 from .mel import MelConfig
 from .vocoder import MelGANVocoder, VocoderConfig
 
@@ -36,7 +37,7 @@ _LIMITS = {
     "z_dim": (1, 1024), "n_mels": (1, 512), "hidden": (4, 4096), "n_levels": (0, 8),
     "groups": (1, 64), "n_tokens": (0, 4096), "pitch_min": (0, 127), "pitch_max": (0, 127),
     "ngf": (1, 256), "n_residual_layers": (0, 8), "bands": (1, 16),
-    "harmonics": (0, 64), "sample_rate": (1000, 384000),
+    "harmonics": (0, 64), "note_dim": (0, 64), "sample_rate": (1000, 384000),
 }
 
 
@@ -173,6 +174,8 @@ def load_bundle(path: os.PathLike | str, device: str | torch.device = "cpu") -> 
         raise BundleError(path, "generator hidden size must be a multiple of groups")
     if gcfg.n_mels != vcfg.n_mels or gcfg.n_mels != mel.n_mels:
         raise BundleError(path, f"mel bins disagree: generator {gcfg.n_mels}, vocoder {vcfg.n_mels}, mel {mel.n_mels}")
+    if gcfg.note_dim not in (0, NOTE_DIM):
+        raise BundleError(path, f"the generator's note condition has {gcfg.note_dim} features; this program makes {NOTE_DIM}")
     if math.prod(vcfg.ratios) * vcfg.bands != mel.hop:
         raise BundleError(path, f"vocoder upsamples x{math.prod(vcfg.ratios) * vcfg.bands} but the mel hop is {mel.hop}")
     if vcfg.harmonics and vcfg.sample_rate != mel.sample_rate:

@@ -16,7 +16,10 @@ GRU, random initial state, GroupNorm over time). This one can:
   token or pitch change acts on the very next frame, not the next 16-frame step.
 
 Inputs per frame: noise ``z: Tensor[B x z_dim x n]``, optional ``tokens: LongTensor[B x n]``
-(code indices) and ``pitch: Tensor[B x n]`` (MIDI note numbers, fractional for glides).
+(code indices), ``pitch: Tensor[B x n]`` (MIDI note numbers, fractional for glides) and
+``note: Tensor[B x n x note_dim]`` (the note condition of :mod:`core.notes`: held, onset
+and release ages; it enters through its own zero-initialised projections, so a model
+warm-started from one without it begins exactly where that one was).
 Output: standardized log-mel ``Tensor[B x n_mels x n]`` (de-standardize before vocoding).
 """
 from __future__ import annotations
@@ -40,6 +43,7 @@ class GeneratorConfig:
     n_tokens: int = 0          # 0: no token condition
     pitch_min: int = 0         # pitch_min == pitch_max == 0: no pitch condition
     pitch_max: int = 0
+    note_dim: int = 0          # 0: no note condition; else core.notes.NOTE_DIM
 
     @property
     def has_pitch(self) -> bool:
@@ -102,8 +106,11 @@ class GBlock(nn.Module):
         self.rc = RCBlock(hidden, groups)
         self.conv_out = CachedConv1d(hidden, out_dim, 3, causal=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.leaky_relu(self.norm(self.conv_in(x)), 0.2)
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.conv_in(x)
+        if extra is not None:
+            h = h + extra
+        h = F.leaky_relu(self.norm(h), 0.2)
         return self.conv_out(self.rc(h))
 
 
@@ -135,6 +142,11 @@ class StreamingUNAGAN(nn.Module):
         self.blocks = nn.ModuleList(GBlock(c.hidden, c.hidden, c.hidden, c.groups) for _ in range(c.n_levels))
         self.heads = nn.ModuleList(CachedConv1d(c.hidden, c.n_mels, 3, causal=True) for _ in range(c.n_levels))
         self.held = nn.ModuleList(_Held() for _ in range(c.n_levels + 1))
+        if c.note_dim:
+            self.note_in = nn.ModuleList(nn.Linear(c.note_dim, c.hidden) for _ in range(c.n_levels + 1))
+            for lin in self.note_in:
+                nn.init.zeros_(lin.weight)
+                nn.init.zeros_(lin.bias)
         self.frame = 0
 
     def reset(self) -> None:
@@ -159,12 +171,18 @@ class StreamingUNAGAN(nn.Module):
         return torch.cat(parts, 2) if len(parts) > 1 else parts[0]
 
     def forward(self, z: torch.Tensor, tokens: torch.Tensor | None = None,
-                pitch: torch.Tensor | None = None) -> torch.Tensor:
-        """Next ``n`` frames: ``z: Tensor[B x z_dim x n]`` -> mel ``Tensor[B x n_mels x n]``."""
+                pitch: torch.Tensor | None = None, note: torch.Tensor | None = None) -> torch.Tensor:
+        """Next ``n`` frames: ``z: Tensor[B x z_dim x n]`` -> mel ``Tensor[B x n_mels x n]``.
+        ``note``: ``Tensor[B x n x note_dim]`` (default: a long-held note)."""
         t0, n = self.frame, z.shape[2]
         if n == 0:
             return z.new_zeros(z.shape[0], self.config.n_mels, 0)
         feat = self.features(z, tokens, pitch)
+        if self.config.note_dim:
+            if note is None:
+                note = z.new_zeros(z.shape[0], n, self.config.note_dim)
+                note[..., 0] = 1.0                     # held, all ages "long ago"
+            note = note.to(z.dtype)
         parent = None  # (body, head, index of their first sample) of the level above
         for level in range(self.config.n_levels + 1):
             s = self.stride >> level                   # frames per sample at this level
@@ -174,14 +192,16 @@ class StreamingUNAGAN(nn.Module):
                 parent = (held.body, held.head, first - 1)
                 continue
             f = feat[:, first * s - t0::s]
+            extra = self.note_in[level](note[:, first * s - t0::s]) if self.config.note_dim else None
             if level == 0:
-                body = self.block0(f)
+                body = self.block0(f, extra)
                 head = self.head0(body)
             else:
                 pbody, phead, pbase = parent
                 idx = torch.arange(first, last, device=z.device) // 2 - pbase   # nearest x2
                 body, head = pbody.index_select(1, idx), phead.index_select(1, idx)
-                body = body + self.blocks[level - 1](body + self.inject[level - 1](f))
+                h = body + self.inject[level - 1](f)
+                body = body + self.blocks[level - 1](h if extra is None else h + extra)
                 head = head + self.heads[level - 1](body)
             if held.body is not None:
                 parent = (torch.cat((held.body, body), 1), torch.cat((held.head, head), 1), first - 1)

@@ -10,6 +10,7 @@ import torch
 
 from .bundle import Bundle
 from .latent import NoiseSource
+from .notes import note_clock, note_features
 from .synth import Synth
 
 
@@ -23,6 +24,8 @@ def render(bundle: Bundle, seconds: float, seed: int = 0, seed_b: int | None = N
     ``pitch``: one MIDI note, or several played one after another in equal parts of the
     duration (a scale); ``morph_to``: sweep the morph linearly from ``morph`` to it over the
     duration. Both are set per frame, so every chunking still gives the same samples.
+    Models with the note condition hear one note as the drone (held for ever) and several
+    as notes struck one after another, each held until the next (:mod:`core.notes`).
     ``settle``: start from a settled state, as the instrument does (:meth:`Synth.settle`)."""
     synth = Synth(bundle)
     if settle:
@@ -43,6 +46,10 @@ def render(bundle: Bundle, seconds: float, seed: int = 0, seed_b: int | None = N
     frame_pitch = notes[np.minimum(np.arange(n_frames) * len(notes) // sound_frames, len(notes) - 1)]
     frame_morph = (np.full(n_frames, morph) if morph_to is None else
                    morph + (morph_to - morph) * np.minimum(np.arange(n_frames) / max(sound_frames - 1, 1), 1.0))
+    frame_note = None
+    if cfg.note_dim and len(notes) > 1:
+        starts = [math.ceil(i * sound_frames / len(notes)) for i in range(len(notes))] + [n_frames]
+        frame_note = note_features(*note_clock(list(zip(starts[:-1], starts[1:])), n_frames))
     k = chunk_frames if chunk_frames > 0 else n_frames
     pieces = []
     for start in range(0, n_frames, k):
@@ -50,6 +57,7 @@ def render(bundle: Bundle, seconds: float, seed: int = 0, seed_b: int | None = N
         z = torch.from_numpy(np.ascontiguousarray(noise.next(n, frame_morph[start:start + n], drift, temperature).T))[None]
         tokens = torch.full((1, n), int(token), dtype=torch.long) if cfg.n_tokens else None
         pitches = torch.from_numpy(frame_pitch[start:start + n].astype(np.float32))[None] if cfg.has_pitch else None
-        audio, _ = synth.step(z, tokens, pitches)
+        note = torch.from_numpy(frame_note[start:start + n])[None] if frame_note is not None else None
+        audio, _ = synth.step(z, tokens, pitches, note)
         pieces.append(audio[0].float().cpu().numpy())
     return np.concatenate(pieces)[delay:delay + n_out].astype(np.float32)

@@ -76,25 +76,29 @@ class Synth:
 
     @torch.inference_mode()
     def step_rows(self, rows: list[int], full_batch: int, z: torch.Tensor,
-                  tokens: torch.Tensor | None = None, pitch: torch.Tensor | None = None):
+                  tokens: torch.Tensor | None = None, pitch: torch.Tensor | None = None,
+                  note: torch.Tensor | None = None):
         """Like :meth:`step` for the batch rows ``rows`` of a ``full_batch``-row stream
         (inputs have ``len(rows)`` rows); the other rows' state stays as it is."""
         if len(rows) == full_batch:
-            return self.step(z, tokens, pitch)
+            return self.step(z, tokens, pitch, note)
         idx = torch.tensor(rows, dtype=torch.long, device=self.device)
         with BatchSubset(self.generator, idx, full_batch), BatchSubset(self.vocoder, idx, full_batch):
-            return self.step(z, tokens, pitch)
+            return self.step(z, tokens, pitch, note)
 
     @torch.inference_mode()
     def step(self, z: torch.Tensor, tokens: torch.Tensor | None = None,
-             pitch: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+             pitch: torch.Tensor | None = None, note: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``z: Tensor[B x z_dim x n]`` -> (audio ``Tensor[B x n*hop]``, standardized mel
-        ``Tensor[B x n_mels x n]``)."""
+        ``Tensor[B x n_mels x n]``). ``note``: ``Tensor[B x n x note_dim]`` for generators
+        with the note condition (:mod:`core.notes`; default: a long-held note)."""
         if tokens is not None:
             tokens = tokens.to(self.device)
         if pitch is not None:
             pitch = pitch.to(self.device)
-        mel = self.generator(z.to(self.device, self.dtype), tokens, pitch).float()
+        if note is not None:
+            note = note.to(self.device)
+        mel = self.generator(z.to(self.device, self.dtype), tokens, pitch, note).float()
         f0 = None
         if self.vocoder.source is not None and pitch is not None:   # the requested pitch excites it
             f0 = midi_to_hz(pitch.float())

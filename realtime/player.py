@@ -101,17 +101,17 @@ class BundlePlayer:
 
     def render(self, n: int, snap: Snapshot, voices: VoiceBank, controls) -> None:
         """Runs ``n`` frames for every voice; appends their device-rate mix to :attr:`pending`.
-        ``controls`` = ``voices.render(...)`` for this step (pitch, level, stage, since)."""
+        ``controls``: ``voices.render(...)`` for this step (:class:`VoiceControls`)."""
         v = snap.values
         if int(v["seed_a"]) != self.noise.a.seed:
             self.noise.reseed("a", int(v["seed_a"]))
         if int(v["seed_b"]) != self.noise.b.seed:
             self.noise.reseed("b", int(v["seed_b"]))
-        pitch, level, stage, since = controls
+        pitch, level, stage, since = controls.pitch, controls.level, controls.stage, controls.since
         b = self.n_voices
         z = self.noise.next(n, v["morph"], v["drift"], v["temperature"], v["freeze"] >= 0.5)
         z_t = torch.from_numpy(np.ascontiguousarray(z.T))[None].expand(b, -1, -1)
-        tok_t = pitch_t = None
+        tok_t = pitch_t = note_t = None
         if self.tokens is not None:
             base = self.tokens.next(n, int(v["token_mode"]), int(v["token"]), v["token_rate"])
             if voices.gated and int(v["note_mode"]) == 1:
@@ -123,13 +123,16 @@ class BundlePlayer:
         if self.cfg.has_pitch:
             self.last_pitch = pitch[int(np.argmax(level[:, -1]))]
             pitch_t = torch.from_numpy(pitch)
+        if self.cfg.note_dim:
+            note_t = torch.from_numpy(controls.note_features())
         env = self._envelope(level, n * self.bundle.hop)
         # only the voices that sound (or still have delayed envelope to play) are computed
         rows = [i for i in range(b) if env[i].any() or level[i].any()] if b > 1 else [0]
         if rows:
             r = torch.tensor(rows)
             audio, mel = self.synth.step_rows(rows, b, z_t[r], None if tok_t is None else tok_t[r],
-                                              None if pitch_t is None else pitch_t[r])
+                                              None if pitch_t is None else pitch_t[r],
+                                              None if note_t is None else note_t[r])
             voice_audio = audio.numpy()                               # [len(rows) x n*hop]
             block = (voice_audio * env[rows]).sum(0)
             loudest = int(np.argmax(level[rows, -1]))

@@ -7,11 +7,34 @@ attack/sustain/release envelope (sustain level = velocity), and pitch glides. Wh
 voice is busy, the oldest is stolen. N = 1 is monophonic with legato: a new note while
 another is held glides there without a new attack; releasing it returns to the held one.
 
+Each voice also keeps the clock of its note (frames since its note-on and since its
+release) for generators with the note condition (:mod:`core.notes`); the drone is a note
+held for ever.
+
 Owned by the engine thread (MIDI events are applied there).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
+
+from core.notes import note_features
+
+
+class VoiceControls(NamedTuple):
+    """One step's per-voice, per-frame controls, each ``ndarray[n_voices x n]``."""
+    pitch: np.ndarray        # MIDI note (fractional while gliding)
+    level: np.ndarray        # envelope, 0..1
+    stage: np.ndarray        # VoiceBank.STAGES code
+    since: np.ndarray        # frames since the stage began
+    held: np.ndarray         # 1 while the voice's key is down (the drone: always)
+    onset_age: np.ndarray    # frames since the voice's note-on (inf: none, or the drone)
+    release_age: np.ndarray  # frames since its release (0 while held, inf: never)
+
+    def note_features(self) -> np.ndarray:
+        """The note condition ``ndarray[n_voices x n x NOTE_DIM]`` (:mod:`core.notes`)."""
+        return note_features(self.held, self.onset_age, self.release_age)
 
 
 class Voice:
@@ -23,6 +46,8 @@ class Voice:
         self.pitch = float(start_pitch)
         self.age = 0                 # note-on counter value when (re)started, for stealing
         self.frames_in_stage = 0
+        self.onset_age = np.inf      # frames since the latest note-on (attack)
+        self.release_age = np.inf    # frames since the latest release
 
 
 class VoiceBank:
@@ -51,7 +76,7 @@ class VoiceBank:
             legato = v.stage in ("attack", "sustain")
             v.note, v.velocity = note, vel
             if not legato:
-                v.stage, v.frames_in_stage = "attack", 0
+                v.stage, v.frames_in_stage, v.onset_age = "attack", 0, 0.0
             return 0
         for i, v in enumerate(self.voices):          # the same note again: retrigger its voice
             if v.note == note and v.stage != "idle":
@@ -69,7 +94,7 @@ class VoiceBank:
         if v.stage == "idle":
             v.pitch = float(note)                    # a fresh voice starts on its note
         v.note, v.velocity, v.age = note, vel, self._counter
-        v.stage, v.frames_in_stage = "attack", 0
+        v.stage, v.frames_in_stage, v.onset_age = "attack", 0, 0.0
         return i
 
     def note_off(self, note: int) -> None:
@@ -80,34 +105,37 @@ class VoiceBank:
                 if self.held:                        # legato back to the last held note
                     v.note, v.velocity = self.held[-1]
                 else:
-                    v.stage, v.frames_in_stage = "release", 0
+                    v.stage, v.frames_in_stage, v.release_age = "release", 0, 0.0
             return
         for v in self.voices:
             if v.note == note and v.stage in ("attack", "sustain"):
-                v.stage, v.frames_in_stage = "release", 0
+                v.stage, v.frames_in_stage, v.release_age = "release", 0, 0.0
 
     def all_off(self) -> None:
         self.held.clear()
         for v in self.voices:
             if v.stage in ("attack", "sustain"):
-                v.stage, v.frames_in_stage = "release", 0
+                v.stage, v.frames_in_stage, v.release_age = "release", 0, 0.0
 
     def silence(self) -> None:
         """Panic: every voice idle at once."""
         self.held.clear()
         for v in self.voices:
             v.stage, v.level, v.note = "idle", 0.0, None
+            v.onset_age = v.release_age = np.inf
 
     STAGES = {"idle": 0, "attack": 1, "sustain": 2, "release": 3}
 
     def render(self, n: int, pitch_param: float, glide_s: float, attack_s: float,
-               release_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Per-frame pitch (MIDI), level (0..1), stage code (see STAGES) and frames since
-        the stage began, each ``ndarray[n_voices x n]``."""
+               release_s: float) -> VoiceControls:
+        """The next ``n`` frames' :class:`VoiceControls`."""
         pitch = np.empty((self.n, n), np.float32)
         level = np.zeros((self.n, n), np.float32)
         stage = np.zeros((self.n, n), np.int8)
         since = np.zeros((self.n, n), np.int32)
+        held = np.zeros((self.n, n), np.float32)
+        onset_age = np.full((self.n, n), np.inf)
+        release_age = np.full((self.n, n), np.inf)
         g = float(np.exp(-1.0 / (glide_s * self.frame_rate))) if glide_s > 0 else 0.0
         att_step = 1.0 / max(1.0, attack_s * self.frame_rate)
         rel = float(np.exp(-1.0 / max(1e-3, release_s * self.frame_rate / 5.0)))  # ~-43 dB at release_s
@@ -135,4 +163,12 @@ class VoiceBank:
                 since[i, t] = v.frames_in_stage
                 v.frames_in_stage += 1
                 level[i, t] = v.level
-        return pitch, level, stage, since
+                if not self.gated:
+                    held[i, t] = 1.0 if i == 0 else 0.0            # the drone: held for ever
+                else:
+                    held[i, t] = 1.0 if v.stage in ("attack", "sustain") else 0.0
+                    onset_age[i, t] = v.onset_age
+                    release_age[i, t] = 0.0 if held[i, t] else v.release_age
+                    v.onset_age += 1
+                    v.release_age += 1
+        return VoiceControls(pitch, level, stage, since, held, onset_age, release_age)

@@ -177,3 +177,26 @@ def test_multiband_vocoder_round_trip_streams_the_same(tmp_path):
     tensors, meta = _raw(p)
     _expect(_write(tmp_path / "bands.dwb", tensors, {**meta, "vocoder": dict(meta["vocoder"], bands=2)}),
             "upsamples x128", "hop is 256")
+
+
+def test_note_conditioned_generator_round_trip(tmp_path):
+    from core.generator import GeneratorConfig, StreamingUNAGAN
+    from core.notes import NOTE_DIM, note_clock, note_features
+    _, voc = small_models()
+    torch.manual_seed(3)
+    gen = StreamingUNAGAN(GeneratorConfig(hidden=32, pitch_min=40, pitch_max=80, note_dim=NOTE_DIM)).eval()
+    for lin in gen.note_in:
+        torch.nn.init.normal_(lin.weight, std=0.5)
+    p = tmp_path / "notes.dwb"
+    save_bundle(p, name="notes", generator=gen, vocoder=voc, mel=MelConfig(), mean=torch.zeros(80) - 3, std=torch.ones(80))
+    b = load_bundle(p)
+    assert b.generator.config.note_dim == NOTE_DIM
+    z, pit = torch.randn(1, 20, 12), torch.full((1, 12), 55.0)
+    note = torch.from_numpy(note_features(*note_clock([(2, 8)], 12)))[None]
+    with torch.no_grad():
+        gen.reset()
+        b.generator.reset()
+        torch.testing.assert_close(b.generator(z, None, pit, note), gen(z, None, pit, note), atol=0, rtol=0)
+    tensors, meta = _raw(p)
+    _expect(_write(tmp_path / "dim.dwb", tensors, {**meta, "generator": dict(meta["generator"], note_dim=3)}),
+            "note condition has 3 features", f"makes {NOTE_DIM}")

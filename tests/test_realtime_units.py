@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from core.limiter import SafetyLimiter, is_runaway
+from core.notes import NOTE_DIM, held_note
 from realtime.params import ControlBus
 from realtime.ringbuffer import RingBuffer
 from realtime.sources import TokenSource
@@ -107,21 +108,43 @@ def test_token_sources():
 
 def test_voice_glide_and_mono_legato():
     bank = VoiceBank(1, frame_rate=100.0)
-    pitch, level, _, _ = bank.render(3, 72.0, 0.0, 0.01, 0.3)      # drone: follows the parameter
-    assert np.all(pitch == 72.0) and np.all(level == 1.0)
+    c = bank.render(3, 72.0, 0.0, 0.01, 0.3)                        # drone: follows the parameter
+    assert np.all(c.pitch == 72.0) and np.all(c.level == 1.0)
     bank.note_on(60, 127)
-    pitch, level, stage, _ = bank.render(100, 72.0, 0.1, 0.05, 0.3)  # glide tau = 10 frames
-    assert abs(pitch[0, 9] - (60 + 12 * np.exp(-1))) < 1e-3 and np.all(np.diff(pitch[0]) < 0)
-    assert level[0, 4] == pytest.approx(1.0)                        # 0.05 s attack at 100 fps
+    c = bank.render(100, 72.0, 0.1, 0.05, 0.3)                      # glide tau = 10 frames
+    assert abs(c.pitch[0, 9] - (60 + 12 * np.exp(-1))) < 1e-3 and np.all(np.diff(c.pitch[0]) < 0)
+    assert c.level[0, 4] == pytest.approx(1.0)                      # 0.05 s attack at 100 fps
     bank.note_on(64, 127)                                           # legato: no new attack
-    _, level, stage, _ = bank.render(2, 72.0, 0.0, 0.05, 0.3)
-    assert np.all(stage == 2) and level[0, -1] > 0.99
+    c = bank.render(2, 72.0, 0.0, 0.05, 0.3)
+    assert np.all(c.stage == 2) and c.level[0, -1] > 0.99
+    assert list(c.onset_age[0]) == [100, 101]                       # ... and no new onset
     bank.note_off(64)                                               # back to the held note
-    pitch, _, _, _ = bank.render(1, 72.0, 0.0, 0.05, 0.3)
-    assert pitch[0, 0] == 60.0
+    assert bank.render(1, 72.0, 0.0, 0.05, 0.3).pitch[0, 0] == 60.0
     bank.note_off(60)
-    _, level, stage, _ = bank.render(200, 72.0, 0.0, 0.05, 0.3)
-    assert stage[0, 0] == 3 and level[0, -1] == 0.0                 # released, then idle
+    c = bank.render(200, 72.0, 0.0, 0.05, 0.3)
+    assert c.stage[0, 0] == 3 and c.level[0, -1] == 0.0             # released, then idle
+
+
+def test_voice_note_clock():
+    """Held, onset age and release age per frame: what a note-conditioned generator hears."""
+    bank = VoiceBank(2, frame_rate=100.0)
+    c = bank.render(3, 60.0, 0.0, 0.01, 0.3)                        # the drone: held for ever
+    assert list(c.held[0]) == [1, 1, 1] and list(c.held[1]) == [0, 0, 0]
+    assert np.allclose(c.note_features()[0], held_note((3,)))
+    bank.note_on(60, 100)
+    c = bank.render(4, 60.0, 0.0, 0.01, 0.3)
+    assert list(c.held[0]) == [1, 1, 1, 1] and list(c.onset_age[0]) == [0, 1, 2, 3]
+    assert list(c.release_age[0]) == [0, 0, 0, 0] and np.all(c.held[1] == 0)
+    bank.note_on(64, 100)                                           # the second voice
+    bank.note_off(60)
+    c = bank.render(3, 60.0, 0.0, 0.01, 0.3)
+    assert list(c.held[0]) == [0, 0, 0] and list(c.release_age[0]) == [0, 1, 2]
+    assert list(c.onset_age[0]) == [4, 5, 6] and list(c.onset_age[1]) == [0, 1, 2]
+    f = c.note_features()
+    assert f.shape == (2, 3, NOTE_DIM) and f[0, 0, -1] == pytest.approx(1.0) and f[1, 0, 1] == pytest.approx(1.0)
+    bank.note_on(60, 100)                                           # a free voice? no: 0 is releasing
+    c = bank.render(1, 60.0, 0.0, 0.01, 0.3)
+    assert c.held[0, 0] == 1 and c.onset_age[0, 0] == 0              # retriggered: a new onset
 
 
 def test_voice_stealing_takes_the_oldest():

@@ -84,10 +84,12 @@ def _params(run):
 
 
 PITCHED = ["model.pitch_min=55", "model.pitch_max=67", "loss.pitch=0.5"]
+NOTED = PITCHED + ["model.note_dim=5"]
 
 
 @pytest.mark.parametrize("preset,extra", [("vocoder-stft-tiny", []), ("generator-began-tiny", []),
-                                          ("generator-began-tiny", PITCHED), ("vqcpc-tiny", []),
+                                          ("generator-began-tiny", PITCHED), ("generator-began-tiny", NOTED),
+                                          ("vqcpc-tiny", []),
                                           ("vocoder-stft-tiny", ["optim.lr_end=0.0", "optim.lr_decay_steps=4"])])
 def test_resume_continues_exactly(preset, extra, corpus, tmp_path):
     straight = run_stage(load_config(preset, ["optim.steps=4"] + extra), corpus, str(tmp_path / "a"), progress=False)
@@ -112,6 +114,28 @@ def test_pitch_classifier_trains_the_generator_gets_its_loss_and_samples_are_wri
         assert 0 <= r["pitch_acc_real"] <= 1 and 0 <= r["pitch_acc_fake"] <= 1
     state = torch.load(run.dir / "checkpoint.pt", weights_only=True)
     assert "C" in state and "opt_c" in state
+
+
+def test_note_condition_comes_from_the_labels_and_warm_starts(corpus, tmp_path):
+    it = next(i for i in corpus.train if i.notes)
+    f = corpus.frame_notes(it)
+    assert f.shape == (len(corpus.mel_of(it)), 5)
+    spans = corpus.note_frames(it)
+    first = min(a for a, _ in spans)
+    assert np.all(f[:first] == 0)                                   # before the first note: silence
+    for a, b in spans:
+        assert f[a, 0] == 1 and f[a, 1] == 1                       # held, struck at its onset
+    last = max(b for _, b in spans)
+    if last < len(f):
+        assert f[last, 0] == 0 and f[last, 4] == pytest.approx(1.0)   # released
+    src = run_stage(load_config("generator-began-tiny", ["optim.steps=2"] + PITCHED), corpus, str(tmp_path),
+                    progress=False)
+    warm = run_stage(load_config("generator-began-tiny", ["optim.steps=2", f"optim.init_from={src.dir}"] + NOTED),
+                     corpus, str(tmp_path), progress=False)
+    state = torch.load(warm.dir / "checkpoint.pt", weights_only=True)
+    assert state["G"]["note_in.0.weight"].abs().sum() > 0        # zero at the warm start, trained since
+    assert "note_in.weight" in state["D"]                         # the critic hears the notes too
+    assert all(np.isfinite(v) for v in read_log(warm.dir / "log.csv")[-1].values())
 
 
 def test_lr_schedule_is_a_cosine_from_lr_to_lr_end():

@@ -20,6 +20,7 @@ import torch
 
 from core.audio_io import AudioReadError, read_mono
 from core.mel import LogMel, MelConfig
+from core.notes import held_note, note_clock, note_features
 
 
 @dataclass
@@ -120,6 +121,14 @@ class AudioCorpus:
             out = np.where(np.isnan(out), out[nearest], out)
         return out
 
+    def frame_notes(self, item: AudioItem) -> np.ndarray:
+        """The note condition per mel frame (:mod:`core.notes`), ``ndarray[T x NOTE_DIM]``,
+        from the labels; a file without labels reads as one long-held note."""
+        t = len(self.mel_of(item))
+        if not item.notes:
+            return held_note((t,))
+        return note_features(*note_clock(self.note_frames(item), t))
+
     def note_frames(self, item: AudioItem) -> list[tuple[int, int]]:
         fr = self.sample_rate / self.mel_config.hop
         return [(int(n["onset"] * fr), int(n["offset"] * fr)) for n in (item.notes or [])]
@@ -162,7 +171,8 @@ def vocoder_batch(corpus: AudioCorpus, batch: int, segment: int, rng: np.random.
 def mel_batch(corpus: AudioCorpus, batch: int, frames: int, rng: np.random.Generator,
               mean: np.ndarray, std: np.ndarray, items: list[AudioItem] | None = None):
     """Standardized mel ``Tensor[B x 80 x frames]``, pitch ``Tensor[B x frames]`` (NaN if
-    unlabelled) and (item index, start frame) of each row."""
+    unlabelled) and (item index, start frame) of each row (:func:`note_batch` reads the
+    note condition of the same rows)."""
     items = items or corpus.train
     lengths = np.array([len(corpus.mel_of(it)) for it in items])
     mel = np.empty((batch, corpus.mel_config.n_mels, frames), np.float32)
@@ -175,3 +185,11 @@ def mel_batch(corpus: AudioCorpus, batch: int, frames: int, rng: np.random.Gener
         pitch[b] = corpus.frame_pitch(items[i])[start:start + frames]
         where.append((i, start))
     return torch.from_numpy(mel), torch.from_numpy(pitch), where
+
+
+def note_batch(corpus: AudioCorpus, where: list[tuple[int, int]], frames: int,
+               items: list[AudioItem] | None = None) -> torch.Tensor:
+    """The note condition ``Tensor[B x frames x NOTE_DIM]`` of the rows :func:`mel_batch`
+    drew (its ``where``)."""
+    items = items or corpus.train
+    return torch.from_numpy(np.stack([corpus.frame_notes(items[i])[s:s + frames] for i, s in where]))

@@ -78,11 +78,18 @@ class Front2d(nn.Module):
 
 class BEGANDiscriminator(nn.Module):
     """An autoencoder that reconstructs its input mel; ``cond_dim`` extra per-frame
-    channels (one-hot token, pitch) join after the 2-D front."""
+    channels (one-hot token, pitch) join after the 2-D front; ``note_dim`` note-condition
+    channels are added to the front's output through a zero-initialised 1x1 conv (so a
+    critic warm-started from one without them begins where it was)."""
 
-    def __init__(self, n_mels: int = 80, channels: int = 512, cond_dim: int = 0):
+    def __init__(self, n_mels: int = 80, channels: int = 512, cond_dim: int = 0, note_dim: int = 0):
         super().__init__()
         self.front = Front2d(n_mels)
+        self.note_in = None
+        if note_dim:
+            self.note_in = nn.Conv1d(note_dim, self.front.out_channels, 1)
+            nn.init.zeros_(self.note_in.weight)
+            nn.init.zeros_(self.note_in.bias)
         layers, c_in = [], self.front.out_channels + cond_dim
         for d in (1, 16, 32, 64, 128):
             layers += [spectral_norm(nn.Conv1d(c_in, channels, 3, padding=d, dilation=d)),
@@ -91,8 +98,12 @@ class BEGANDiscriminator(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = nn.Conv1d(channels, n_mels, 3, padding=1)
 
-    def forward(self, mel: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, mel: torch.Tensor, cond: torch.Tensor | None = None,
+                note: torch.Tensor | None = None) -> torch.Tensor:
+        """``note``: ``Tensor[B x note_dim x T]`` (channels first, as ``cond``)."""
         h = self.front(mel)
+        if self.note_in is not None and note is not None:
+            h = h + self.note_in(note)
         if cond is not None:
             h = torch.cat((h, cond), 1)
         return self.head(self.body(h))

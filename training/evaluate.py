@@ -62,9 +62,11 @@ def eval_vocoder(bundle: Bundle, corpus: AudioCorpus, clip_seconds: float = 2.0,
 @torch.inference_mode()
 def generate(bundle: Bundle, frames: int, seed: int = 0, drift: float = 0.05,
              pitch: float | np.ndarray | None = None, token_mode: str = "autopilot",
-             chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+             chunk: int = 64, note: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Streams ``frames`` frames: (audio ``[frames*hop]``, log10 mel ``[frames x 80]``).
-    ``pitch``: one MIDI note, one per frame (``ndarray[frames]``), or None (mid-range)."""
+    ``pitch``: one MIDI note, one per frame (``ndarray[frames]``), or None (mid-range).
+    ``note``: the note condition per frame (``ndarray[frames x NOTE_DIM]``, models with
+    one), or None (a long-held note)."""
     synth = Synth(bundle)
     synth.settle()                 # as the instrument starts
     cfg = bundle.generator.config
@@ -93,7 +95,10 @@ def generate(bundle: Bundle, frames: int, seed: int = 0, drift: float = 0.05,
                 p = torch.from_numpy(np.asarray(pitch[start:start + n], dtype=np.float32))[None]
             else:
                 p = torch.full((1, n), float(pitch if pitch is not None else (cfg.pitch_min + cfg.pitch_max) / 2))
-        a, m = synth.step(z, toks, p)
+        nt = None
+        if cfg.note_dim and note is not None:
+            nt = torch.from_numpy(np.ascontiguousarray(note[start:start + n], dtype=np.float32))[None]
+        a, m = synth.step(z, toks, p, nt)
         audio.append(a[0].numpy())
         mels.append((m[0] * bundle.std[:, None] + bundle.mean[:, None]).T.numpy())
     d = synth.delay
@@ -104,28 +109,35 @@ def generate(bundle: Bundle, frames: int, seed: int = 0, drift: float = 0.05,
 SOUNDING = -4.5     # mean log10 mel of a frame above this: not the digital silence between notes
 
 
-def held_out_pitch(bundle: Bundle, corpus: AudioCorpus, frames: int) -> np.ndarray | None:
-    """The held-out files' labelled pitch per frame, repeated to ``frames`` (a pitch model is
-    asked to play the held-out score); None when there are no labels or no pitch condition."""
+def held_out_score(bundle: Bundle, corpus: AudioCorpus, frames: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The held-out files' score, repeated to ``frames``: (labelled pitch per frame
+    ``ndarray[frames]``, note condition ``ndarray[frames x NOTE_DIM]``), each None when the
+    model lacks that condition or the files have no labels. A model is asked to play what
+    the held-out files play: their notes, their onsets and releases."""
     cfg = bundle.generator.config
-    if not cfg.has_pitch:
-        return None
-    seq = np.concatenate([corpus.frame_pitch(it) for it in (corpus.val or corpus.train)])
-    seq = seq[~np.isnan(seq)]
-    if not len(seq):
-        return None
-    return np.clip(np.resize(seq, frames), cfg.pitch_min, cfg.pitch_max)
+    items = [it for it in (corpus.val or corpus.train) if it.notes]
+    if not items:
+        return None, None
+    pitch = note = None
+    if cfg.has_pitch:
+        seq = np.concatenate([corpus.frame_pitch(it) for it in items])
+        pitch = np.clip(np.resize(seq, frames), cfg.pitch_min, cfg.pitch_max)
+    if cfg.note_dim:
+        feats = np.concatenate([corpus.frame_notes(it) for it in items])
+        note = feats[np.arange(frames) % len(feats)]
+    return pitch, note
 
 
 def eval_generator(bundle: Bundle, corpus: AudioCorpus, seconds: float = 60.0, seed: int = 0) -> dict:
-    """NDB/JSD over all frames, and over sounding frames only (the generator is an instrument
-    that always sounds; silence comes from the player's envelopes, while the held-out
-    files have gaps of digital silence between notes). Pitch models play the held-out
-    score (its labelled pitch per frame)."""
+    """NDB/JSD over all frames, and over sounding frames only (a model without the note
+    condition always sounds, its silence comes from the player's envelopes, while the
+    held-out files have gaps of digital silence between notes). Pitch models play the
+    held-out score (its labelled pitch per frame); note models also get its onsets and
+    releases (:mod:`core.notes`), as the player gives them a performer's notes."""
     frame_rate = bundle.sample_rate / bundle.hop
     frames = int(seconds * frame_rate)
-    score = held_out_pitch(bundle, corpus, frames)
-    audio, mel = generate(bundle, frames, seed, pitch=score)
+    score, note = held_out_score(bundle, corpus, frames)
+    audio, mel = generate(bundle, frames, seed, pitch=score, note=note)
     real_val = np.concatenate([corpus.mel_of(it) for it in (corpus.val or corpus.train)])
     real_train = np.concatenate([corpus.mel_of(it) for it in corpus.train])
     rng = np.random.default_rng(seed)
@@ -136,7 +148,10 @@ def eval_generator(bundle: Bundle, corpus: AudioCorpus, seconds: float = 60.0, s
     ndb_s, jsd_s = ndb_jsd(sub(snd(real_val), 20000), sub(snd(mel), 20000), k=50, seed=seed)
     ndb_srr, jsd_srr = ndb_jsd(sub(snd(real_val), 20000), sub(snd(real_train), 20000), k=50, seed=seed)
     real_audio = np.concatenate([it.audio for it in (corpus.val or corpus.train)])
-    out = {"generated_seconds": frames / frame_rate, "pitch_plan": "held-out score" if score is not None else "mid-range",
+    plan = "held-out score" if score is not None else "mid-range"
+    if note is not None:
+        plan += " with its onsets and releases"
+    out = {"generated_seconds": frames / frame_rate, "pitch_plan": plan,
            "ndb": ndb, "jsd": jsd, "ndb_real_vs_real": ndb_rr, "jsd_real_vs_real": jsd_rr,
            "ndb_sounding": ndb_s, "jsd_sounding": jsd_s,
            "ndb_sounding_real_vs_real": ndb_srr, "jsd_sounding_real_vs_real": jsd_srr,

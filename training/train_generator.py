@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from core.generator import GeneratorConfig, StreamingUNAGAN, pitch_features
 
 from .config import TrainConfig
-from .data import AudioCorpus, batch_rng, mel_batch
+from .data import AudioCorpus, batch_rng, mel_batch, note_batch
 from .discriminators import BEGANDiscriminator, CycleEncoder, PitchClassifier
 from .runner import Dist, Run, init_from, lr_at, pick_device, set_lr, step_seed, wrap_ddp
 
@@ -64,7 +64,7 @@ def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resu
     G = StreamingUNAGAN(gcfg).to(device)
     width = int(cfg.model.get("critic_channels", 512 if gcfg.hidden >= 128 else 32))
     cond_dim = gcfg.n_tokens + gcfg.n_pitch
-    D = BEGANDiscriminator(gcfg.n_mels, width, cond_dim).to(device)
+    D = BEGANDiscriminator(gcfg.n_mels, width, cond_dim, gcfg.note_dim).to(device)
     E = CycleEncoder(gcfg.n_mels, gcfg.z_dim, width, gcfg.n_levels).to(device)
     o, L = cfg.optim, cfg.loss
     w_pitch = float(L.get("pitch", 0.0)) if gcfg.has_pitch else 0.0
@@ -100,8 +100,10 @@ def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resu
         set_lr(opt_g, lr_at(o, step))
         set_lr(opt_d, lr_at(o, step))
         rng = batch_rng(cfg.seed, step, d.rank)
-        x, pitch, _ = mel_batch(corpus, int(o["batch"]), frames, rng, mean, std)
+        x, pitch, where = mel_batch(corpus, int(o["batch"]), frames, rng, mean, std)
         x = x.to(device)
+        note = note_batch(corpus, where, frames).to(device) if gcfg.note_dim else None
+        note_cf = note.transpose(1, 2) if note is not None else None     # channels first, for the critic
         labels = torch.where(torch.isnan(pitch), torch.full_like(pitch, -100),
                              (pitch.round() - gcfg.pitch_min).clamp(0, n_classes - 1)).long().to(device)
         pitch = torch.nan_to_num(pitch, nan=centre).to(device)
@@ -110,10 +112,10 @@ def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resu
         z = ar1_noise(x.shape[0], gcfg.z_dim, frames, gen).to(device)
         cond = condition_features(gcfg, tokens, pitch)
         G.reset()
-        fake = Gd(z, tokens, pitch)
+        fake = Gd(z, tokens, pitch, note)
         # critic
-        loss_real = (Dd(x, cond) - x).abs().mean()
-        loss_fake_d = (Dd(fake.detach(), cond) - fake.detach()).abs().mean()
+        loss_real = (Dd(x, cond, note_cf) - x).abs().mean()
+        loss_fake_d = (Dd(fake.detach(), cond, note_cf) - fake.detach()).abs().mean()
         loss_d = loss_real - k * loss_fake_d
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -121,11 +123,11 @@ def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resu
             torch.nn.utils.clip_grad_norm_(D.parameters(), o["grad_clip"])
         opt_d.step()
         # generator + encoder, with the cycle terms
-        loss_fake = (Dd(fake, cond) - fake).abs().mean()
+        loss_fake = (Dd(fake, cond, note_cf) - fake).abs().mean()
         z0 = z[:, :, ::stride]
         cyc_z = (Ed(fake) - z0).abs().mean()
         G.reset()
-        recon = Gd(Ed(x).repeat_interleave(stride, dim=2)[:, :, :frames], tokens, pitch)
+        recon = Gd(Ed(x).repeat_interleave(stride, dim=2)[:, :, :frames], tokens, pitch, note)
         cyc_x = (recon - x).abs().mean()
         loss_g = loss_fake + w_cyc * (cyc_z + cyc_x)
         extra = {}
