@@ -7,6 +7,10 @@
 #            the f0; phase 1 played every note on the 86 Hz frame-rate comb) and trains 12000 more
 #            STFT steps with the learning rate decaying 5e-4 -> 1e-5 (cosine); the generator 5000
 #            more steps with the auxiliary pitch classifier (loss.pitch 0.5)
+#   phase 3: warm-started from phase 2: the vocoder 14000 more STFT steps (lr 3e-4 -> 5e-6);
+#            the generator gains the note condition (core/notes.py: held, onset and release
+#            ages from the labels; phase 2 made a steady drone without note dynamics) and
+#            trains 9000 more steps (lr 1e-4 -> 2e-5)
 # Resumable: run it again to continue. Every run folder is named by a hash of its configuration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,3 +48,10 @@ GEN1=$(run_dir generator-began "${GCOND[@]}" "${G1[@]}")
 V2=("${V1[@]}" optim.steps=12000 model.harmonics=8 optim.lr=0.0005 optim.lr_end=0.00001 "optim.init_from=$VOC1")
 G2=("${G1[@]}" optim.steps=5000 loss.pitch=0.5 "optim.init_from=$GEN1")
 train_all "${Q[@]}" -- "${V2[@]}" -- "${G2[@]}"
+
+VOC2=$(run_dir vocoder-stft "${V2[@]}")
+GEN2=$(run_dir generator-began "${GCOND[@]}" "${G2[@]}")
+V3=("${V1[@]}" optim.steps=14000 model.harmonics=8 optim.lr=0.0003 optim.lr_end=0.000005 "optim.init_from=$VOC2")
+G3=("${G1[@]}" optim.steps=9000 loss.pitch=0.5 model.note_dim=5 optim.lr=0.0001 optim.lr_end=0.00002
+    "optim.init_from=$GEN2")
+train_all "${Q[@]}" -- "${V3[@]}" -- "${G3[@]}"

@@ -12,6 +12,8 @@ from training.metrics import (
     griffin_lim,
     kmeans,
     logmel_l1,
+    loudness_spread,
+    mel_change,
     mr_stft_distance,
     ndb_jsd,
     stream_stability,
@@ -203,3 +205,13 @@ def test_stream_stability():
     assert moved["std_ratio"] == pytest.approx(2.0)
     assert stream_stability(np.zeros((3, 80)), np.zeros((5, 80)))["std_ratio"] == 1.0
     assert all(isinstance(v, float) for v in moved.values())
+
+
+def test_mel_change_and_loudness_spread_of_known_sequences():
+    steady = np.full((50, 80), -3.0)
+    assert mel_change(steady) == 0.0 and loudness_spread(steady) == 0.0
+    beating = np.where(np.arange(50)[:, None] % 2 == 0, -2.0, -4.0) * np.ones((50, 80))
+    assert mel_change(beating) == pytest.approx(2.0)            # |(-2) - (-4)| every frame
+    assert loudness_spread(beating) == pytest.approx(1.0)       # frames at -3 +- 1
+    decay = np.linspace(-1.0, -5.0, 41)[:, None] * np.ones((41, 80))
+    assert mel_change(decay) == pytest.approx(0.1) and loudness_spread(decay) == pytest.approx(np.std(np.linspace(-1, -5, 41)))

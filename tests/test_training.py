@@ -213,7 +213,8 @@ def test_train_all_exports_a_bundle_that_renders_and_evaluates(corpus_dir, tmp_p
         assert np.isfinite(result["vocoder"][key])
     for key in ("ndb", "jsd", "ndb_real_vs_real", "jsd_real_vs_real", "voiced_ratio_generated",
                 "voiced_ratio_real", "pitch_error_cents_median", "ndb_sounding", "jsd_sounding",
-                "ndb_sounding_real_vs_real", "jsd_sounding_real_vs_real"):
+                "ndb_sounding_real_vs_real", "jsd_sounding_real_vs_real", "mel_change_generated",
+                "mel_change_real", "loudness_spread_generated", "loudness_spread_real"):
         assert key in result["generator"]
     assert result["generator"]["pitch_plan"] == "held-out score"      # labelled corpus: plays its score
     assert result["stability"]["nan_frames"] == 0

@@ -22,8 +22,8 @@ from core.resynth import resynthesize
 from core.synth import Synth
 
 from .data import AudioCorpus
-from .metrics import (cents, griffin_lim, logmel_l1, mr_stft_distance, ndb_jsd, stream_stability,
-                      voiced_ratio, yin_pitch)
+from .metrics import (cents, griffin_lim, logmel_l1, loudness_spread, mel_change, mr_stft_distance, ndb_jsd,
+                      stream_stability, voiced_ratio, yin_pitch)
 
 
 def _clips(corpus: AudioCorpus, seconds: float, max_clips: int) -> list[np.ndarray]:
@@ -157,6 +157,8 @@ def eval_generator(bundle: Bundle, corpus: AudioCorpus, seconds: float = 60.0, s
            "ndb_sounding_real_vs_real": ndb_srr, "jsd_sounding_real_vs_real": jsd_srr,
            "sounding_fraction_generated": float((mel.mean(1) > SOUNDING).mean()),
            "sounding_fraction_real": float((real_val.mean(1) > SOUNDING).mean()),
+           "mel_change_generated": mel_change(mel), "mel_change_real": mel_change(real_val),
+           "loudness_spread_generated": loudness_spread(mel), "loudness_spread_real": loudness_spread(real_val),
            "voiced_ratio_generated": voiced_ratio(audio, bundle.sample_rate),
            "voiced_ratio_real": voiced_ratio(real_audio[: int(600 * bundle.sample_rate)], bundle.sample_rate)}
     cfg = bundle.generator.config

@@ -8,6 +8,8 @@
   L1 at three resolutions, the multi-band MelGAN loss).
 * ``logmel_l1``: mean absolute difference of MelGAN log10-mels.
 * ``griffin_lim``: inversion of a MelGAN log10-mel without a vocoder (the baseline).
+* ``mel_change`` / ``loudness_spread``: how much a log-mel moves frame to frame, and the
+  spread of its frame loudness (a drone scores low on both; notes with onsets and decays high).
 * ``stream_stability``: per-bin statistics of early vs late frames of a long stream.
 """
 from __future__ import annotations
@@ -211,6 +213,18 @@ def griffin_lim(logmel: np.ndarray, mel_config: MelConfig = MelConfig(), n_iter:
         previous = rebuilt
         phase = accel / accel.abs().clamp_min(1e-16)
     return synthesise(mag * phase).numpy().astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- dynamics
+
+def mel_change(mel: np.ndarray) -> float:
+    """Mean absolute frame-to-frame change of a log10 mel ``[T x n_mels]``: how much it moves."""
+    return float(np.abs(np.diff(mel, axis=0)).mean()) if len(mel) > 1 else 0.0
+
+
+def loudness_spread(mel: np.ndarray) -> float:
+    """Standard deviation over frames of each frame's mean log10 mel: its dynamics."""
+    return float(mel.mean(1).std())
 
 
 # ----------------------------------------------------------------------------- streaming
