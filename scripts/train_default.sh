@@ -10,7 +10,8 @@
 #   phase 3: warm-started from phase 2: the vocoder 14000 more STFT steps (lr 3e-4 -> 5e-6);
 #            the generator gains the note condition (core/notes.py: held, onset and release
 #            ages from the labels; phase 2 made a steady drone without note dynamics) and
-#            trains 9000 more steps (lr 1e-4 -> 2e-5)
+#            trains 9000 more steps (lr 1e-4 -> 2e-5) with the envelope loss (loss.envelope 1:
+#            BEGAN alone left the note condition unused)
 # Resumable: run it again to continue. Every run folder is named by a hash of its configuration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,6 +53,6 @@ train_all "${Q[@]}" -- "${V2[@]}" -- "${G2[@]}"
 VOC2=$(run_dir vocoder-stft "${V2[@]}")
 GEN2=$(run_dir generator-began "${GCOND[@]}" "${G2[@]}")
 V3=("${V1[@]}" optim.steps=14000 model.harmonics=8 optim.lr=0.0003 optim.lr_end=0.000005 "optim.init_from=$VOC2")
-G3=("${G1[@]}" optim.steps=9000 loss.pitch=0.5 model.note_dim=5 optim.lr=0.0001 optim.lr_end=0.00002
+G3=("${G1[@]}" optim.steps=9000 loss.pitch=0.5 model.note_dim=5 loss.envelope=1.0 optim.lr=0.0001 optim.lr_end=0.00002
     "optim.init_from=$GEN2")
 train_all "${Q[@]}" -- "${V3[@]}" -- "${G3[@]}"

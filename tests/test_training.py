@@ -84,7 +84,7 @@ def _params(run):
 
 
 PITCHED = ["model.pitch_min=55", "model.pitch_max=67", "loss.pitch=0.5"]
-NOTED = PITCHED + ["model.note_dim=5"]
+NOTED = PITCHED + ["model.note_dim=5", "loss.envelope=1.0"]
 
 
 @pytest.mark.parametrize("preset,extra", [("vocoder-stft-tiny", []), ("generator-began-tiny", []),
@@ -135,7 +135,8 @@ def test_note_condition_comes_from_the_labels_and_warm_starts(corpus, tmp_path):
     state = torch.load(warm.dir / "checkpoint.pt", weights_only=True)
     assert state["G"]["note_in.0.weight"].abs().sum() > 0        # zero at the warm start, trained since
     assert "note_in.weight" in state["D"]                         # the critic hears the notes too
-    assert all(np.isfinite(v) for v in read_log(warm.dir / "log.csv")[-1].values())
+    last = read_log(warm.dir / "log.csv")[-1]
+    assert all(np.isfinite(v) for v in last.values()) and 0 < last["envelope"] < 10
 
 
 def test_lr_schedule_is_a_cosine_from_lr_to_lr_end():
