@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .notes import held_note
 from .streaming import CachedConv1d, reset_streams
 
 
@@ -180,8 +181,7 @@ class StreamingUNAGAN(nn.Module):
         feat = self.features(z, tokens, pitch)
         if self.config.note_dim:
             if note is None:
-                note = z.new_zeros(z.shape[0], n, self.config.note_dim)
-                note[..., 0] = 1.0                     # held, all ages "long ago"
+                note = torch.from_numpy(held_note((z.shape[0], n))).to(z.device, z.dtype)
             note = note.to(z.dtype)
         parent = None  # (body, head, index of their first sample) of the level above
         for level in range(self.config.n_levels + 1):

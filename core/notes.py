@@ -10,9 +10,11 @@ tokens do not carry. A generator with ``note_dim = NOTE_DIM`` is told, per frame
 * the age of the latest release, as ``exp(-age / RELEASE_TAU)`` while no key is down.
 
 Ages are in frames (22050 / 256 = 86.1 frames per second for the default mel); ``inf``
-means "never" (long ago), which gives 0. A long-held note (the instrument's drone) is
-``[1, 0, 0, 0, 0]``: :func:`held_note`. Training reads the ages from note labels
-(:func:`note_clock`); the player from its voices.
+means "never" (long ago), which gives 0. While a key is down its onset age stops at
+``HELD_AGE_MAX`` (96 frames, 1.1 s): the default corpus's notes last 0.25-1.5 s, so a
+note held longer (or the instrument's drone, :func:`held_note`) stays in its sustain as
+the model learnt it, instead of moving to ages it never saw. Training reads the ages from
+note labels (:func:`note_clock`); the player from its voices.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import numpy as np
 
 ONSET_TAUS = (4.0, 40.0, 200.0)
 RELEASE_TAU = 8.0
+HELD_AGE_MAX = 96.0
 NOTE_DIM = 2 + len(ONSET_TAUS)
 
 
@@ -28,6 +31,7 @@ def note_features(held: np.ndarray, onset_age: np.ndarray, release_age: np.ndarr
     never) -> ``ndarray[... x n x NOTE_DIM]`` float32."""
     held = np.asarray(held, np.float32)
     on = np.asarray(onset_age, np.float64)
+    on = np.where(held > 0, np.minimum(on, HELD_AGE_MAX), on)
     off = np.asarray(release_age, np.float64)
     parts = [held] + [np.exp(-on / tau) for tau in ONSET_TAUS]
     parts.append((1.0 - held) * np.exp(-off / RELEASE_TAU))
@@ -35,10 +39,11 @@ def note_features(held: np.ndarray, onset_age: np.ndarray, release_age: np.ndarr
 
 
 def held_note(shape: tuple[int, ...]) -> np.ndarray:
-    """The features of a note held for ever: ``ndarray[*shape x NOTE_DIM]``."""
-    out = np.zeros((*shape, NOTE_DIM), np.float32)
-    out[..., 0] = 1.0
-    return out
+    """The features of a note held for ever (its sustain): ``ndarray[*shape x NOTE_DIM]``."""
+    return np.broadcast_to(HELD_NOTE, (*shape, NOTE_DIM)).copy()
+
+
+HELD_NOTE = note_features(np.ones(1), np.full(1, np.inf), np.zeros(1))[0]
 
 
 def note_clock(notes: list[tuple[int, int]], frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from core.generator import GeneratorConfig, StreamingUNAGAN
-from core.notes import NOTE_DIM, ONSET_TAUS, RELEASE_TAU, held_note, note_clock, note_features
+from core.notes import HELD_AGE_MAX, NOTE_DIM, ONSET_TAUS, RELEASE_TAU, held_note, note_clock, note_features
 from tests.conftest import chunkings
 
 T = 70
@@ -27,7 +27,12 @@ def test_note_features_values():
     assert f[1, 0] == 0 and f[1, 1:4] == pytest.approx(np.exp(-40.0 / np.array(ONSET_TAUS)))
     assert f[1, 4] == pytest.approx(np.exp(-8.0 / RELEASE_TAU))     # released 8 frames ago
     assert np.all(f[2] == 0)                                        # silence, long ago
-    assert np.array_equal(held_note((2,)), np.array([[1, 0, 0, 0, 0]] * 2, np.float32))
+    # a key held past HELD_AGE_MAX stays in its sustain; the drone is such a note
+    sustain = np.concatenate(([1.0], np.exp(-HELD_AGE_MAX / np.array(ONSET_TAUS)), [0.0])).astype(np.float32)
+    long = note_features(np.ones(3), np.array([HELD_AGE_MAX, 500.0, np.inf]), np.zeros(3))
+    assert np.allclose(long, sustain) and np.allclose(held_note((2,)), sustain)
+    # released, the onset age runs on
+    assert note_features(np.zeros(1), np.array([500.0]), np.array([3.0]))[0, 3] == pytest.approx(np.exp(-2.5))
 
 
 def _make():
