@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--morph", type=_unit, default=0.0, help="slerp from seed A (0) to seed B (1)")
     r.add_argument("--drift", type=_unit, default=0.05, help="noise wander per frame, 0..1")
     r.add_argument("--temperature", type=_positive(float), default=1.0)
-    r.add_argument("--token", type=_nonnegative_int, default=0)
+    r.add_argument("--token", type=_nonnegative_int, default=None,
+                   help="token to hold (token models; default: the bundle's default token, else 0)")
     r.add_argument("--pitch", type=float, nargs="+", default=None,
                    help="MIDI note(s) for pitch models; several play in turn (a scale)")
     r.add_argument("--morph-to", type=_unit, default=None, help="sweep the morph from --morph to this")

@@ -16,7 +16,7 @@ from .synth import Synth
 
 def render(bundle: Bundle, seconds: float, seed: int = 0, seed_b: int | None = None,
            chunk_frames: int = 0, morph: float = 0.0, drift: float = 0.05,
-           temperature: float = 1.0, token: int = 0, pitch: float | Sequence[float] | None = None,
+           temperature: float = 1.0, token: int | None = None, pitch: float | Sequence[float] | None = None,
            morph_to: float | None = None, settle: bool = True) -> np.ndarray:
     """Audio ``ndarray[round(seconds * sample_rate)]`` float32, aligned for the vocoder's
     look-ahead (the first sample is the first frame's sound).
@@ -24,6 +24,7 @@ def render(bundle: Bundle, seconds: float, seed: int = 0, seed_b: int | None = N
     ``pitch``: one MIDI note, or several played one after another in equal parts of the
     duration (a scale); ``morph_to``: sweep the morph linearly from ``morph`` to it over the
     duration. Both are set per frame, so every chunking still gives the same samples.
+    ``token``: held throughout; None: the bundle's default token (as the player starts), else 0.
     Models with the note condition hear one note as the drone (held for ever) and several
     as notes struck one after another, each held until the next (:mod:`core.notes`).
     ``settle``: start from a settled state, as the instrument does (:meth:`Synth.settle`)."""
@@ -50,6 +51,8 @@ def render(bundle: Bundle, seconds: float, seed: int = 0, seed_b: int | None = N
     if cfg.note_dim and len(notes) > 1:
         starts = [math.ceil(i * sound_frames / len(notes)) for i in range(len(notes))] + [n_frames]
         frame_note = note_features(*note_clock(list(zip(starts[:-1], starts[1:])), n_frames))
+    if token is None:
+        token = int((bundle.token_stats or {}).get("default", 0))
     k = chunk_frames if chunk_frames > 0 else n_frames
     pieces = []
     for start in range(0, n_frames, k):

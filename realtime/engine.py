@@ -76,6 +76,7 @@ class Engine:
         self.controller = MidiController(self.bus, self.voices)
         self.midi_input = None         # a MidiInput feeding self.events, for its counters
         self.player = BundlePlayer(bundle, self.out_rate, seed, seed + 1, precision, self.n_voices)
+        self._use_default_token(bundle)
         self._fading: BundlePlayer | None = None
         self._fade_pos = 0
         self.fade_len = max(1, int(fade_s * self.out_rate))
@@ -125,6 +126,13 @@ class Engine:
             self._thread.join(5.0)
         self.stop_recording()
 
+    def _use_default_token(self, bundle) -> None:
+        """A bundle may name the token to start on (its loudest common one: some tokens
+        stand for the silence between notes); token numbers mean nothing across bundles."""
+        default = (bundle.token_stats or {}).get("default")
+        if bundle.generator.config.n_tokens and isinstance(default, int):
+            self.bus.set("token", default)
+
     def load_bundle(self, path: str, on_done=None) -> threading.Thread:
         """Hot swap: load ``path`` on the loader thread; the engine crossfades to it. A bad
         file leaves a message in :attr:`errors` and the current sound goes on."""
@@ -135,6 +143,7 @@ class Engine:
                 player = BundlePlayer(bundle, self.out_rate, int(v["seed_a"]), int(v["seed_b"]),
                                       self.precision, self.n_voices)
                 self._incoming = player
+                self._use_default_token(bundle)
                 ok, msg = True, f"loaded {bundle.name}"
             except BundleError as e:
                 ok, msg = False, str(e)

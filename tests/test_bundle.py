@@ -200,3 +200,20 @@ def test_note_conditioned_generator_round_trip(tmp_path):
     tensors, meta = _raw(p)
     _expect(_write(tmp_path / "dim.dwb", tensors, {**meta, "generator": dict(meta["generator"], note_dim=3)}),
             "note condition has 3 features", f"makes {NOTE_DIM}")
+
+
+def test_the_engine_starts_on_the_bundles_default_token(tmp_path):
+    """Some tokens stand for silence: a bundle names the token to start on, and the engine
+    (at start and on a hot swap) sets the token parameter to it."""
+    from realtime.engine import Engine
+    gen, voc = small_models()
+    paths = []
+    for default in (3, 1):
+        p = tmp_path / f"tok{default}.dwb"
+        save_bundle(p, name="tok", generator=gen, vocoder=voc, mel=MelConfig(), mean=torch.zeros(80) - 3,
+                    std=torch.ones(80), token_stats={"transitions": [[0.25] * 4] * 4, "default": default})
+        paths.append(p)
+    engine = Engine(load_bundle(paths[0]), 48000, threads=1)
+    assert engine.bus.get("token") == 3
+    engine.load_bundle(str(paths[1])).join(30)
+    assert engine.bus.get("token") == 1

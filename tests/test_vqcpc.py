@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from training.vqcpc import VQCPC, VQCPCConfig, extract_tokens, token_statistics
+from training.vqcpc import VQCPC, VQCPCConfig, extract_tokens, token_loudness, token_statistics
 
 TINY = VQCPCConfig(enc_channels=(32, 32, 16), code_dim=8, n_codes=4, gru_hidden=16,
                    gru_layers=2, context_dim=16, k_ahead=2, n_negatives=4)
@@ -225,3 +225,16 @@ def test_codebook_restarts_stay_in_sync_under_ddp(tmp_path):
     result = tmp_path / "diff.pt"
     mp.spawn(_ddp_worker, args=(str(tmp_path / "init"), str(result)), nprocs=2)
     assert torch.load(result) == 0.0
+
+
+def test_token_loudness_and_the_default_token():
+    seqs = [np.array([0, 0, 1, 1]), np.array([0, 2, 1, 1])]
+    loud = [np.array([-5.0, -5.0, -2.0, -3.0]), np.array([-5.0, -1.0, -2.0, -1.0])]
+    out = token_loudness(seqs, loud, 4, min_share=0.2)
+    assert out["loudness"][:3] == pytest.approx([-5.0, -2.0, -1.0])
+    assert out["loudness"][3] == pytest.approx(-5.0)        # unused: the quietest value
+    assert out["default"] == 1                               # token 2 is louder but rare (1 of 8 frames)
+    assert token_loudness(seqs, loud, 4, min_share=0.1)["default"] == 2
+    json.dumps(out)                                          # goes into the bundle header
+    with pytest.raises(ValueError, match="one loudness"):
+        token_loudness([np.array([0, 1])], [np.array([0.0])], 4)

@@ -11,7 +11,7 @@ import torch
 from .config import TrainConfig
 from .data import AudioCorpus, batch_rng, mel_batch
 from .runner import Dist, Run, pick_device, step_seed, wrap_ddp
-from .vqcpc import VQCPC, VQCPCConfig, extract_tokens, token_statistics
+from .vqcpc import VQCPC, VQCPCConfig, extract_tokens, token_loudness, token_statistics
 
 
 def vqcpc_config(cfg: TrainConfig) -> VQCPCConfig:
@@ -68,11 +68,15 @@ def load_vqcpc(run_dir, device="cpu") -> tuple[VQCPC, torch.Tensor, torch.Tensor
 
 
 def corpus_token_stats(model: VQCPC, corpus: AudioCorpus, mean: np.ndarray, std: np.ndarray) -> dict:
-    """Tokens of every training file and their statistics (with note phases from labels)."""
-    seqs, notes = [], []
+    """Tokens of every training file and their statistics (with note phases from labels,
+    and each token's loudness and the default token: :func:`token_loudness`)."""
+    seqs, notes, loud = [], [], []
     labelled = all(it.notes for it in corpus.train)
     for it in corpus.train:
         m = (corpus.mel_of(it) - mean) / std
         seqs.append(extract_tokens(model, torch.from_numpy(m.T.astype(np.float32))).numpy())
         notes.append(corpus.note_frames(it))
-    return token_statistics(seqs, model.config.n_codes, notes if labelled else None)
+        loud.append(corpus.mel_of(it).mean(1)[:len(seqs[-1])])
+    stats = token_statistics(seqs, model.config.n_codes, notes if labelled else None)
+    stats.update(token_loudness(seqs, loud, model.config.n_codes))
+    return stats

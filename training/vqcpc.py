@@ -226,6 +226,31 @@ def _mode(values: list[int], n_codes: int) -> int | None:
     return int(np.argmax(np.bincount(np.asarray(values, dtype=np.int64), minlength=n_codes)))
 
 
+def token_loudness(token_seqs: list[np.ndarray], loudness_seqs: list[np.ndarray], n_codes: int,
+                   min_share: float = 0.02) -> dict:
+    """How loud each token's frames are: "loudness" (``n_codes`` floats, the mean log10 mel
+    of the frames a token was given to; unused tokens get the quietest value) and "default"
+    (the loudest token among those given to at least ``min_share`` of all frames: the token
+    a player starts on, so that a token-following model sounds before anyone turns a knob;
+    some tokens stand for the silence between notes)."""
+    total = np.zeros(n_codes)
+    count = np.zeros(n_codes)
+    for s, loud in zip(token_seqs, loudness_seqs, strict=True):
+        s = np.asarray(s, np.int64).reshape(-1)
+        loud = np.asarray(loud, np.float64).reshape(-1)
+        if len(s) != len(loud):
+            raise ValueError("one loudness value per token")
+        np.add.at(total, s, loud)
+        np.add.at(count, s, 1.0)
+    if not count.sum():
+        raise ValueError("no tokens")
+    mean = np.where(count > 0, total / np.maximum(count, 1.0), np.inf)
+    mean = np.where(np.isinf(mean), mean[count > 0].min(), mean)
+    common = count >= min_share * count.sum()
+    default = int(np.argmax(np.where(common, mean, -np.inf)))
+    return {"loudness": mean.tolist(), "default": default}
+
+
 def token_statistics(token_seqs: list[np.ndarray], n_codes: int,
                      notes: list[list[tuple[int, int]]] | None = None,
                      attack_frames: int = 4, release_frames: int = 8) -> dict:
