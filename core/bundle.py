@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from .generator import GeneratorConfig, StreamingUNAGAN
-from .notes import NOTE_DIM
 from .mel import MelConfig
+from .notes import NOTE_DIM
 from .vocoder import MelGANVocoder, VocoderConfig
 
 FORMAT = "driftwave-bundle"

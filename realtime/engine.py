@@ -11,7 +11,8 @@ Threads (and what each may touch):
   while the ring holds at least ``target_fill`` frames: that fill is the latency setting.
 * **driftwave-loader**: loads a bundle for a hot swap and builds its player (which runs
   the model's settling pre-roll, :meth:`core.synth.Synth.settle`), so a slow load never
-  stalls the sound; hands it over through ``_incoming``.
+  stalls the sound; hands it over through ``_incoming``, and sets the token parameter
+  to the new bundle's default token (a bus store, as the GUI's).
 * **driftwave-recorder** (:class:`~realtime.recorder.Recorder`): writes the WAV.
 * **MIDI thread** (rtmidi) and **GUI thread**: set parameters on the control bus, push
   events, and read the taps and stats. They never wait for the engine.
