@@ -6,7 +6,10 @@ cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 PKGS="python3-venv libportaudio2 libsndfile1 jackd2 fluidsynth fluid-soundfont-gm xvfb libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3"
 missing=""
-for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+# "install ok installed" only: dpkg -s also succeeds for a removed package whose config files remain
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
 if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
   echo "jackd2 jackd/tweak_rt_limits boolean false" | $SUDO debconf-set-selections || true
