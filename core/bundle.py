@@ -66,6 +66,14 @@ class Bundle:
     def hop(self) -> int:
         return self.vocoder.hop
 
+    @property
+    def default_token(self) -> int:
+        """The token to start on: ``token_stats["default"]`` when it names one of the
+        model's tokens (some tokens stand for silence), else 0."""
+        d = (self.token_stats or {}).get("default")
+        n = self.generator.config.n_tokens
+        return d if isinstance(d, int) and 0 <= d < n else 0
+
 
 def save_bundle(path: os.PathLike | str, *, name: str, generator: StreamingUNAGAN,
                 vocoder: MelGANVocoder, mel: MelConfig, mean: torch.Tensor, std: torch.Tensor,

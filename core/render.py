@@ -52,7 +52,7 @@ def render(bundle: Bundle, seconds: float, seed: int = 0, seed_b: int | None = N
         starts = [math.ceil(i * sound_frames / len(notes)) for i in range(len(notes))] + [n_frames]
         frame_note = note_features(*note_clock(list(zip(starts[:-1], starts[1:])), n_frames))
     if token is None:
-        token = int((bundle.token_stats or {}).get("default", 0))
+        token = bundle.default_token
     k = chunk_frames if chunk_frames > 0 else n_frames
     pieces = []
     for start in range(0, n_frames, k):

@@ -59,7 +59,7 @@ class Synth:
 
     def settle(self, rows: int = 1, frames: int = SETTLE_FRAMES) -> None:
         """Reset, then run ``frames`` frames on ``rows`` rows and discard them: a fixed noise
-        walk (seed ``SETTLE_SEED``, drift 0.05), token 0, mid-range pitch. A model started
+        walk (seed ``SETTLE_SEED``, drift 0.05), the bundle's default token, mid-range pitch. A model started
         from its zero state settles audibly: the shipped default dipped 0.9 log10 in mel
         level from frame ~40 and jumped back with a click at frame ~70 (0.8 s); after 96
         settling frames its level stayed within 0.1. Deterministic, so an offline render
@@ -70,7 +70,7 @@ class Synth:
         cfg = self.generator.config
         z = NoiseSource(cfg.z_dim, SETTLE_SEED, SETTLE_SEED + 1).next(frames, drift=0.05)
         z = torch.from_numpy(z.T.copy())[None].expand(rows, -1, -1)
-        tokens = torch.zeros(rows, frames, dtype=torch.long) if cfg.n_tokens else None
+        tokens = torch.full((rows, frames), self.bundle.default_token, dtype=torch.long) if cfg.n_tokens else None
         pitch = torch.full((rows, frames), (cfg.pitch_min + cfg.pitch_max) / 2) if cfg.has_pitch else None
         self.step(z, tokens, pitch)
 

@@ -130,9 +130,8 @@ class Engine:
     def _use_default_token(self, bundle) -> None:
         """A bundle may name the token to start on (its loudest common one: some tokens
         stand for the silence between notes); token numbers mean nothing across bundles."""
-        default = (bundle.token_stats or {}).get("default")
-        if bundle.generator.config.n_tokens and isinstance(default, int):
-            self.bus.set("token", default)
+        if bundle.generator.config.n_tokens:
+            self.bus.set("token", bundle.default_token)
 
     def load_bundle(self, path: str, on_done=None) -> threading.Thread:
         """Hot swap: load ``path`` on the loader thread; the engine crossfades to it. A bad

@@ -217,3 +217,7 @@ def test_the_engine_starts_on_the_bundles_default_token(tmp_path):
     assert engine.bus.get("token") == 3
     engine.load_bundle(str(paths[1])).join(30)
     assert engine.bus.get("token") == 1
+    tensors, meta = _raw(paths[0])
+    for bad in (4, -1, "3", 2.5):      # not one of the model's 4 tokens: start on 0
+        meta["token_stats"]["default"] = bad
+        assert load_bundle(_write(tmp_path / "bad.dwb", tensors, meta)).default_token == 0

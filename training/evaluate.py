@@ -76,7 +76,7 @@ def generate(bundle: Bundle, frames: int, seed: int = 0, drift: float = 0.05,
     if cfg.n_tokens and bundle.token_stats and bundle.token_stats.get("transitions"):
         trans = np.asarray(bundle.token_stats["transitions"], dtype=np.float64)
         trans /= trans.sum(1, keepdims=True)
-    tok = int((bundle.token_stats or {}).get("default", 0)) % max(cfg.n_tokens, 1)   # as the player starts
+    tok = bundle.default_token     # as the player starts
     audio, mels = [], []
     for start in range(0, frames, chunk):
         n = min(chunk, frames - start)
