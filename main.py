@@ -51,6 +51,11 @@ def _size(s: str) -> tuple[int, int]:
     return w, h
 
 
+def _compute_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--compute", default="auto", metavar="DEV",
+                   help="where the models run: auto (a CUDA GPU, else MPS, else CPU), cpu, cuda, cuda:N, mps")
+
+
 def _playback_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="output device (number or name); see 'devices'")
     p.add_argument("--samplerate", type=_positive(int), default=None, help="device rate wish")
@@ -60,6 +65,7 @@ def _playback_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency-ms", type=_positive(float), default=50.0, help="ring-buffer target fill")
     p.add_argument("--threads", type=_positive(int), default=None, help="torch threads (default: cores - 1)")
     p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
+    _compute_option(p)
     p.add_argument("--midi", default=None, help="MIDI input port (number or name); see 'devices'")
     p.add_argument("--midi-virtual", default=None, metavar="NAME", help="open a virtual MIDI input port")
     p.add_argument("--midi-api", default="default", choices=["default", "alsa", "jack", "coremidi", "winmm"])
@@ -87,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames per streaming step; 0 = whole sequence at once")
     r.add_argument("--bundle", default=str(DEFAULT_BUNDLE))
     r.add_argument("--threads", type=_positive(int), default=None)
+    _compute_option(r)
 
     p = sub.add_parser("play", help="play live on an audio device")
     p.add_argument("--headless", action="store_true", help="no window (without it: the GUI)")
@@ -141,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seconds", type=_positive(float), default=60.0, help="generated audio for NDB/JSD")
     e.add_argument("--stability-minutes", type=_positive(float), default=10.0)
     e.add_argument("--json", default=None, help="also write the JSON here")
+    _compute_option(e)
 
     s = sub.add_parser("resynth", help="mel analysis + vocoder only (copy synthesis)")
     s.add_argument("input")
@@ -148,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bundle", default=str(DEFAULT_BUNDLE))
     s.add_argument("--chunk-frames", type=_nonnegative_int, default=0)
     s.add_argument("--threads", type=_positive(int), default=None)
+    _compute_option(s)
     return ap
 
 
@@ -156,11 +165,12 @@ def cmd_render(a) -> int:
     import torch
 
     from core.bundle import load_bundle
+    from core.compute import compute_device
     from core.render import render
 
     if a.threads:
         torch.set_num_threads(a.threads)
-    bundle = load_bundle(a.bundle)
+    bundle = load_bundle(a.bundle, compute_device(a.compute))
     audio = render(bundle, a.seconds, seed=a.seed, seed_b=a.seed_b, chunk_frames=a.chunk_frames,
                    morph=a.morph, drift=a.drift, temperature=a.temperature, token=a.token, pitch=a.pitch,
                    morph_to=a.morph_to)
@@ -176,11 +186,12 @@ def cmd_resynth(a) -> int:
 
     from core.audio_io import read_mono
     from core.bundle import load_bundle
+    from core.compute import compute_device
     from core.resynth import resynthesize
 
     if a.threads:
         torch.set_num_threads(a.threads)
-    bundle = load_bundle(a.bundle)
+    bundle = load_bundle(a.bundle, compute_device(a.compute))
     audio = read_mono(a.input, bundle.sample_rate)
     out = resynthesize(bundle, audio, chunk_frames=a.chunk_frames)
     sf.write(a.out, out, bundle.sample_rate, subtype="FLOAT")
@@ -231,6 +242,7 @@ def cmd_eval(a) -> int:
     import json
 
     from core.bundle import load_bundle
+    from core.compute import compute_device
     from training.evaluate import evaluate
     from training.pipeline import open_corpus
 
@@ -239,7 +251,7 @@ def cmd_eval(a) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    result = evaluate(load_bundle(a.bundle), corpus, a.seconds, a.stability_minutes)
+    result = evaluate(load_bundle(a.bundle, compute_device(a.compute)), corpus, a.seconds, a.stability_minutes)
     text = json.dumps(result, indent=1)
     print(text)
     if a.json:
@@ -294,13 +306,14 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv if argv is not None else (sys.argv[1:] or ["gui"]))
     from core.audio_io import AudioReadError
     from core.bundle import BundleError
+    from core.compute import ComputeUnavailable
 
     try:
         if getattr(a, "device", None) is not None:
             a.device = _device_arg(a.device)
         return {"render": cmd_render, "resynth": cmd_resynth, "play": cmd_play, "gui": cmd_gui,
                 "devices": cmd_devices, "corpus": cmd_corpus, "train": cmd_train, "eval": cmd_eval}[a.command](a)
-    except (BundleError, AudioReadError, OSError) as e:
+    except (BundleError, AudioReadError, OSError, ComputeUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 

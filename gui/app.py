@@ -6,6 +6,7 @@ import time
 
 from PySide6 import QtCore, QtWidgets
 
+from core.compute import ComputeUnavailable
 from realtime.headless import NoAudioDevice, build
 
 
@@ -16,7 +17,7 @@ class Session:
         self.args = args
         self.engine, self.output = build(args.bundle, args.device, args.samplerate, args.frames_per_step,
                                          args.latency_ms, args.threads, args.precision, args.seed,
-                                         voices=args.voices)
+                                         voices=args.voices, compute=args.compute)
         from realtime.presets import load_mappings
         try:
             load_mappings(self.engine.controller)
@@ -34,7 +35,8 @@ class Session:
         mappings = old_engine.controller.to_json()
         path = old_engine.player.bundle.path
         engine, output = build(path, device, None, self.args.frames_per_step, latency_ms, self.args.threads,
-                               self.args.precision, int(state["seed_a"]), voices=self.args.voices)
+                               self.args.precision, int(state["seed_a"]), voices=self.args.voices,
+                               compute=str(old_engine.compute_device))
         old_out.stop()
         old_engine.stop()
         for k, v in state.items():
@@ -52,7 +54,7 @@ def run_gui(args) -> int:
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     try:
         session = Session(args)
-    except NoAudioDevice as e:
+    except (NoAudioDevice, ComputeUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     window = MainWindow(session.engine, session.output, rebuild=session.rebuild)

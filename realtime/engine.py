@@ -138,7 +138,7 @@ class Engine:
         file leaves a message in :attr:`errors` and the current sound goes on."""
         def work():
             try:
-                bundle = load_bundle(path)
+                bundle = load_bundle(path, self.compute_device)   # where the current one runs
                 v = self.bus.state()
                 player = BundlePlayer(bundle, self.out_rate, int(v["seed_a"]), int(v["seed_b"]),
                                       self.precision, self.n_voices)
@@ -170,6 +170,11 @@ class Engine:
             if rec.error:
                 self.errors.append(rec.error)
         return rec
+
+    @property
+    def compute_device(self) -> torch.device:
+        """Where the models run (the bundle's device; hot swaps load onto it)."""
+        return self.player.synth.device
 
     @property
     def model_rate(self) -> int:
@@ -217,6 +222,7 @@ class Engine:
             "frames_per_step": self.frames_per_step,
             "threads": self.threads,
             "precision": self.precision,
+            "compute": str(self.compute_device),
             "ring_fill_ms": 1e3 * self.ring.available() / self.out_rate,
             "midi_messages_received": self.midi_input.received if self.midi_input else 0,
             "midi_messages_ignored": self.midi_input.ignored if self.midi_input else 0,

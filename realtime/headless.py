@@ -8,6 +8,7 @@ import threading
 import time
 
 from core.bundle import load_bundle
+from core.compute import ComputeUnavailable, compute_device
 
 from .engine import Engine
 
@@ -26,11 +27,13 @@ def describe_devices() -> str:
 
 
 def build(bundle_path: str, device=None, samplerate=None, frames_per_step=2, latency_ms=50.0,
-          threads=None, precision="float32", seed=0, blocksize=0, device_latency="high", voices=1):
-    """Loads the bundle, opens the device at a rate it takes, and builds the engine."""
+          threads=None, precision="float32", seed=0, blocksize=0, device_latency="high", voices=1,
+          compute="auto"):
+    """Loads the bundle onto the compute device (:func:`core.compute.compute_device`; raises
+    its ``ComputeUnavailable``), opens the audio device at a rate it takes, builds the engine."""
     from .audio_output import AudioOutput, pick_samplerate
 
-    bundle = load_bundle(bundle_path)
+    bundle = load_bundle(bundle_path, compute_device(compute))
     try:
         import sounddevice as sd
         sd.query_devices(device, "output")
@@ -48,8 +51,8 @@ def build(bundle_path: str, device=None, samplerate=None, frames_per_step=2, lat
 def run_headless(a) -> int:
     try:
         engine, out = build(a.bundle, a.device, a.samplerate, a.frames_per_step, a.latency_ms,
-                            a.threads, a.precision, a.seed, voices=a.voices)
-    except NoAudioDevice as e:
+                            a.threads, a.precision, a.seed, voices=a.voices, compute=a.compute)
+    except (NoAudioDevice, ComputeUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     from .midi import MidiError

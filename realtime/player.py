@@ -133,7 +133,7 @@ class BundlePlayer:
             audio, mel = self.synth.step_rows(rows, b, z_t[r], None if tok_t is None else tok_t[r],
                                               None if pitch_t is None else pitch_t[r],
                                               None if note_t is None else note_t[r])
-            voice_audio = audio.numpy()                               # [len(rows) x n*hop]
+            voice_audio = audio.cpu().numpy()                         # [len(rows) x n*hop]
             block = (voice_audio * env[rows]).sum(0)
             loudest = int(np.argmax(level[rows, -1]))
         else:
@@ -146,7 +146,7 @@ class BundlePlayer:
             self.synth.reset()
             self.last_mel = None
         elif mel is not None:
-            self.last_mel = mel[loudest].T.numpy()
+            self.last_mel = mel[loudest].T.cpu().numpy()
         if self.resampler is not None:
             block = self.resampler.resample_chunk(block)
         self.pending = np.concatenate((self.pending, block)) if len(self.pending) else block

@@ -99,8 +99,8 @@ def generate(bundle: Bundle, frames: int, seed: int = 0, drift: float = 0.05,
         if cfg.note_dim and note is not None:
             nt = torch.from_numpy(np.ascontiguousarray(note[start:start + n], dtype=np.float32))[None]
         a, m = synth.step(z, toks, p, nt)
-        audio.append(a[0].numpy())
-        mels.append((m[0] * bundle.std[:, None] + bundle.mean[:, None]).T.numpy())
+        audio.append(a[0].cpu().numpy())
+        mels.append((m[0] * bundle.std[:, None] + bundle.mean[:, None]).T.cpu().numpy())
     d = synth.delay
     a = np.concatenate(audio)
     return np.concatenate((a[d:], np.zeros(d, np.float32))), np.concatenate(mels)
