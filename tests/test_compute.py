@@ -217,3 +217,24 @@ def test_every_configuration_takes_a_step_on_the_gpu(name, tone_corpus, tmp_path
     assert len(rows) == 3 and (run.dir / "checkpoint.pt").exists()
     values = dict(zip(rows[0].split(","), rows[2].split(",")))
     assert all(np.isfinite(float(v)) for v in values.values() if v)
+
+
+@gpu
+def test_the_whole_recipe_trains_exports_renders_and_evaluates_on_the_gpu(tone_corpus, tmp_path):
+    """Tokens, the harmonic vocoder and a generator with pitch, the pitch classifier, the
+    note clock and the envelope loss (what the default's recipe uses), tiny sizes."""
+    from core.render import render
+    from training.data import AudioCorpus
+    from training.evaluate import evaluate
+    from training.pipeline import train_all
+
+    noted = ["model.pitch_min=55", "model.pitch_max=67", "loss.pitch=0.5", "model.note_dim=5", "loss.envelope=1.0"]
+    path = train_all(str(tone_corpus), str(tmp_path / "tiny.dwb"), str(tmp_path / "runs"), "vqcpc-tiny",
+                     "vocoder-stft-tiny", "generator-began-tiny",
+                     {"vocoder": ["model.harmonics=8"], "generator": noted}, progress=False)
+    b = load_bundle(path, "cuda")
+    assert b.generator.config.n_tokens and b.generator.config.note_dim == NOTE_DIM and b.vocoder.source is not None
+    audio = render(b, 1.0, pitch=[55, 60, 67], chunk_frames=3)
+    assert audio.shape == (22050,) and np.isfinite(audio).all()
+    result = evaluate(b, AudioCorpus(tone_corpus, val_fraction=0.25), 3.0, 0.1)
+    assert np.isfinite(result["vocoder"]["vocoder_mrstft"]) and result["stability"]["nan_frames"] == 0

@@ -166,7 +166,8 @@ def test_multiband_stream_equals_reference_after_the_delay():
     s = voc(mel)
     assert s.shape == r.shape == (1, 48 * 256)
     d, edge = voc.delay, 16 * 256      # the reference reflect-pads: its start differs for a receptive field
-    torch.testing.assert_close(s[:, d + edge:], r[:, edge:r.shape[1] - d], atol=1e-5, rtol=0)
+    # rtol too: on another CPU (an H100 host, torch 2.11) one sample of ~1.2 differed by 1.01e-5
+    torch.testing.assert_close(s[:, d + edge:], r[:, edge:r.shape[1] - d], atol=1e-5, rtol=1e-5)
     assert r[:, edge:].abs().max() > 0.01
 
 

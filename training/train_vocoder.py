@@ -5,6 +5,8 @@ vocoders (``model.bands`` > 1) add multi-band MelGAN's sub-band STFT loss
 (``loss.subband_stft``) on the PQMF analysis of output and target."""
 from __future__ import annotations
 
+import copy
+
 import auraloss
 import numpy as np
 import soundfile as sf
@@ -92,6 +94,9 @@ def train_vocoder(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume
     gan_start = int(L.get("gan_start", 0))
     delay = G.delay
     seg = int(cfg.data["segment_samples"])
+    # a copy on the training device: the corpus's own stays on the CPU, where batches are made
+    # (moving it moved its window, and the next batch's analysis failed on a GPU)
+    logmel = copy.deepcopy(corpus._logmel).to(device)
     bar = run.bar(start, int(o["steps"]))
     for step in range(start, int(o["steps"])):
         torch.manual_seed(step_seed(cfg.seed, step, d.rank))    # exact resume: no RNG state to carry
@@ -137,7 +142,7 @@ def train_vocoder(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume
             loss_g = loss_g + w_gan * adv + w_fm * fm
             losses["adv"], losses["fm"] = adv.item(), fm.item()
         with torch.no_grad():
-            losses["mel_l1"] = F.l1_loss(_logmel_like(fake, corpus), _logmel_like(real, corpus)).item()
+            losses["mel_l1"] = F.l1_loss(_logmel_like(fake, logmel), _logmel_like(real, logmel)).item()
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         if o.get("grad_clip"):
@@ -159,9 +164,9 @@ def train_vocoder(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume
     return run
 
 
-def _logmel_like(audio: torch.Tensor, corpus: AudioCorpus) -> torch.Tensor:
+def _logmel_like(audio: torch.Tensor, logmel: torch.nn.Module) -> torch.Tensor:
     n = audio.shape[1] // 256 * 256
-    return corpus._logmel.to(audio.device)(audio[:, :n])
+    return logmel(audio[:, :n])
 
 
 def load_vocoder(run_dir, device="cpu") -> MelGANVocoder:
