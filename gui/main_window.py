@@ -188,10 +188,13 @@ class MainWindow(QtWidgets.QMainWindow):
         return w
 
     # ---- engine wiring ----------------------------------------------------------------------
-    def _bind_engine(self) -> None:
-        n_tokens = self.engine.player.cfg.n_tokens
+    def _show_token_count(self, n_tokens: int) -> None:
+        self._n_tokens = n_tokens
         self.token_plot.setVisible(n_tokens > 0)
         self.token_plot.setYRange(-0.5, max(n_tokens, 1) - 0.5)
+
+    def _bind_engine(self) -> None:
+        self._show_token_count(self.engine.player.cfg.n_tokens)
         tap = self.engine.mel_tap
         self.mel_image.setImage(tap.T, autoLevels=False)
         self._mel_written = -1
@@ -363,6 +366,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 toks = np.roll(e.token_tap, -i).astype(np.float32)
                 self.token_curve.setData(np.arange(len(toks)), toks)
         self.meter.update_level(e.peak, e.rms, now)
+        if e.player.cfg.n_tokens != self._n_tokens:      # a hot swap to another token count
+            self._show_token_count(e.player.cfg.n_tokens)
         sig = (e.bus.version, e.controller.learning, id(e.controller.learned), len(e.controller.mappings))
         if sig != self._bus_version:
             self._bus_version = sig
@@ -376,6 +381,7 @@ class MainWindow(QtWidgets.QMainWindow):
         state = e.bus.state()
         learning = e.controller.learning
         for name, c in self.controls.items():
+            c.spec = e.bus.specs[name]          # the token knob spans the loaded model's tokens
             c.show_value(state[name])
             maps = e.controller.bound_to(name)
             text = ", ".join(f"CC{m.number}" if m.source == "cc" else m.source for m in maps)
@@ -393,7 +399,7 @@ class MainWindow(QtWidgets.QMainWindow):
             if rec.error:
                 self.record_button.setChecked(False)
         self.status.setText(
-            f"{s['model']}  |  {s['device']} {s['device_rate']} Hz (model {s['model_rate']} Hz)  |  "
+            f"{s['model']} on {s['compute']}  |  {s['device']} {s['device_rate']} Hz (model {s['model_rate']} Hz)  |  "
             f"RTF {s['rtf']:.2f}  ring {s['ring_fill_ms']:.0f} ms  latency {s['latency_ms']:.0f} ms  |  "
             f"underruns {s['underruns']}  NaN {s['nan_events']}  |  voices {s['voices']}  "
             f"MIDI {s['midi_messages_received']} ({s['midi_messages_ignored']} ignored)")

@@ -20,7 +20,8 @@ Threads (and what each may touch):
 NB: shared values, and why each is safe without a lock:
 
 * ``ring``: single producer (engine), single consumer (callback); see ringbuffer.py.
-* ``bus``: see params.py (whole-item stores, monotonic trigger counters).
+* ``bus``: see params.py (whole-item stores, monotonic trigger counters; the loader
+  replaces the token parameter's spec whole when a bundle with another token count loads).
 * ``_incoming``: one reference; the loader stores it, the engine takes it and stores
   None (each store is atomic under the GIL, and only the loader stores non-None).
 * ``events``: ``queue.SimpleQueue`` (thread safe, put never blocks).
@@ -128,9 +129,12 @@ class Engine:
         self.stop_recording()
 
     def _use_default_token(self, bundle) -> None:
-        """A bundle may name the token to start on (its loudest common one: some tokens
-        stand for the silence between notes); token numbers mean nothing across bundles."""
-        if bundle.generator.config.n_tokens:
+        """The token knob spans the bundle's own tokens (0 .. n_tokens - 1), and starts on
+        the token the bundle names (its loudest common one: some tokens stand for the silence
+        between notes); token numbers mean nothing across bundles."""
+        n = bundle.generator.config.n_tokens
+        self.bus.set_range("token", 0, max(n - 1, 0))
+        if n:
             self.bus.set("token", bundle.default_token)
 
     def load_bundle(self, path: str, on_done=None) -> threading.Thread:

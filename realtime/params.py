@@ -4,14 +4,15 @@ Any thread (GUI, MIDI, CLI) calls :meth:`ControlBus.set` or :meth:`ControlBus.tr
 the engine thread calls :meth:`ControlBus.snapshot` once per step and gets smoothed values.
 
 NB: no locks. ``_targets`` is a dict whose items are replaced whole (one atomic store
-under the GIL); a snapshot reads each item once. ``_trigger_counts`` only grow, and
+under the GIL); a snapshot reads each item once. ``specs`` items are frozen and replaced
+whole too (:meth:`ControlBus.set_range`, when a bundle with another token count loads). ``_trigger_counts`` only grow, and
 the engine compares them with the counts it last saw, so no trigger is lost or doubled.
 ``_smoothed`` belongs to the engine thread alone.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,19 @@ class ControlBus:
         self.version += 1
         return v
 
+    def set_range(self, name: str, minimum: float, maximum: float) -> None:
+        """Narrows or widens a parameter to what the loaded model takes (the token knob spans
+        a bundle's own tokens, so a MIDI knob's 128 steps and the slider cover just those);
+        the target is clamped into the new range. Any thread."""
+        old = self.specs[name]
+        if not minimum <= maximum:
+            raise ValueError(f"{name}: empty range {minimum}..{maximum}")
+        spec = replace(old, minimum=minimum, maximum=maximum, default=min(max(old.default, minimum), maximum))
+        self.specs[name] = spec
+        if name in self._targets:
+            self._targets[name] = spec.clamp(self._targets[name])
+        self.version += 1
+
     def set_normalized(self, name: str, x: float) -> float:
         """Sets from a 0..1 control position (knobs, MIDI CCs)."""
         s = self.specs[name]
@@ -119,7 +133,7 @@ class ControlBus:
 
     def normalized(self, name: str) -> float:
         s = self.specs[name]
-        return (self._targets[name] - s.minimum) / (s.maximum - s.minimum)
+        return (self._targets[name] - s.minimum) / (s.maximum - s.minimum) if s.maximum > s.minimum else 0.0
 
     def trigger(self, name: str) -> None:
         if self.specs[name].kind != "trigger":

@@ -221,3 +221,29 @@ def test_the_engine_starts_on_the_bundles_default_token(tmp_path):
     for bad in (4, -1, "3", 2.5):      # not one of the model's 4 tokens: start on 0
         meta["token_stats"]["default"] = bad
         assert load_bundle(_write(tmp_path / "bad.dwb", tensors, meta)).default_token == 0
+
+
+def test_the_token_knob_spans_the_models_own_tokens_and_follows_a_hot_swap(tmp_path):
+    """A 16-token model on a 0..4095 knob left a MIDI knob one useful step (CC 0: token 0,
+    CC 1 and up: the last token). The token range is the loaded bundle's."""
+    from realtime.engine import Engine
+    from realtime.midi_parse import MidiEvent
+    paths = {}
+    for n in (4, 9):
+        gen, voc = small_models(n_tokens=n)
+        paths[n] = tmp_path / f"t{n}.dwb"
+        save_bundle(paths[n], name=f"t{n}", generator=gen, vocoder=voc, mel=MelConfig(),
+                    mean=torch.zeros(80) - 3, std=torch.ones(80))
+    engine = Engine(load_bundle(paths[9]), 48000, threads=1)
+    spec = engine.bus.specs["token"]
+    assert (spec.minimum, spec.maximum) == (0, 8)
+    for cc, token in ((0, 0), (16, 1), (64, 4), (112, 7), (127, 8)):     # CC73: the token knob
+        engine.controller.handle(engine, MidiEvent("cc", 0, 73, cc, 0.0))
+        assert engine.bus.get("token") == token, cc
+    engine.bus.set("token", 100)
+    assert engine.bus.get("token") == 8
+    engine.load_bundle(str(paths[4])).join(30)             # fewer tokens: the knob and its value shrink
+    assert engine.bus.specs["token"].maximum == 3 and engine.bus.get("token") == 0
+    engine.bus.set_normalized("token", 1.0)
+    assert engine.bus.get("token") == 3
+    assert engine.bus.normalized("token") == 1.0

@@ -97,6 +97,33 @@ def test_bad_bundle_shows_an_error_and_playback_continues(window, qtbot, tmp_pat
     assert window.engine.model_name == name
 
 
+def test_the_token_slider_spans_the_models_tokens_across_a_hot_swap(window, qtbot, tmp_path):
+    import torch
+
+    from core.bundle import save_bundle
+    from core.mel import MelConfig
+    from gui.widgets import SLIDER_STEPS
+    from tests.conftest import small_models
+
+    slider = window.controls["token"].editor
+    slider.setValue(SLIDER_STEPS)                         # the small bundle has 4 tokens
+    assert window.engine.bus.get("token") == 3
+    gen, voc = small_models(n_tokens=12)
+    other = tmp_path / "twelve.dwb"
+    save_bundle(other, name="twelve tokens", generator=gen, vocoder=voc, mel=MelConfig(),
+                mean=torch.zeros(80) - 3, std=torch.ones(80))
+    window.load_bundle(str(other))
+    qtbot.waitUntil(lambda: window.engine.model_name == "twelve tokens", timeout=10000)
+    qtbot.waitUntil(lambda: window.token_plot.viewRange()[1][1] > 11, timeout=3000)
+    slider.setValue(SLIDER_STEPS // 2)
+    assert window.engine.bus.get("token") == round(11 / 2)
+    slider.setValue(SLIDER_STEPS)
+    assert window.engine.bus.get("token") == 11
+    qtbot.wait(100)
+    assert window.controls["token"].value_label.text() == "11"
+    assert " on cpu " in window.status.text()
+
+
 def test_keyboard_plays_notes(window, qtbot):
     kb = window.keyboard
     qtbot.keyClick(kb, "g")                     # G key: the note 7 semitones above C3
