@@ -2,12 +2,13 @@
 
 Tensors: ``generator.*``, ``vocoder.*`` (weight norm folded), ``norm.mean`` and
 ``norm.std`` (``Tensor[80]``, per-bin standardization of the log-mel), optionally
-``encoder.*`` (VQCPC tokens). The safetensors metadata holds one key, ``driftwave``, a
-JSON object:
+``encoder.*`` (the VQCPC token encoder, :mod:`core.tokens`). The safetensors metadata
+holds one key, ``driftwave``, a JSON object:
 
     format "driftwave-bundle", format_version 1, name, sample_rate,
     mel (MelConfig), generator (GeneratorConfig), vocoder (VocoderConfig),
-    token_stats (or null), provenance (data, steps, metrics; free-form)
+    encoder (TokenEncoderConfig, or absent/null), token_stats (or null),
+    provenance (data, steps, metrics; free-form)
 
 Loading parses JSON and raw tensors only: no pickle, no code from the file runs.
 Every problem raises :class:`BundleError` naming the file and the problem.
@@ -25,6 +26,7 @@ import torch
 from .generator import GeneratorConfig, StreamingUNAGAN
 from .mel import MelConfig
 from .notes import NOTE_DIM
+from .tokens import TokenEncoder, TokenEncoderConfig
 from .vocoder import MelGANVocoder, VocoderConfig
 
 FORMAT = "driftwave-bundle"
@@ -38,6 +40,7 @@ _LIMITS = {
     "groups": (1, 64), "n_tokens": (0, 4096), "pitch_min": (0, 127), "pitch_max": (0, 127),
     "ngf": (1, 256), "n_residual_layers": (0, 8), "bands": (1, 16),
     "harmonics": (0, 64), "note_dim": (0, 64), "sample_rate": (1000, 384000),
+    "code_dim": (1, 1024), "n_codes": (1, 4096),
 }
 
 
@@ -61,6 +64,7 @@ class Bundle:
     std: torch.Tensor           # Tensor[n_mels]
     token_stats: dict | None = None
     provenance: dict = field(default_factory=dict)
+    encoder: TokenEncoder | None = None     # names audio frames with the generator's tokens
 
     @property
     def hop(self) -> int:
@@ -78,22 +82,27 @@ class Bundle:
 def save_bundle(path: os.PathLike | str, *, name: str, generator: StreamingUNAGAN,
                 vocoder: MelGANVocoder, mel: MelConfig, mean: torch.Tensor, std: torch.Tensor,
                 token_stats: dict | None = None, provenance: dict | None = None,
-                half: bool = False) -> None:
-    """Writes a bundle; ``half`` stores the weights as float16 (loaded back as float32)."""
+                half: bool = False, encoder: TokenEncoder | None = None) -> None:
+    """Writes a bundle; ``half`` stores the generator's and vocoder's weights as float16
+    (loaded back as float32).
+    ``encoder``: the token encoder of the VQCPC the generator's tokens came from."""
     from safetensors.torch import save_file
 
     tensors: dict[str, torch.Tensor] = {}
-    for prefix, module in (("generator.", generator), ("vocoder.", vocoder)):
+    modules = [("generator.", generator), ("vocoder.", vocoder)] + ([("encoder.", encoder)] if encoder else [])
+    for prefix, module in modules:
         for k, v in module.state_dict().items():
             v = v.detach().cpu().contiguous()
-            tensors[prefix + k] = v.half() if half and v.is_floating_point() else v.float()
+            # the token encoder stays float32: its argmax is categorical (float16 weights
+            # renamed 15 of the default corpus's 40683 frames)
+            tensors[prefix + k] = v.half() if half and v.is_floating_point() and prefix != "encoder." else v.float()
     tensors["norm.mean"] = mean.detach().float().cpu().contiguous()
     tensors["norm.std"] = std.detach().float().cpu().contiguous()
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "name": name,
         "sample_rate": mel.sample_rate, "mel": mel.to_dict(),
         "generator": generator.config.to_dict(), "vocoder": vocoder.config.to_dict(),
-        "token_stats": token_stats, "provenance": provenance or {},
+        "encoder": encoder.config.to_dict() if encoder is not None else None, "token_stats": token_stats, "provenance": provenance or {},
     }
     tmp = Path(str(path) + ".tmp")
     save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
@@ -116,6 +125,10 @@ def _config(path, section: str, cls, raw) -> object:
         r = raw["ratios"]
         if not (isinstance(r, list) and 1 <= len(r) <= 6 and all(isinstance(x, int) and 1 <= x <= 16 for x in r)):
             raise BundleError(path, f"vocoder argument ratios={r!r} is not a list of 1..6 integers in [1, 16]")
+    if section == "encoder" and "channels" in raw:
+        c = raw["channels"]
+        if not (isinstance(c, list) and 1 <= len(c) <= 6 and all(isinstance(x, int) and 1 <= x <= 4096 for x in c)):
+            raise BundleError(path, f"encoder argument channels={c!r} is not a list of 1..6 integers in [1, 4096]")
     if "causal" in raw and not isinstance(raw["causal"], bool):
         raise BundleError(path, "vocoder argument causal must be true or false")
     try:
@@ -199,6 +212,17 @@ def load_bundle(path: os.PathLike | str, device: str | torch.device = "cpu") -> 
     vocoder = MelGANVocoder(vcfg)
     _load_into(path, generator, "generator.", tensors)
     _load_into(path, vocoder, "vocoder.", tensors)
+    encoder = None
+    if meta.get("encoder") is not None:
+        ecfg = _config(path, "encoder", TokenEncoderConfig, meta["encoder"])
+        if ecfg.n_codes != gcfg.n_tokens or ecfg.n_mels != mel.n_mels:
+            raise BundleError(path, f"the token encoder names {ecfg.n_codes} tokens from {ecfg.n_mels} mel bins; "
+                                    f"the generator takes {gcfg.n_tokens} tokens, the mel has {mel.n_mels} bins")
+        encoder = TokenEncoder(ecfg)
+        _load_into(path, encoder, "encoder.", tensors)
+        encoder = encoder.eval().to(device)
+    elif any(k.startswith("encoder.") for k in tensors):
+        raise BundleError(path, "token encoder weights without an 'encoder' header")
     mean, std = tensors.get("norm.mean"), tensors.get("norm.std")
     if mean is None or std is None or mean.shape != (mel.n_mels,) or std.shape != (mel.n_mels,):
         raise BundleError(path, f"normalization tensors norm.mean/norm.std missing or not of shape ({mel.n_mels},)")
@@ -208,4 +232,4 @@ def load_bundle(path: os.PathLike | str, device: str | torch.device = "cpu") -> 
     return Bundle(path=str(path), name=str(meta.get("name", Path(path).stem)), sample_rate=mel.sample_rate,
                   mel=mel, generator=generator.eval().to(device), vocoder=vocoder.eval().to(device),
                   mean=mean.to(device), std=std.to(device), token_stats=meta.get("token_stats"),
-                  provenance=meta.get("provenance") or {})
+                  provenance=meta.get("provenance") or {}, encoder=encoder)

@@ -247,3 +247,55 @@ def test_the_token_knob_spans_the_models_own_tokens_and_follows_a_hot_swap(tmp_p
     engine.bus.set_normalized("token", 1.0)
     assert engine.bus.get("token") == 3
     assert engine.bus.normalized("token") == 1.0
+
+
+def _encoder_bundle(tmp_path, n_tokens=4):
+    from core.tokens import TokenEncoder, TokenEncoderConfig
+    gen, voc = small_models(n_tokens=n_tokens)
+    torch.manual_seed(9)
+    enc = TokenEncoder(TokenEncoderConfig(channels=(24, 16), code_dim=8, n_codes=n_tokens))
+    for p in enc.parameters():
+        torch.nn.init.normal_(p, 0.0, 0.5)
+    path = tmp_path / "enc.dwb"
+    save_bundle(path, name="enc", generator=gen, vocoder=voc, mel=MelConfig(), mean=torch.zeros(80) - 3,
+                std=torch.ones(80), encoder=enc)
+    return path, enc
+
+
+def test_a_token_encoder_round_trips_and_names_audio_frames(tmp_path):
+    import numpy as np
+
+    from core.tokens import tokens_of_audio
+    path, enc = _encoder_bundle(tmp_path)
+    b = load_bundle(path)
+    assert b.encoder is not None and read_metadata(path)["encoder"]["n_codes"] == 4
+    mel = torch.randn(2, 80, 50)
+    assert torch.equal(b.encoder(mel), enc(mel))
+    sr = 22050
+    t = np.arange(sr) / sr
+    audio = np.concatenate([0.3 * np.sin(2 * np.pi * 220 * t), 0.3 * np.random.default_rng(0).standard_normal(sr)])
+    toks = tokens_of_audio(b, audio.astype(np.float32))
+    assert toks.dtype == np.int64 and len(toks) == len(audio) // 256 and toks.min() >= 0 and toks.max() < 4
+    from core.mel import LogMel        # what training did: log-mel, standardized, encoded
+    mel = LogMel(MelConfig())(torch.from_numpy(audio.astype(np.float32)))
+    assert np.array_equal(toks, enc(((mel + 3) / 1)[None])[0].numpy())
+    gen, voc = small_models()
+    plain = tmp_path / "plain.dwb"
+    save_bundle(plain, name="plain", generator=gen, vocoder=voc, mel=MelConfig(), mean=torch.zeros(80),
+                std=torch.ones(80))
+    with pytest.raises(ValueError, match="carries no token encoder"):
+        tokens_of_audio(load_bundle(plain), audio)
+
+
+def test_a_bad_token_encoder_is_refused_with_a_message(tmp_path):
+    path, _ = _encoder_bundle(tmp_path)
+    tensors, meta = _raw(path)
+    _expect(_write(tmp_path / "codes.dwb", tensors, {**meta, "encoder": dict(meta["encoder"], n_codes=5)}),
+            "names 5 tokens", "takes 4 tokens")
+    _expect(_write(tmp_path / "chans.dwb", tensors, {**meta, "encoder": dict(meta["encoder"], channels=[0])}),
+            "encoder argument channels")
+    _expect(_write(tmp_path / "huge.dwb", tensors, {**meta, "encoder": dict(meta["encoder"], code_dim=10 ** 6)}),
+            "code_dim")
+    _expect(_write(tmp_path / "nohead.dwb", tensors, {**meta, "encoder": None}), "without an 'encoder' header")
+    short = {k: v for k, v in tensors.items() if k != "encoder.codebook"}
+    _expect(_write(tmp_path / "short.dwb", short, meta), "architecture mismatch in encoder", "codebook")

@@ -215,3 +215,12 @@ def test_mel_change_and_loudness_spread_of_known_sequences():
     assert loudness_spread(beating) == pytest.approx(1.0)       # frames at -3 +- 1
     decay = np.linspace(-1.0, -5.0, 41)[:, None] * np.ones((41, 80))
     assert mel_change(decay) == pytest.approx(0.1) and loudness_spread(decay) == pytest.approx(np.std(np.linspace(-1, -5, 41)))
+
+
+def test_frame_change_per_bin_of_known_sequences():
+    import torch
+
+    from training.train_generator import frame_change
+    t = torch.arange(9, dtype=torch.float32)
+    mel = torch.stack([torch.zeros(9), 0.5 * t, 0.3 * (-1) ** t])[None]     # [1 x 3 bins x 9 frames]
+    torch.testing.assert_close(frame_change(mel), torch.tensor([[0.0, 0.5, 0.6]]))

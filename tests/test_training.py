@@ -84,7 +84,7 @@ def _params(run):
 
 
 PITCHED = ["model.pitch_min=55", "model.pitch_max=67", "loss.pitch=0.5"]
-NOTED = PITCHED + ["model.note_dim=5", "loss.envelope=1.0"]
+NOTED = PITCHED + ["model.note_dim=5", "loss.envelope=1.0", "loss.texture=1.0"]
 
 
 @pytest.mark.parametrize("preset,extra", [("vocoder-stft-tiny", []), ("generator-began-tiny", []),
@@ -136,7 +136,7 @@ def test_note_condition_comes_from_the_labels_and_warm_starts(corpus, tmp_path):
     assert state["G"]["note_in.0.weight"].abs().sum() > 0        # zero at the warm start, trained since
     assert "note_in.weight" in state["D"]                         # the critic hears the notes too
     last = read_log(warm.dir / "log.csv")[-1]
-    assert all(np.isfinite(v) for v in last.values()) and 0 < last["envelope"] < 10
+    assert all(np.isfinite(v) for v in last.values()) and 0 < last["envelope"] < 10 and 0 < last["texture"] < 10
 
 
 def test_lr_schedule_is_a_cosine_from_lr_to_lr_end():
@@ -200,6 +200,15 @@ def test_train_all_exports_a_bundle_that_renders_and_evaluates(corpus_dir, tmp_p
     assert b.provenance["trained"] and b.generator.config.n_tokens == 4
     assert b.generator.config.pitch_min == 55 and b.generator.config.pitch_max == 67
     assert b.token_stats and len(b.token_stats["transitions"]) == 4
+    # the VQCPC's encoder travels with the model and names frames as training's tokenizer did
+    from core.tokens import tokens_of_audio
+    from training.pipeline import make_tokenizer
+    corpus = AudioCorpus(corpus_dir)
+    it = corpus.train[0]
+    mel = (corpus.mel_of(it) - b.mean.numpy()) / b.std.numpy()
+    vq_run = tmp_path / "runs" / b.provenance["vqcpc_run"]
+    expected = make_tokenizer(vq_run)(torch.from_numpy(mel.T.copy())[None].float())[0].numpy()
+    assert np.array_equal(tokens_of_audio(b, it.audio), expected)
     out = tmp_path / "x.wav"
     r = subprocess.run([sys.executable, str(ROOT / "main.py"), "render", str(out), "--seconds", "1",
                         "--bundle", str(bundle)], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -218,6 +227,9 @@ def test_train_all_exports_a_bundle_that_renders_and_evaluates(corpus_dir, tmp_p
                 "mel_change_real", "loudness_spread_generated", "loudness_spread_real"):
         assert key in result["generator"]
     assert result["generator"]["pitch_plan"] == "held-out score"      # labelled corpus: plays its score
+    assert result["generator"]["token_plan"] == "held-out audio's tokens"
+    for key in ("ndb_autopilot", "jsd_autopilot", "mel_change_autopilot", "token_change_rate_held_out"):
+        assert np.isfinite(result["generator"][key])
     assert result["stability"]["nan_frames"] == 0
 
 

@@ -62,11 +62,14 @@ def eval_vocoder(bundle: Bundle, corpus: AudioCorpus, clip_seconds: float = 2.0,
 @torch.inference_mode()
 def generate(bundle: Bundle, frames: int, seed: int = 0, drift: float = 0.05,
              pitch: float | np.ndarray | None = None, token_mode: str = "autopilot",
-             chunk: int = 64, note: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+             chunk: int = 64, note: np.ndarray | None = None,
+             tokens: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Streams ``frames`` frames: (audio ``[frames*hop]``, log10 mel ``[frames x 80]``).
     ``pitch``: one MIDI note, one per frame (``ndarray[frames]``), or None (mid-range).
     ``note``: the note condition per frame (``ndarray[frames x NOTE_DIM]``, models with
-    one), or None (a long-held note)."""
+    one), or None (a long-held note). ``tokens``: one per frame (``ndarray[frames]``), or
+    None: the instrument's autopilot (from the default token, a new token drawn from the
+    bundle's transition statistics on 1 frame in 8, as at the default token rate)."""
     synth = Synth(bundle)
     synth.settle()                 # as the instrument starts
     cfg = bundle.generator.config
@@ -82,7 +85,9 @@ def generate(bundle: Bundle, frames: int, seed: int = 0, drift: float = 0.05,
         n = min(chunk, frames - start)
         z = torch.from_numpy(noise.next(n, drift=drift).T.copy())[None]
         toks = None
-        if cfg.n_tokens:
+        if cfg.n_tokens and tokens is not None:
+            toks = torch.from_numpy(np.asarray(tokens[start:start + n], dtype=np.int64))[None]
+        elif cfg.n_tokens:
             seq = []
             for _ in range(n):
                 if trans is not None and token_mode == "autopilot" and rng.random() < 1 / 8:
@@ -109,23 +114,32 @@ def generate(bundle: Bundle, frames: int, seed: int = 0, drift: float = 0.05,
 SOUNDING = -4.5     # mean log10 mel of a frame above this: not the digital silence between notes
 
 
-def held_out_score(bundle: Bundle, corpus: AudioCorpus, frames: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+def held_out_score(bundle: Bundle, corpus: AudioCorpus, frames: int
+                   ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """The held-out files' score, repeated to ``frames``: (labelled pitch per frame
-    ``ndarray[frames]``, note condition ``ndarray[frames x NOTE_DIM]``), each None when the
-    model lacks that condition or the files have no labels. A model is asked to play what
-    the held-out files play: their notes, their onsets and releases."""
+    ``ndarray[frames]``, note condition ``ndarray[frames x NOTE_DIM]``, tokens
+    ``ndarray[frames]``), each None when the model lacks that condition, the files have no
+    labels, or (tokens) the bundle carries no token encoder. A model is asked to play what
+    the held-out files play: their notes, their onsets and releases, and the tokens its
+    VQCPC names their frames with (as training named the training audio's)."""
     cfg = bundle.generator.config
     items = [it for it in (corpus.val or corpus.train) if it.notes]
     if not items:
-        return None, None
-    pitch = note = None
+        return None, None, None
+    pitch = note = tokens = None
     if cfg.has_pitch:
         seq = np.concatenate([corpus.frame_pitch(it) for it in items])
         pitch = np.clip(np.resize(seq, frames), cfg.pitch_min, cfg.pitch_max)
     if cfg.note_dim:
         feats = np.concatenate([corpus.frame_notes(it) for it in items])
         note = feats[np.arange(frames) % len(feats)]
-    return pitch, note
+    if cfg.n_tokens and bundle.encoder is not None:
+        mean, std = bundle.mean.cpu().numpy(), bundle.std.cpu().numpy()
+        dev = bundle.mean.device
+        seq = np.concatenate([bundle.encoder(torch.from_numpy(((corpus.mel_of(it) - mean) / std).T.copy())[None]
+                                             .to(dev))[0].cpu().numpy() for it in items])
+        tokens = np.resize(seq, frames)
+    return pitch, note, tokens
 
 
 def eval_generator(bundle: Bundle, corpus: AudioCorpus, seconds: float = 60.0, seed: int = 0) -> dict:
@@ -133,11 +147,14 @@ def eval_generator(bundle: Bundle, corpus: AudioCorpus, seconds: float = 60.0, s
     condition always sounds, its silence comes from the player's envelopes, while the
     held-out files have gaps of digital silence between notes). Pitch models play the
     held-out score (its labelled pitch per frame); note models also get its onsets and
-    releases (:mod:`core.notes`), as the player gives them a performer's notes."""
+    releases (:mod:`core.notes`), as the player gives them a performer's notes; token
+    models get the held-out audio's tokens when the bundle carries its token encoder
+    (``token_plan``), and the same score with the instrument's autopilot tokens is
+    measured too (``*_autopilot``: a token sequence far steadier than real audio's)."""
     frame_rate = bundle.sample_rate / bundle.hop
     frames = int(seconds * frame_rate)
-    score, note = held_out_score(bundle, corpus, frames)
-    audio, mel = generate(bundle, frames, seed, pitch=score, note=note)
+    score, note, tokens = held_out_score(bundle, corpus, frames)
+    audio, mel = generate(bundle, frames, seed, pitch=score, note=note, tokens=tokens)
     real_val = np.concatenate([corpus.mel_of(it) for it in (corpus.val or corpus.train)])
     real_train = np.concatenate([corpus.mel_of(it) for it in corpus.train])
     rng = np.random.default_rng(seed)
@@ -151,7 +168,9 @@ def eval_generator(bundle: Bundle, corpus: AudioCorpus, seconds: float = 60.0, s
     plan = "held-out score" if score is not None else "mid-range"
     if note is not None:
         plan += " with its onsets and releases"
-    out = {"generated_seconds": frames / frame_rate, "pitch_plan": plan,
+    cfg = bundle.generator.config
+    token_plan = None if not cfg.n_tokens else ("held-out audio's tokens" if tokens is not None else "autopilot")
+    out = {"generated_seconds": frames / frame_rate, "pitch_plan": plan, "token_plan": token_plan,
            "ndb": ndb, "jsd": jsd, "ndb_real_vs_real": ndb_rr, "jsd_real_vs_real": jsd_rr,
            "ndb_sounding": ndb_s, "jsd_sounding": jsd_s,
            "ndb_sounding_real_vs_real": ndb_srr, "jsd_sounding_real_vs_real": jsd_srr,
@@ -161,6 +180,12 @@ def eval_generator(bundle: Bundle, corpus: AudioCorpus, seconds: float = 60.0, s
            "loudness_spread_generated": loudness_spread(mel), "loudness_spread_real": loudness_spread(real_val),
            "voiced_ratio_generated": voiced_ratio(audio, bundle.sample_rate),
            "voiced_ratio_real": voiced_ratio(real_audio[: int(600 * bundle.sample_rate)], bundle.sample_rate)}
+    if tokens is not None:
+        _, mel_ap = generate(bundle, frames, seed, pitch=score, note=note)
+        rng = np.random.default_rng(seed)
+        out["ndb_autopilot"], out["jsd_autopilot"] = ndb_jsd(sub(real_val, 20000), sub(mel_ap, 20000), k=50, seed=seed)
+        out["mel_change_autopilot"] = mel_change(mel_ap)
+        out["token_change_rate_held_out"] = float((np.diff(tokens) != 0).mean())
     cfg = bundle.generator.config
     if cfg.has_pitch:
         errors = []

@@ -8,6 +8,7 @@ import torch
 
 from core.bundle import save_bundle
 from core.mel import MelConfig
+from core.tokens import TokenEncoder, TokenEncoderConfig
 
 from .runner import read_log
 from .train_generator import load_generator
@@ -22,11 +23,26 @@ def _last_metrics(run_dir: Path) -> dict:
     return rows[-1] if rows else {}
 
 
+def token_encoder(vqcpc_run: str | Path) -> TokenEncoder:
+    """The encoder and codebook of a trained VQCPC run, as a bundle carries them."""
+    from .train_vqcpc import load_vqcpc
+
+    model, _, _ = load_vqcpc(vqcpc_run)
+    c = model.config
+    enc = TokenEncoder(TokenEncoderConfig(c.n_mels, tuple(c.enc_channels), c.code_dim, c.n_codes))
+    state = {k: v for k, v in model.state_dict().items() if k.startswith("encoder.") or k == "codebook"}
+    enc.load_state_dict(state)
+    return enc.eval()
+
+
 def export_bundle(out: str | Path, generator_run: str | Path, vocoder_run: str | Path,
                   name: str, token_stats: dict | None = None, data: str | None = None,
-                  half: bool = True, extra: dict | None = None) -> Path:
+                  half: bool = True, extra: dict | None = None, vqcpc_run: str | Path | None = None) -> Path:
+    """``vqcpc_run``: the run whose tokens the generator was trained on; its encoder goes in
+    the bundle (reference-file tokens in the instrument, held-out tokens in ``eval``)."""
     gen, mean, std = load_generator(generator_run)
     voc = load_vocoder(vocoder_run)
+    enc = token_encoder(vqcpc_run) if vqcpc_run is not None and gen.config.n_tokens else None
     gen_run, voc_run = Path(generator_run), Path(vocoder_run)
     provenance = {
         "trained": True, "data": data,
@@ -37,5 +53,6 @@ def export_bundle(out: str | Path, generator_run: str | Path, vocoder_run: str |
         **(extra or {}),
     }
     save_bundle(out, name=name, generator=gen, vocoder=voc, mel=MelConfig(), mean=torch.as_tensor(mean),
-                std=torch.as_tensor(std), token_stats=token_stats, provenance=provenance, half=half)
+                std=torch.as_tensor(std), token_stats=token_stats, provenance=provenance, half=half,
+                encoder=enc)
     return Path(out)

@@ -95,7 +95,7 @@ def train_all(data: str, out: str, runs_dir: str = "runs", vqcpc: str = "vqcpc",
             raise RuntimeError(f"the vocoder training process failed (exit {side.returncode})")
         vrun = train_vocoder(vcfg, corpus, runs_dir, resume=True, progress=progress)   # finished: loads only
     return export_bundle(out, grun.dir, vrun.dir, name or f"{Path(data).name} ({grun.cfg.run_name})",
-                         token_stats=stats, data=str(data),
+                         token_stats=stats, data=str(data), vqcpc_run=qrun.dir,
                          extra={"vqcpc_run": qrun.dir.name, "corpus_seconds": corpus.seconds,
                                 "corpus_files": len(corpus.train) + len(corpus.val),
                                 "skipped_files": len(corpus.skipped)})

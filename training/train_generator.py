@@ -56,6 +56,12 @@ def band_envelope(mel: torch.Tensor, bands: int = ENVELOPE_BANDS) -> torch.Tenso
     return mel[:, : m // bands * bands].reshape(b, bands, m // bands, t).mean(2)
 
 
+def frame_change(mel: torch.Tensor) -> torch.Tensor:
+    """Fine structure: mean absolute frame-to-frame change of each bin, mel
+    ``Tensor[B x n_mels x T]`` -> ``Tensor[B x n_mels]`` (the eval's ``mel_change`` per bin)."""
+    return (mel[:, :, 1:] - mel[:, :, :-1]).abs().mean(2)
+
+
 def condition_features(gcfg: GeneratorConfig, tokens, pitch) -> torch.Tensor | None:
     """Per-frame condition channels ``Tensor[B x C x T]`` for the critic (or None)."""
     parts = []
@@ -91,6 +97,7 @@ def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resu
     opt_d = torch.optim.Adam(D.parameters(), lr=o["lr"], betas=tuple(o["betas"]))
     gamma, lambda_k, w_cyc = float(L.get("gamma", 1.0)), float(L.get("lambda_k", 0.01)), float(L.get("cycle", 1.0))
     w_env = float(L.get("envelope", 0.0))
+    w_tex = float(L.get("texture", 0.0))
     k, start, best = 0.0, 0, float("inf")
     state = run.load()
     if state is not None:
@@ -154,6 +161,12 @@ def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resu
             loss_env = (band_envelope(fake) - band_envelope(x)).abs().mean()
             loss_g = loss_g + w_env * loss_env
             extra["envelope"] = loss_env.item()
+        if w_tex > 0:
+            # how much each bin moves from frame to frame should match the real segment's: a
+            # BEGAN critic (an L1 autoencoder) lets the generator's frames be smoother than real
+            loss_tex = (frame_change(fake) - frame_change(x)).abs().mean()
+            loss_g = loss_g + w_tex * loss_tex
+            extra["texture"] = loss_tex.item()
         mask = labels >= 0
         if C is not None and bool(mask.any()):
             # the classifier learns pitch from labelled real frames; the generator is asked
