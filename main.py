@@ -70,6 +70,8 @@ def _playback_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--midi-virtual", default=None, metavar="NAME", help="open a virtual MIDI input port")
     p.add_argument("--midi-api", default="default", choices=["default", "alsa", "jack", "coremidi", "winmm"])
     p.add_argument("--voices", type=_positive(int), default=4, help="polyphony (1 = mono with legato)")
+    p.add_argument("--reference", default=None, metavar="AUDIO",
+                   help="token models: play the tokens of this audio file, looped (reference token mode)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--temperature", type=_positive(float), default=1.0)
     r.add_argument("--token", type=_nonnegative_int, default=None,
                    help="token to hold (token models; default: the bundle's default token, else 0)")
+    r.add_argument("--reference", default=None, metavar="AUDIO",
+                   help="token models: the tokens of this audio file, looped, instead of --token")
     r.add_argument("--pitch", type=float, nargs="+", default=None,
                    help="MIDI note(s) for pitch models; several play in turn (a scale)")
     r.add_argument("--morph-to", type=_unit, default=None, help="sweep the morph from --morph to this")
@@ -171,9 +175,18 @@ def cmd_render(a) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     bundle = load_bundle(a.bundle, compute_device(a.compute))
+    tokens = None
+    if a.reference:
+        from core.audio_io import read_mono
+        from core.tokens import tokens_of_audio
+        try:
+            tokens = tokens_of_audio(bundle, read_mono(a.reference, bundle.sample_rate))
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     audio = render(bundle, a.seconds, seed=a.seed, seed_b=a.seed_b, chunk_frames=a.chunk_frames,
                    morph=a.morph, drift=a.drift, temperature=a.temperature, token=a.token, pitch=a.pitch,
-                   morph_to=a.morph_to)
+                   morph_to=a.morph_to, tokens=tokens)
     sf.write(a.out, audio, bundle.sample_rate, subtype="FLOAT")
     print(f"wrote {a.out}: {len(audio) / bundle.sample_rate:.2f} s at {bundle.sample_rate} Hz, "
           f"peak {abs(audio).max():.3f}")

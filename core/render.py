@@ -17,7 +17,7 @@ from .synth import Synth
 def render(bundle: Bundle, seconds: float, seed: int = 0, seed_b: int | None = None,
            chunk_frames: int = 0, morph: float = 0.0, drift: float = 0.05,
            temperature: float = 1.0, token: int | None = None, pitch: float | Sequence[float] | None = None,
-           morph_to: float | None = None, settle: bool = True) -> np.ndarray:
+           morph_to: float | None = None, settle: bool = True, tokens: np.ndarray | None = None) -> np.ndarray:
     """Audio ``ndarray[round(seconds * sample_rate)]`` float32, aligned for the vocoder's
     look-ahead (the first sample is the first frame's sound).
 
@@ -25,6 +25,7 @@ def render(bundle: Bundle, seconds: float, seed: int = 0, seed_b: int | None = N
     duration (a scale); ``morph_to``: sweep the morph linearly from ``morph`` to it over the
     duration. Both are set per frame, so every chunking still gives the same samples.
     ``token``: held throughout; None: the bundle's default token (as the player starts), else 0.
+    ``tokens``: one per frame instead, looped (e.g. a reference file's, :mod:`core.tokens`).
     Models with the note condition hear one note as the drone (held for ever) and several
     as notes struck one after another, each held until the next (:mod:`core.notes`).
     ``settle``: start from a settled state, as the instrument does (:meth:`Synth.settle`)."""
@@ -58,9 +59,15 @@ def render(bundle: Bundle, seconds: float, seed: int = 0, seed_b: int | None = N
     for start in range(0, n_frames, k):
         n = min(k, n_frames - start)
         z = torch.from_numpy(np.ascontiguousarray(noise.next(n, frame_morph[start:start + n], drift, temperature).T))[None]
-        tokens = torch.full((1, n), int(token), dtype=torch.long) if cfg.n_tokens else None
+        if not cfg.n_tokens:
+            toks = None
+        elif tokens is not None:
+            toks = torch.from_numpy(np.asarray(tokens, np.int64)[np.arange(start, start + n) % len(tokens)]
+                                    % cfg.n_tokens)[None]
+        else:
+            toks = torch.full((1, n), int(token), dtype=torch.long)
         pitches = torch.from_numpy(frame_pitch[start:start + n].astype(np.float32))[None] if cfg.has_pitch else None
         note = torch.from_numpy(frame_note[start:start + n])[None] if frame_note is not None else None
-        audio, _ = synth.step(z, tokens, pitches, note)
+        audio, _ = synth.step(z, toks, pitches, note)
         pieces.append(audio[0].float().cpu().numpy())
     return np.concatenate(pieces)[delay:delay + n_out].astype(np.float32)

@@ -26,6 +26,8 @@ class Session:
             self.mapping_error = str(e)
 
     def start(self) -> None:
+        if getattr(self.args, "reference", None):
+            self.engine.load_reference(self.args.reference)     # errors reach the window's banner
         self.engine.start()
         self.output.start()
 

@@ -114,6 +114,9 @@ class MainWindow(QtWidgets.QMainWindow):
         row = QtWidgets.QHBoxLayout()
         self.open_button = QtWidgets.QPushButton("Open bundle…")
         self.open_button.clicked.connect(self.open_bundle_dialog)
+        self.reference_button = QtWidgets.QPushButton("Reference…")
+        self.reference_button.setToolTip("token models: play the tokens of an audio file (token mode 'reference')")
+        self.reference_button.clicked.connect(self.open_reference_dialog)
         self.recent = QtWidgets.QComboBox()
         self.recent.setMinimumWidth(160)
         self.recent.activated.connect(lambda i: self.load_bundle(self.recent.itemData(i)))
@@ -135,7 +138,7 @@ class MainWindow(QtWidgets.QMainWindow):
         save.clicked.connect(lambda: self.save_preset(self.preset_box.currentText()))
         load = QtWidgets.QPushButton("Load")
         load.clicked.connect(lambda: self.load_preset(self.preset_box.currentText()))
-        for w in (self.open_button, self.recent, QtWidgets.QLabel("Device"), self.device_box,
+        for w in (self.open_button, self.recent, self.reference_button, QtWidgets.QLabel("Device"), self.device_box,
                   self.latency_box, self.apply_device, QtWidgets.QLabel("MIDI"), self.midi_box,
                   QtWidgets.QLabel("Preset"), self.preset_box, save, load):
             row.addWidget(w)
@@ -246,6 +249,12 @@ class MainWindow(QtWidgets.QMainWindow):
                                                         "driftwave bundles (*.dwb);;all files (*)")
         if path:
             self.load_bundle(path)
+
+    def open_reference_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Reference audio", str(Path.cwd()),
+                                                        "audio (*.wav *.flac *.ogg *.aiff *.aif);;all files (*)")
+        if path:
+            self.engine.load_reference(path)      # a bad file or a model without tokens: the banner says so
 
     def load_bundle(self, path: str) -> None:
         """Hot swap; a bad file shows its error here and the sound goes on."""

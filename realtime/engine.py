@@ -12,7 +12,8 @@ Threads (and what each may touch):
 * **driftwave-loader**: loads a bundle for a hot swap and builds its player (which runs
   the model's settling pre-roll, :meth:`core.synth.Synth.settle`), so a slow load never
   stalls the sound; hands it over through ``_incoming``, and sets the token parameter
-  to the new bundle's default token (a bus store, as the GUI's).
+  to the new bundle's default token (a bus store, as the GUI's). It also names a
+  reference file's frames with tokens (reference token mode).
 * **driftwave-recorder** (:class:`~realtime.recorder.Recorder`): writes the WAV.
 * **MIDI thread** (rtmidi) and **GUI thread**: set parameters on the control bus, push
   events, and read the taps and stats. They never wait for the engine.
@@ -24,6 +25,8 @@ NB: shared values, and why each is safe without a lock:
   replaces the token parameter's spec whole when a bundle with another token count loads).
 * ``_incoming``: one reference; the loader stores it, the engine takes it and stores
   None (each store is atomic under the GIL, and only the loader stores non-None).
+* a player's ``tokens.reference``: an array the loader replaces whole; the engine's
+  ``TokenSource.next`` reads the attribute once per call.
 * ``events``: ``queue.SimpleQueue`` (thread safe, put never blocks).
 * ``recorder``: a reference replaced whole; the engine reads it once per step.
 * taps (``mel_tap``, ``peak``, ``rms``, ...): arrays written by the engine, read by the GUI
@@ -43,7 +46,9 @@ import time
 import numpy as np
 import torch
 
+from core.audio_io import AudioReadError, read_mono
 from core.bundle import Bundle, BundleError, load_bundle
+from core.tokens import tokens_of_audio
 from core.limiter import SafetyLimiter
 
 from .controller import MidiController
@@ -79,6 +84,7 @@ class Engine:
         self.midi_input = None         # a MidiInput feeding self.events, for its counters
         self.player = BundlePlayer(bundle, self.out_rate, seed, seed + 1, precision, self.n_voices)
         self._use_default_token(bundle)
+        self.reference_path: str | None = None     # reference token mode's file (loader thread)
         self._fading: BundlePlayer | None = None
         self._fade_pos = 0
         self.fade_len = max(1, int(fade_s * self.out_rate))
@@ -146,6 +152,11 @@ class Engine:
                 v = self.bus.state()
                 player = BundlePlayer(bundle, self.out_rate, int(v["seed_a"]), int(v["seed_b"]),
                                       self.precision, self.n_voices)
+                if self.reference_path and player.tokens is not None and bundle.encoder is not None:
+                    try:      # the reference file in the new model's own tokens
+                        self._give_reference(player, self.reference_path)
+                    except (ValueError, AudioReadError) as e:
+                        self.errors.append(str(e))
                 self._incoming = player
                 self._use_default_token(bundle)
                 ok, msg = True, f"loaded {bundle.name}"
@@ -160,6 +171,34 @@ class Engine:
         t = threading.Thread(target=work, name="driftwave-loader", daemon=True)
         t.start()
         return t
+
+    def load_reference(self, path: str, on_done=None) -> threading.Thread:
+        """Reference token mode: the tokens of an audio file, named by the bundle's own token
+        encoder, on a loader thread; then the token mode switches to "reference". Kept for
+        hot swaps (a bundle with an encoder re-reads the file). A bad file or a bundle
+        without an encoder leaves a message in :attr:`errors`; the sound goes on."""
+        def work():
+            try:
+                self._give_reference(self.player, path)
+                self.reference_path = path
+                self.bus.set("token_mode", "reference")
+                ok, msg = True, f"reference tokens from {path}"
+            except (ValueError, AudioReadError) as e:
+                ok, msg = False, str(e)
+                self.errors.append(msg)
+            if on_done:
+                on_done(ok, msg)
+        t = threading.Thread(target=work, name="driftwave-loader", daemon=True)
+        t.start()
+        return t
+
+    @staticmethod
+    def _give_reference(player: BundlePlayer, path: str) -> None:
+        """Loader thread: ``player``'s reference tokens from ``path`` (one store, see NB)."""
+        if player.tokens is None:
+            raise ValueError(f"'{player.name}' takes no tokens, so it has no use for a reference file")
+        audio = read_mono(path, player.bundle.sample_rate)
+        player.tokens.set_reference(tokens_of_audio(player.bundle, audio))
 
     def start_recording(self, path: str) -> Recorder:
         self.stop_recording()

@@ -73,6 +73,8 @@ def run_headless(a) -> int:
             print(f"error: {e}", file=sys.stderr)
             out.stop()
             return 1
+    if getattr(a, "reference", None):
+        engine.load_reference(a.reference).join()     # its error, if any, is printed below
     engine.start()
     out.start()
     if a.record:

@@ -48,6 +48,7 @@ class TokenSource:
         out = np.empty(n, dtype=np.int64)
         rate = max(1, int(round(rate)))
         name = TOKEN_MODES[int(mode)]
+        ref = self.reference         # read once: another thread may replace it whole
         for i in range(n):
             f = self.frame + i
             if name == "hold":
@@ -60,8 +61,8 @@ class TokenSource:
                         self.current = int(self.rng.choice(self.n_tokens, p=self.transitions[self.current]))
                     else:
                         self.current = int(self.rng.integers(self.n_tokens))
-            elif name == "reference" and self.reference is not None:
-                self.current = int(self.reference[f % len(self.reference)])
+            elif name == "reference" and ref is not None:
+                self.current = int(ref[f % len(ref)])
             else:
                 self.current = int(token)
             out[i] = self.current

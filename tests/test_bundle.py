@@ -299,3 +299,67 @@ def test_a_bad_token_encoder_is_refused_with_a_message(tmp_path):
     _expect(_write(tmp_path / "nohead.dwb", tensors, {**meta, "encoder": None}), "without an 'encoder' header")
     short = {k: v for k, v in tensors.items() if k != "encoder.codebook"}
     _expect(_write(tmp_path / "short.dwb", short, meta), "architecture mismatch in encoder", "codebook")
+
+
+def test_reference_token_mode_plays_a_files_tokens_and_survives_a_hot_swap(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from core.tokens import tokens_of_audio
+    from realtime.engine import Engine
+    from realtime.params import TOKEN_MODES
+    path, _ = _encoder_bundle(tmp_path)
+    sr = 22050
+    rng = np.random.default_rng(1)
+    audio = (0.2 * rng.standard_normal(sr) * np.repeat(rng.uniform(0, 1, 22), sr // 22 + 1)[:sr]).astype(np.float32)
+    wav = tmp_path / "ref.wav"
+    sf.write(str(wav), audio, sr)
+    engine = Engine(load_bundle(path), 48000, threads=1)
+    engine.load_reference(str(tmp_path / "missing.wav")).join(30)
+    assert "cannot read audio file" in engine.errors.popleft()
+    assert engine.bus.get("token_mode") == TOKEN_MODES.index("hold")      # unchanged
+    engine.load_reference(str(wav)).join(30)
+    assert not engine.errors and engine.bus.get("token_mode") == TOKEN_MODES.index("reference")
+    expected = tokens_of_audio(engine.player.bundle, audio)
+    assert np.array_equal(engine.player.tokens.reference, expected)
+    played = []
+    for _ in range(20):
+        engine._step()
+        played.extend(engine.player.last_tokens.tolist())
+    assert played == expected[np.arange(len(played)) % len(expected)].tolist()
+    engine.load_bundle(str(path)).join(30)                                 # a hot swap re-reads the file
+    assert np.array_equal(engine._incoming.tokens.reference, expected)
+    gen, voc = small_models()
+    plain = tmp_path / "plain.dwb"
+    save_bundle(plain, name="plain", generator=gen, vocoder=voc, mel=MelConfig(), mean=torch.zeros(80),
+                std=torch.ones(80))
+    other = Engine(load_bundle(plain), 48000, threads=1)
+    other.load_reference(str(wav)).join(30)
+    assert "carries no token encoder" in other.errors.popleft()
+
+
+def test_render_plays_a_reference_files_tokens(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+    import soundfile as sf
+
+    from core.render import render
+    from core.tokens import tokens_of_audio
+    path, _ = _encoder_bundle(tmp_path)
+    rng = np.random.default_rng(2)
+    audio = (0.3 * rng.standard_normal(11025)).astype(np.float32)
+    sf.write(str(tmp_path / "ref.wav"), audio, 22050)
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "r.wav"
+    p = subprocess.run([sys.executable, str(root / "main.py"), "render", str(out), "--seconds", "0.5",
+                        "--bundle", str(path), "--reference", str(tmp_path / "ref.wav"), "--compute", "cpu"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    b = load_bundle(path)
+    expected = render(b, 0.5, tokens=tokens_of_audio(b, audio), chunk_frames=16)
+    got, _ = sf.read(str(out), dtype="float32")
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert not np.allclose(got, render(b, 0.5, token=0, chunk_frames=16), atol=1e-4)

@@ -124,6 +124,15 @@ def test_the_token_slider_spans_the_models_tokens_across_a_hot_swap(window, qtbo
     assert " on cpu " in window.status.text()
 
 
+def test_a_reference_file_without_a_token_encoder_shows_why(window, qtbot, tmp_path):
+    wav = tmp_path / "ref.wav"
+    sf.write(str(wav), np.zeros(22050, np.float32), 22050)
+    assert window.reference_button.isVisible()
+    window.engine.load_reference(str(wav))          # what the Reference… button's dialog ends with
+    qtbot.waitUntil(lambda: window.error_banner.isVisible(), timeout=5000)
+    assert "carries no token encoder" in window.error_banner.text()
+
+
 def test_keyboard_plays_notes(window, qtbot):
     kb = window.keyboard
     qtbot.keyClick(kb, "g")                     # G key: the note 7 semitones above C3
