@@ -56,3 +56,11 @@ V3=("${V1[@]}" optim.steps=14000 model.harmonics=8 optim.lr=0.0003 optim.lr_end=
 G3=("${G1[@]}" optim.steps=9000 loss.pitch=0.5 model.note_dim=5 loss.envelope=1.0 optim.lr=0.0001 optim.lr_end=0.00002
     "optim.init_from=$GEN2")
 train_all "${Q[@]}" -- "${V3[@]}" -- "${G3[@]}"
+
+# phase 4: the generator 4000 more steps (lr 5e-5 -> 1e-5) warm-started from phase 3, with the
+# texture loss (loss.texture 1: each bin's frame-to-frame change matched to the real segment's);
+# the vocoder stays phase 3's
+GEN3=$(run_dir generator-began "${GCOND[@]}" "${G3[@]}")
+G4=("${G1[@]}" optim.steps=4000 loss.pitch=0.5 model.note_dim=5 loss.envelope=1.0 loss.texture=1.0 optim.lr=0.00005
+    optim.lr_end=0.00001 "optim.init_from=$GEN3")
+train_all "${Q[@]}" -- "${V3[@]}" -- "${G4[@]}"

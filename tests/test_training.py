@@ -209,6 +209,16 @@ def test_train_all_exports_a_bundle_that_renders_and_evaluates(corpus_dir, tmp_p
     vq_run = tmp_path / "runs" / b.provenance["vqcpc_run"]
     expected = make_tokenizer(vq_run)(torch.from_numpy(mel.T.copy())[None].float())[0].numpy()
     assert np.array_equal(tokens_of_audio(b, it.audio), expected)
+    # the real-vs-real reference does not depend on what the model made
+    from training.evaluate import eval_generator
+    first = eval_generator(b, corpus, 2.0)
+    with torch.no_grad():
+        for p in b.generator.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    second = eval_generator(b, corpus, 2.0)
+    assert first["jsd"] != second["jsd"]
+    for key in ("ndb_real_vs_real", "jsd_real_vs_real", "ndb_sounding_real_vs_real", "jsd_sounding_real_vs_real"):
+        assert first[key] == second[key], key
     out = tmp_path / "x.wav"
     r = subprocess.run([sys.executable, str(ROOT / "main.py"), "render", str(out), "--seconds", "1",
                         "--bundle", str(bundle)], cwd=ROOT, capture_output=True, text=True, timeout=120)
