@@ -35,6 +35,18 @@ class TokenEncoderConfig:
         return cls(**kw)
 
 
+def frame_encoder(n_mels: int, channels: tuple[int, ...], code_dim: int) -> nn.Sequential:
+    """VQCPC's per-frame encoder: 1x1 convolutions ``n_mels -> *channels -> code_dim`` with
+    ReLU between, ``Tensor[B x n_mels x T] -> Tensor[B x code_dim x T]``."""
+    chans = [n_mels, *channels, code_dim]
+    layers: list[nn.Module] = []
+    for i in range(len(chans) - 1):
+        layers.append(nn.Conv1d(chans[i], chans[i + 1], 1))
+        if i < len(chans) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
 class TokenEncoder(nn.Module):
     """Standardized log-mel ``Tensor[B x n_mels x T]`` -> codes ``LongTensor[B x T]``: 1x1
     convolutions (ReLU between), unit-normalised, nearest unit-normalised codebook entry by
@@ -44,13 +56,7 @@ class TokenEncoder(nn.Module):
     def __init__(self, config: TokenEncoderConfig = TokenEncoderConfig()):
         super().__init__()
         self.config = c = config
-        chans = [c.n_mels, *c.channels, c.code_dim]
-        layers: list[nn.Module] = []
-        for i in range(len(chans) - 1):
-            layers.append(nn.Conv1d(chans[i], chans[i + 1], 1))
-            if i < len(chans) - 2:
-                layers.append(nn.ReLU())
-        self.encoder = nn.Sequential(*layers)
+        self.encoder = frame_encoder(c.n_mels, c.channels, c.code_dim)
         self.codebook = nn.Parameter(torch.zeros(c.n_codes, c.code_dim))
 
     @torch.no_grad()

@@ -143,28 +143,17 @@ class Engine:
         if n:
             self.bus.set("token", bundle.default_token)
 
-    def load_bundle(self, path: str, on_done=None) -> threading.Thread:
-        """Hot swap: load ``path`` on the loader thread; the engine crossfades to it. A bad
-        file leaves a message in :attr:`errors` and the current sound goes on."""
+    def _on_loader(self, job, label: str, on_done=None) -> threading.Thread:
+        """Runs ``job()`` (returns what it did) on a driftwave-loader thread. A failure leaves
+        its message in :attr:`errors` (and ``on_done(False, message)``); the sound goes on."""
         def work():
             try:
-                bundle = load_bundle(path, self.compute_device)   # where the current one runs
-                v = self.bus.state()
-                player = BundlePlayer(bundle, self.out_rate, int(v["seed_a"]), int(v["seed_b"]),
-                                      self.precision, self.n_voices)
-                if self.reference_path and player.tokens is not None and bundle.encoder is not None:
-                    try:      # the reference file in the new model's own tokens
-                        self._give_reference(player, self.reference_path)
-                    except (ValueError, AudioReadError) as e:
-                        self.errors.append(str(e))
-                self._incoming = player
-                self._use_default_token(bundle)
-                ok, msg = True, f"loaded {bundle.name}"
-            except BundleError as e:
+                ok, msg = True, job()
+            except (BundleError, AudioReadError, ValueError) as e:
                 ok, msg = False, str(e)
-                self.errors.append(msg)
             except Exception as e:  # a bug or an unexpected file problem must not kill the sound
-                ok, msg = False, f"bundle '{path}': {type(e).__name__}: {e}"
+                ok, msg = False, f"{label}: {type(e).__name__}: {e}"
+            if not ok:
                 self.errors.append(msg)
             if on_done:
                 on_done(ok, msg)
@@ -172,25 +161,35 @@ class Engine:
         t.start()
         return t
 
+    def load_bundle(self, path: str, on_done=None) -> threading.Thread:
+        """Hot swap: load ``path`` on the loader thread; the engine crossfades to it. A bad
+        file leaves a message in :attr:`errors` and the current sound goes on."""
+        def job() -> str:
+            bundle = load_bundle(path, self.compute_device)   # where the current one runs
+            v = self.bus.state()
+            player = BundlePlayer(bundle, self.out_rate, int(v["seed_a"]), int(v["seed_b"]),
+                                  self.precision, self.n_voices)
+            if self.reference_path and player.tokens is not None and bundle.encoder is not None:
+                try:      # the reference file in the new model's own tokens
+                    self._give_reference(player, self.reference_path)
+                except (ValueError, AudioReadError) as e:
+                    self.errors.append(str(e))
+            self._incoming = player
+            self._use_default_token(bundle)
+            return f"loaded {bundle.name}"
+        return self._on_loader(job, f"bundle '{path}'", on_done)
+
     def load_reference(self, path: str, on_done=None) -> threading.Thread:
         """Reference token mode: the tokens of an audio file, named by the bundle's own token
         encoder, on a loader thread; then the token mode switches to "reference". Kept for
         hot swaps (a bundle with an encoder re-reads the file). A bad file or a bundle
         without an encoder leaves a message in :attr:`errors`; the sound goes on."""
-        def work():
-            try:
-                self._give_reference(self.player, path)
-                self.reference_path = path
-                self.bus.set("token_mode", "reference")
-                ok, msg = True, f"reference tokens from {path}"
-            except (ValueError, AudioReadError) as e:
-                ok, msg = False, str(e)
-                self.errors.append(msg)
-            if on_done:
-                on_done(ok, msg)
-        t = threading.Thread(target=work, name="driftwave-loader", daemon=True)
-        t.start()
-        return t
+        def job() -> str:
+            self._give_reference(self.player, path)
+            self.reference_path = path
+            self.bus.set("token_mode", "reference")
+            return f"reference tokens from {path}"
+        return self._on_loader(job, f"reference '{path}'", on_done)
 
     @staticmethod
     def _give_reference(player: BundlePlayer, path: str) -> None:

@@ -33,6 +33,8 @@ from torch import distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
+from core.tokens import frame_encoder
+
 USAGE_DECAY = 0.8   # moving average of per-code usage; a code under 1 frame per batch restarts
 
 
@@ -69,13 +71,7 @@ class VQCPC(nn.Module):
     def __init__(self, config: VQCPCConfig = VQCPCConfig()):
         super().__init__()
         self.config = c = config
-        chans = [c.n_mels, *c.enc_channels, c.code_dim]
-        layers: list[nn.Module] = []
-        for i in range(len(chans) - 1):
-            layers.append(nn.Conv1d(chans[i], chans[i + 1], 1))
-            if i < len(chans) - 2:
-                layers.append(nn.ReLU())
-        self.encoder = nn.Sequential(*layers)
+        self.encoder = frame_encoder(c.n_mels, c.enc_channels, c.code_dim)    # what a bundle carries
         for m in self.encoder:
             if isinstance(m, nn.Conv1d):   # He init, zero bias: frames stay distinct after 4 layers
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
