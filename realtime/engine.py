@@ -169,10 +169,10 @@ class Engine:
             v = self.bus.state()
             player = BundlePlayer(bundle, self.out_rate, int(v["seed_a"]), int(v["seed_b"]),
                                   self.precision, self.n_voices)
-            if self.reference_path and player.tokens is not None and bundle.encoder is not None:
+            if self.reference_path and player.tokens is not None:
                 try:      # the reference file in the new model's own tokens
                     self._give_reference(player, self.reference_path)
-                except (ValueError, AudioReadError) as e:
+                except (ValueError, AudioReadError) as e:     # reference mode then plays the token knob
                     self.errors.append(str(e))
             self._incoming = player
             self._use_default_token(bundle)

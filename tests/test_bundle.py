@@ -333,6 +333,8 @@ def test_reference_token_mode_plays_a_files_tokens_and_survives_a_hot_swap(tmp_p
     plain = tmp_path / "plain.dwb"
     save_bundle(plain, name="plain", generator=gen, vocoder=voc, mel=MelConfig(), mean=torch.zeros(80),
                 std=torch.ones(80))
+    engine.load_bundle(str(plain)).join(30)                                # no encoder: it says so
+    assert "carries no token encoder" in engine.errors.popleft()
     other = Engine(load_bundle(plain), 48000, threads=1)
     other.load_reference(str(wav)).join(30)
     assert "carries no token encoder" in other.errors.popleft()
