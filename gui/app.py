@@ -67,8 +67,11 @@ def run_gui(args) -> int:
         window.open_midi(args.midi_api, args.midi)
     w, h = args.size
     window.resize(w, h)
-    session.start()
     window.show()
+    # the first layout and paint run before the sound starts: they hold the GIL for longer
+    # than the ring's 50 ms, and the first seconds of playback underran (1-3 per start)
+    app.processEvents()
+    session.start()
     rc = 0
     if args.quit_after is not None:
         def finish():
