@@ -24,18 +24,19 @@ Output: standardized log-mel ``Tensor[B x n_mels x n]`` (de-standardize before v
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .config import DictConfig
 from .notes import held_note
 from .streaming import CachedConv1d, reset_streams
 
 
 @dataclass(frozen=True)
-class GeneratorConfig:
+class GeneratorConfig(DictConfig):
     z_dim: int = 20
     n_mels: int = 80
     hidden: int = 512
@@ -57,13 +58,6 @@ class GeneratorConfig:
     @property
     def feature_dim(self) -> int:
         return self.z_dim + self.n_tokens + self.n_pitch
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "GeneratorConfig":
-        return cls(**d)
 
 
 class FrameGroupNorm(nn.GroupNorm):

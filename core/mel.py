@@ -7,16 +7,18 @@ For a signal of L samples (L a multiple of the hop) it gives exactly L / hop fra
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .config import DictConfig
+
 
 @dataclass(frozen=True)
-class MelConfig:
+class MelConfig(DictConfig):
     sample_rate: int = 22050
     n_fft: int = 1024
     hop: int = 256
@@ -25,13 +27,6 @@ class MelConfig:
     fmin: float = 0.0
     fmax: float | None = None
     log_floor: float = 1e-5
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MelConfig":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 def hz_to_mel_slaney(f: np.ndarray) -> np.ndarray:

@@ -7,32 +7,22 @@ held-out audio, as training gave it the tokens of the training audio.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .config import DictConfig
+
 
 @dataclass(frozen=True)
-class TokenEncoderConfig:
+class TokenEncoderConfig(DictConfig):
     n_mels: int = 80
     channels: tuple[int, ...] = (512, 512, 256)
     code_dim: int = 32
     n_codes: int = 16
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TokenEncoderConfig":
-        kw = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        if "channels" in kw:
-            kw["channels"] = tuple(int(c) for c in kw["channels"])
-        return cls(**kw)
 
 
 def frame_encoder(n_mels: int, channels: tuple[int, ...], code_dim: int) -> nn.Sequential:

@@ -34,17 +34,18 @@ the stream sees zeros. Causal (``causal=True``): no look-ahead, for models train
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from .config import DictConfig
 from .pqmf import PQMFSynthesis
 from .streaming import CachedConv1d, CachedConvTranspose1d, DelayLine, reset_streams
 
 
 @dataclass(frozen=True)
-class VocoderConfig:
+class VocoderConfig(DictConfig):
     n_mels: int = 80
     ngf: int = 32
     n_residual_layers: int = 3
@@ -53,18 +54,6 @@ class VocoderConfig:
     bands: int = 1
     harmonics: int = 0
     sample_rate: int = 22050
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["ratios"] = list(self.ratios)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "VocoderConfig":
-        d = dict(d)
-        if "ratios" in d:
-            d["ratios"] = tuple(int(r) for r in d["ratios"])
-        return cls(**d)
 
 
 class ResnetBlock(nn.Module):

@@ -25,7 +25,7 @@ player needs: a transition matrix, a histogram, and attack / sustain / release t
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -33,13 +33,14 @@ from torch import distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
+from core.config import DictConfig
 from core.tokens import frame_encoder
 
 USAGE_DECAY = 0.8   # moving average of per-code usage; a code under 1 frame per batch restarts
 
 
 @dataclass(frozen=True)
-class VQCPCConfig:
+class VQCPCConfig(DictConfig):
     n_mels: int = 80
     enc_channels: tuple[int, ...] = (512, 512, 256)
     code_dim: int = 32
@@ -51,18 +52,6 @@ class VQCPCConfig:
     n_negatives: int = 16
     commitment: float = 0.25
     temperature: float = 0.3   # InfoNCE scores are cosine similarities / temperature
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["enc_channels"] = list(self.enc_channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "VQCPCConfig":
-        kw = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        if "enc_channels" in kw:
-            kw["enc_channels"] = tuple(int(c) for c in kw["enc_channels"])
-        return cls(**kw)
 
 
 class VQCPC(nn.Module):
