@@ -1,6 +1,7 @@
 """``main.py`` / ``main.py gui``: the window, playing the bundle at once."""
 from __future__ import annotations
 
+import signal
 import sys
 import time
 
@@ -72,6 +73,9 @@ def run_gui(args) -> int:
     # than the ring's 50 ms, and the first seconds of playback underran (1-3 per start)
     app.processEvents()
     session.start()
+    # Ctrl-C / SIGTERM close the window cleanly (the mapping save and shutdown below run);
+    # Python handles a signal between bytecodes, which the window's timer provides
+    previous = {sig: signal.signal(sig, lambda *_: app.quit()) for sig in (signal.SIGINT, signal.SIGTERM)}
     rc = 0
     if args.quit_after is not None:
         def finish():
@@ -82,6 +86,8 @@ def run_gui(args) -> int:
             app.quit()
         QtCore.QTimer.singleShot(int(args.quit_after * 1000), finish)
     app.exec()
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
     if window.isVisible():
         window.close()
     if window.engine.controller.dirty and window.engine.controller.learned is not None:

@@ -207,3 +207,30 @@ def test_the_sound_starts_after_the_window_has_painted(qapp, jack_server, small_
     finally:
         qapp.removeEventFilter(counter)
     assert seen["visible"] and seen["paints"] > 0
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_closes_the_window_cleanly(jack_server, small_bundle, tmp_path, sig):
+    """Found running the README's command under `timeout -s INT`: the KeyboardInterrupt
+    surfaced in the window's timer slot as a traceback and the window played on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", DRIFTWAVE_CONFIG_DIR=str(tmp_path), **jack_server.env)
+    p = subprocess.Popen([sys.executable, str(root / "main.py"), "gui", "--bundle", str(small_bundle)], cwd=root,
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)                                   # the window is up and playing
+    assert p.poll() is None
+    p.send_signal(getattr(signal, sig))
+    try:
+        out, err = p.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        pytest.fail(f"{sig} did not close the window")
+    assert p.returncode == 0, err[-2000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
