@@ -82,11 +82,18 @@ class ResnetBlock(nn.Module):
 class HarmonicSource(nn.Module):
     """f0 per frame ``Tensor[B x T]`` (Hz; 0 = unvoiced) -> time-major sines
     ``Tensor[B x T*hop x H]``: ``sin(k * phi[n])`` for k = 1..H, f0 held over each frame,
-    zero where unvoiced or where ``k f0`` is above Nyquist. The phase is integrated in
-    float64 and carried across calls (``_phase``), so any chunking gives the same samples."""
+    zero where unvoiced or where ``k f0`` is above Nyquist.
+
+    The phase is split into each frame's start (integrated over frames, wrapped to [0, 2 pi)
+    and carried across calls in ``_phase``, so any chunking gives the same samples) plus the
+    advance within the frame (at most ``2 pi f0 hop / sr`` rad, where float32 is exact to
+    ~1e-5 rad). Frame starts are integrated in float64 where the device has it and in
+    float32, each frame's advance wrapped first, where it does not (Apple's MPS): there the
+    phase drifts by about 1e-7 rad a frame."""
 
     state_attrs = (("_phase", 0),)
     is_stream_state = True
+    BLOCK = 64
 
     def __init__(self, hop: int, sample_rate: int, harmonics: int):
         super().__init__()
@@ -96,18 +103,38 @@ class HarmonicSource(nn.Module):
     def reset(self) -> None:
         self._phase = None
 
-    def forward(self, f0: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        f = f0.to(torch.float64).clamp_min(0).repeat_interleave(self.hop, dim=1)     # [B x L]
+    @staticmethod
+    def phase_dtype(device: torch.device) -> torch.dtype:
+        return torch.float32 if device.type == "mps" else torch.float64
+
+    def phase(self, f0: torch.Tensor, phase_dtype: torch.dtype | None = None) -> torch.Tensor:
+        """f0 ``Tensor[B x T]`` (Hz) -> phase ``Tensor[B x T*hop]`` (rad, float32); advances the
+        carried phase. ``phase_dtype`` overrides the integration dtype (tests)."""
+        two_pi = 2 * math.pi
+        f = f0.float().clamp_min(0)                                                   # [B x T]
+        dt = phase_dtype or self.phase_dtype(f.device)
+        advance = torch.remainder(f.to(dt) * (two_pi * self.hop / self.sample_rate), two_pi)
         start = self._phase
         if start is None or start.shape[0] != f.shape[0]:
-            start = f.new_zeros(f.shape[0])
-        phase = start[:, None] + torch.cumsum(f * (2 * math.pi / self.sample_rate), 1)
-        phase = torch.remainder(phase, 2 * math.pi)
-        self._phase = phase[:, -1]
-        # the wrapped phase is exact to ~1e-12; float32 from here on is plenty (and cheaper)
+            start = f.new_zeros(f.shape[0], dtype=dt)
+        start = start.to(dt)
+        blocks = []
+        for i in range(0, f.shape[1], self.BLOCK):      # wrapped every BLOCK frames: float32 sums stay small
+            ends = start[:, None] + torch.cumsum(advance[:, i:i + self.BLOCK], 1)
+            blocks.append(torch.cat([start[:, None], ends[:, :-1]], 1))
+            start = torch.remainder(ends[:, -1], two_pi)
+        starts = torch.remainder(torch.cat(blocks, 1), two_pi)                        # [B x T]
+        self._phase = start
+        step = torch.arange(1, self.hop + 1, dtype=torch.float32, device=f.device) * (two_pi / self.sample_rate)
+        within = f[..., None] * step                                                  # [B x T x hop]
+        return (starts.float()[..., None] + within).flatten(1)
+
+    def forward(self, f0: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        phase = self.phase(f0)                                                        # [B x L]
+        f = f0.float().clamp_min(0).repeat_interleave(self.hop, dim=1)
         k = torch.arange(1, self.harmonics + 1, dtype=torch.float32, device=f.device)
-        fk = f.float()[..., None] * k
-        out = torch.sin(phase.float()[..., None] * k) * ((fk > 0) & (fk < self.sample_rate / 2))
+        fk = f[..., None] * k
+        out = torch.sin(phase[..., None] * k) * ((fk > 0) & (fk < self.sample_rate / 2))
         return out.to(dtype)
 
 
