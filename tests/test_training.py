@@ -231,6 +231,11 @@ def test_train_all_exports_a_bundle_that_renders_and_evaluates(corpus_dir, tmp_p
     result = json.loads(r.stdout)
     for key in ("vocoder_mrstft", "griffin_lim_mrstft", "vocoder_logmel_l1"):
         assert np.isfinite(result["vocoder"][key])
+    per_file = result["vocoder"]["per_file"]
+    assert set(per_file) == {Path(it.path).name for it in corpus.val}
+    assert sum(f["clips"] for f in per_file.values()) == result["vocoder"]["clips"]
+    small = result["vocoder"]["mrstft_of_small_changes_to_the_real_clips"]
+    assert all(v > 0 and np.isfinite(v) for v in small.values()), small
     for key in ("ndb", "jsd", "ndb_real_vs_real", "jsd_real_vs_real", "voiced_ratio_generated",
                 "voiced_ratio_real", "pitch_error_cents_median", "ndb_sounding", "jsd_sounding",
                 "ndb_sounding_real_vs_real", "jsd_sounding_real_vs_real", "mel_change_generated",

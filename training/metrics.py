@@ -7,7 +7,8 @@
 * ``mr_stft_distance``: multi-resolution STFT distance (spectral convergence + log-magnitude
   L1 at three resolutions, the multi-band MelGAN loss).
 * ``logmel_l1``: mean absolute difference of MelGAN log10-mels.
-* ``griffin_lim``: inversion of a MelGAN log10-mel without a vocoder (the baseline).
+* ``griffin_lim``: inversion of a MelGAN log10-mel without a vocoder (the baseline);
+  ``griffin_lim_from_magnitude``: the same from an exact STFT magnitude (a reference).
 * ``mel_change`` / ``loudness_spread``: how much a log-mel moves frame to frame, and the
   spread of its frame loudness (a drone scores low on both; notes with onsets and decays high).
 * ``stream_stability``: per-bin statistics of early vs late frames of a long stream.
@@ -213,6 +214,26 @@ def griffin_lim(logmel: np.ndarray, mel_config: MelConfig = MelConfig(), n_iter:
         previous = rebuilt
         phase = accel / accel.abs().clamp_min(1e-16)
     return synthesise(mag * phase).numpy().astype(np.float32)
+
+
+def griffin_lim_from_magnitude(x: np.ndarray, n_fft: int = 1024, hop: int = 256, n_iter: int = 100,
+                               seed: int = 0, momentum: float = 0.99) -> np.ndarray:
+    """Griffin-Lim (fast, as :func:`griffin_lim`) from the exact STFT magnitude of ``x``
+    (Hann window ``n_fft``, centred frames): the best a phase-blind resynthesis of a perfect
+    magnitude estimate does; a reference for the distances, not a vocoder."""
+    xt = torch.from_numpy(np.asarray(x, dtype=np.float64).reshape(-1))
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+    mag = torch.stft(xt, n_fft, hop, window=window, return_complex=True).abs()
+    rng = np.random.default_rng(seed)
+    phase = torch.from_numpy(np.exp(2j * np.pi * rng.random(tuple(mag.shape))))
+    previous = torch.zeros_like(phase)
+    for _ in range(n_iter):
+        y = torch.istft(mag * phase, n_fft, hop, window=window, length=len(xt))
+        rebuilt = torch.stft(y, n_fft, hop, window=window, return_complex=True)
+        accel = rebuilt - (momentum / (1 + momentum)) * previous if momentum else rebuilt
+        previous = rebuilt
+        phase = accel / accel.abs().clamp_min(1e-16)
+    return torch.istft(mag * phase, n_fft, hop, window=window, length=len(xt)).numpy().astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- dynamics
