@@ -121,6 +121,10 @@ class Engine:
         self.output = output
 
     def start(self, prefill: bool = True) -> None:
+        # NB: the first stats() pays for a lazy numpy import (its first percentile: ~10 ms
+        # holding the GIL and the import lock); paid here, before the sound, it no longer
+        # underran the ring 1 s into every headless start (4 of 4 runs; 0 of 4 after)
+        self.stats()
         if prefill:     # fill the ring before the device starts pulling
             torch.set_num_threads(self.threads)
             while self.ring.available() < self.target_fill:
@@ -129,10 +133,15 @@ class Engine:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stops for good (the engine does not start again)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5.0)
         self.stop_recording()
+        if self._thread is None or not self._thread.is_alive():
+            # NB: the native resampler is released now, not whenever the interpreter gets to
+            # it: one still alive at exit made nanobind print a screen of "leaked" lines
+            self.player.resampler = None
 
     def _use_default_token(self, bundle) -> None:
         """The token knob spans the bundle's own tokens (0 .. n_tokens - 1), and starts on

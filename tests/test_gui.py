@@ -234,3 +234,4 @@ def test_ctrl_c_or_sigterm_closes_the_window_cleanly(jack_server, small_bundle, 
         pytest.fail(f"{sig} did not close the window")
     assert p.returncode == 0, err[-2000:]
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert "leaked" not in err          # the native resampler is released when the engine stops

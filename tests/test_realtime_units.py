@@ -153,3 +153,29 @@ def test_voice_stealing_takes_the_oldest():
     assert bank.note_on(62, 100) == 1
     assert bank.note_on(64, 100) == 0                               # both busy: steal the oldest
     assert [v.note for v in bank.voices] == [64, 62]
+
+
+def test_engine_stats_import_nothing_once_started(small_bundle):
+    """The status line's first stats() imported numpy.ma (np.percentile's first use): ~10 ms
+    holding the GIL and the import lock, which underran the ring 1 s into every headless start.
+    Once the engine has started, stats() must import nothing (run in a fresh interpreter, where
+    nothing else has imported it already)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    code = f"""
+import sys
+sys.path.insert(0, {str(root)!r})
+from core.bundle import load_bundle
+from realtime.engine import Engine
+e = Engine(load_bundle({str(small_bundle)!r}), out_rate=48000)
+e.start()
+before = set(sys.modules)
+e.stats()
+e.stop()
+print(sorted(set(sys.modules) - before))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "[]"
