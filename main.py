@@ -143,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set-generator", action="append", default=[], metavar="KEY=VALUE")
     t.add_argument("--name", default=None, help="with 'all': the bundle's name")
     t.add_argument("--parallel", action="store_true", help="with 'all': train the vocoder in a second process")
+    t.add_argument("--vocoder-data", default=None, metavar="DIR",
+                   help="with 'all': train the vocoder on this folder instead (it must not hold --data's held-out files)")
     t.add_argument("--run-dir", action="store_true",
                    help="print the run folder this configuration trains in (its name is a hash of it) and exit")
 
@@ -236,7 +238,8 @@ def cmd_train(a) -> int:
                 return 2
             path = train_all(a.data, a.out, a.runs, a.vqcpc, a.vocoder, a.generator,
                              {"vqcpc": a.set_vqcpc, "vocoder": a.set_vocoder, "generator": a.set_generator},
-                             resume=not a.no_resume, name=a.name, parallel=a.parallel)
+                             resume=not a.no_resume, name=a.name, parallel=a.parallel,
+                             vocoder_data=a.vocoder_data)
             print(f"wrote bundle {path}")
             return 0
         cfg = load_config(a.config, a.set)

@@ -190,14 +190,18 @@ def test_torchrun_two_processes_stay_in_sync(corpus_dir, tmp_path):
 
 def test_train_all_exports_a_bundle_that_renders_and_evaluates(corpus_dir, tmp_path):
     bundle = tmp_path / "tiny.dwb"
+    vocoder_dir = tmp_path / "vocoder-data"       # the vocoder trains on one training file only
+    vocoder_dir.mkdir()
+    (vocoder_dir / "one.wav").symlink_to(Path(AudioCorpus(corpus_dir).train[0].path).resolve())
     r = subprocess.run([sys.executable, str(ROOT / "main.py"), "train", "all", "--data", str(corpus_dir),
-                        "--out", str(bundle), "--runs", str(tmp_path / "runs"),
+                        "--out", str(bundle), "--runs", str(tmp_path / "runs"), "--vocoder-data", str(vocoder_dir),
                         "--vqcpc", "vqcpc-tiny", "--vocoder", "vocoder-stft-tiny", "--generator", "generator-began-tiny"],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     from core.bundle import load_bundle
     b = load_bundle(bundle)
     assert b.provenance["trained"] and b.generator.config.n_tokens == 4
+    assert b.provenance["vocoder_data"] == str(vocoder_dir) and b.provenance["vocoder_corpus_files"] == 1
     assert b.generator.config.pitch_min == 55 and b.generator.config.pitch_max == 67
     assert b.token_stats and len(b.token_stats["transitions"]) == 4
     # the VQCPC's encoder travels with the model and names frames as training's tokenizer did
@@ -248,7 +252,15 @@ def test_train_all_exports_a_bundle_that_renders_and_evaluates(corpus_dir, tmp_p
     assert result["stability"]["nan_frames"] == 0
 
 
-def test_bad_configs_are_usage_errors(corpus_dir):
+def test_bad_configs_are_usage_errors(corpus_dir, tmp_path):
+    held_out = tmp_path / "with-held-out"         # a vocoder folder must not hold eval's files
+    held_out.mkdir()
+    (held_out / "x.wav").symlink_to(Path(AudioCorpus(corpus_dir).val[0].path).resolve())
+    r = subprocess.run([sys.executable, str(ROOT / "main.py"), "train", "all", "--data", str(corpus_dir), "--out",
+                        str(tmp_path / "x.dwb"), "--runs", str(tmp_path / "runs"), "--vocoder-data", str(held_out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "holds out for eval" in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "runs").exists()
     r = subprocess.run([sys.executable, str(ROOT / "main.py"), "train", "no-such-preset", "--data", str(corpus_dir)],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and "no preset" in r.stderr

@@ -62,17 +62,29 @@ def pitch_range(corpus: AudioCorpus) -> tuple[int, int] | None:
 def train_all(data: str, out: str, runs_dir: str = "runs", vqcpc: str = "vqcpc", vocoder: str = "vocoder-stft",
               generator: str = "generator-began", overrides: dict[str, list[str]] | None = None,
               resume: bool = True, progress: bool | None = None, name: str | None = None,
-              parallel: bool = False) -> Path:
+              parallel: bool = False, vocoder_data: str | None = None) -> Path:
     """The whole recipe; returns the bundle path. ``parallel``: the vocoder trains in a second
-    process (one torch thread each) while the tokens and the generator train here."""
+    process (one torch thread each) while the tokens and the generator train here.
+    ``vocoder_data``: the vocoder trains on this folder instead (a vocoder needs no labels or
+    tokens, so any audio of the kind helps; it must not hold ``data``'s held-out files, which
+    ``eval`` measures it on)."""
     overrides = overrides or {}
     corpus = open_corpus(data)
+    vcfg = load_config(vocoder, overrides.get("vocoder"))
+    vdata = vocoder_data or data
+    vcorpus = open_corpus(vdata, vcfg) if vocoder_data else corpus
+    if vocoder_data:
+        held_out = {Path(it.path).resolve() for it in corpus.val}
+        shared = [str(Path(it.path)) for it in vcorpus.train if Path(it.path).resolve() in held_out]
+        if shared:
+            raise ValueError(f"--vocoder-data '{vocoder_data}' holds files that '{data}' holds out for eval: "
+                             f"{', '.join(shared[:3])}")
     side = None
     if parallel:
         import subprocess
         torch.set_num_threads(1)
         cmd = [sys.executable, str(Path(__file__).resolve().parent.parent / "main.py"), "train", vocoder,
-               "--data", str(data), "--runs", str(runs_dir)] + [a for o in overrides.get("vocoder", []) for a in ("--set", o)]
+               "--data", str(vdata), "--runs", str(runs_dir)] + [a for o in overrides.get("vocoder", []) for a in ("--set", o)]
         if not resume:
             cmd.append("--no-resume")
         side = subprocess.Popen(cmd, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
@@ -81,9 +93,8 @@ def train_all(data: str, out: str, runs_dir: str = "runs", vqcpc: str = "vqcpc",
     model, mean, std = load_vqcpc(qrun.dir)
     stats = corpus_token_stats(model, corpus, mean.numpy(), std.numpy())
     (qrun.dir / "token_stats.json").write_text(json.dumps(stats))
-    vcfg = load_config(vocoder, overrides.get("vocoder"))
     if side is None:
-        vrun = train_vocoder(vcfg, corpus, runs_dir, resume, progress=progress)
+        vrun = train_vocoder(vcfg, vcorpus, runs_dir, resume, progress=progress)
     gov = [f"model.n_tokens={model.config.n_codes}", f"data.vqcpc_run={json.dumps(str(qrun.dir))}"]
     pr = pitch_range(corpus)
     if pr is not None:
@@ -93,11 +104,14 @@ def train_all(data: str, out: str, runs_dir: str = "runs", vqcpc: str = "vqcpc",
     if side is not None:
         if side.wait() != 0:
             raise RuntimeError(f"the vocoder training process failed (exit {side.returncode})")
-        vrun = train_vocoder(vcfg, corpus, runs_dir, resume=True, progress=progress)   # finished: loads only
+        vrun = train_vocoder(vcfg, vcorpus, runs_dir, resume=True, progress=progress)   # finished: loads only
     return export_bundle(out, grun.dir, vrun.dir, name or f"{Path(data).name} ({grun.cfg.run_name})",
                          token_stats=stats, data=str(data), vqcpc_run=qrun.dir,
                          extra={"vqcpc_run": qrun.dir.name, "corpus_seconds": corpus.seconds,
                                 "corpus_files": len(corpus.train) + len(corpus.val),
-                                "skipped_files": len(corpus.skipped)})
+                                "skipped_files": len(corpus.skipped),
+                                **({"vocoder_data": str(vocoder_data), "vocoder_corpus_seconds": vcorpus.seconds,
+                                    "vocoder_corpus_files": len(vcorpus.train) + len(vcorpus.val)}
+                                   if vocoder_data else {})})
 
 
