@@ -91,14 +91,19 @@ def main() -> None:
         time.sleep(5.0)
         rss0, t_start = rss_mb(), time.monotonic()
         under0 = out.underruns
-        lat = []
+        lat, probe_times, underrun_times = [], [], []
+        seen = under0
         next_probe = t_start + 5.0
         while time.monotonic() - t_start < a.seconds:
             if window is not None:
                 window.pump(0.05)
             else:
                 time.sleep(0.05)
+            if out.underruns != seen:       # when they happen, to the 50 ms of this loop
+                underrun_times += [round(time.monotonic() - t_start, 2)] * (out.underruns - seen)
+                seen = out.underruns
             if time.monotonic() >= next_probe:
+                probe_times.append(round(time.monotonic() - t_start, 2))
                 v = control_latency(engine, cap, rate)
                 if v is not None:
                     lat.append(v)
@@ -115,6 +120,7 @@ def main() -> None:
             "device_rate": s["device_rate"], "model_rate": s["model_rate"], "threads": s["threads"],
             "precision": s["precision"], "frames_per_step": s["frames_per_step"],
             "underruns": out.underruns - under0, "underruns_total": out.underruns, "xruns": out.xruns,
+            "underrun_times_s": underrun_times, "probe_times_s": probe_times,
             "baseline_empty_callback_underruns": baseline, "baseline_seconds": a.baseline_seconds,
             "step_ms_p50": s["step_ms_p50"], "step_ms_p99": s["step_ms_p99"], "step_ms_mean": s["step_ms_mean"],
             "rtf": s["rtf"], "nan_events": s["nan_events"],
