@@ -156,6 +156,27 @@ def test_the_default_model_renders_on_the_gpu_as_on_the_cpu(tf32):
 
 
 @gpu
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_the_gru_weights_are_packed_once_on_the_gpu(precision):
+    """Moved or cast to bfloat16 on CUDA, the GRUs' weights must be one packed chunk: cuDNN
+    otherwise re-packs them on every step and warns each time ("not part of single
+    contiguous chunk of memory", seen on an H100 with bfloat16)."""
+    import warnings
+
+    from core.synth import Synth
+
+    synth = Synth(load_bundle(DEFAULT, "cuda"), precision)
+    cfg = synth.generator.config
+    z = torch.randn(1, cfg.z_dim, 4)
+    tokens = torch.full((1, 4), synth.bundle.default_token, dtype=torch.long) if cfg.n_tokens else None
+    pitch = torch.full((1, 4), 60.0) if cfg.has_pitch else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        audio, _ = synth.step(z, tokens, pitch)
+    assert torch.isfinite(torch.as_tensor(audio)).all()
+
+
+@gpu
 def test_the_engine_plays_on_the_gpu_as_on_the_cpu_and_hot_swaps_onto_it(exact_gpu):
     from realtime.engine import Engine
 
