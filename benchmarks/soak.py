@@ -27,6 +27,38 @@ def rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
 
+class OtherCpu:
+    """Cores that processes other than this one kept busy, per interval: the machine's busy
+    time (/proc/stat) less this process's (/proc/self/stat), both in clock ticks. Tells
+    whether an underrun came while something else on a small machine took the CPU."""
+
+    def __init__(self):
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.last = self._read()
+        self.samples: list[tuple[float, float]] = []      # (seconds since t_start, cores)
+
+    @staticmethod
+    def _read() -> tuple[float, int, int]:
+        with open("/proc/stat") as f:
+            cpu = [int(v) for v in f.readline().split()[1:]]
+        busy = sum(cpu) - cpu[3] - cpu[4]                 # all but idle and iowait
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return time.monotonic(), busy, int(fields[11]) + int(fields[12])     # utime + stime
+
+    def sample(self, t_rel: float) -> None:
+        now = self._read()
+        dt = now[0] - self.last[0]
+        if dt > 0:
+            other = (now[1] - self.last[1]) - (now[2] - self.last[2])
+            self.samples.append((round(t_rel, 1), round(max(0, other) / self.tick / dt, 2)))
+        self.last = now
+
+    def around(self, times: list[float], pad: float = 1.5) -> list[float]:
+        """The largest sample within ``pad`` seconds of each time."""
+        return [max((c for t, c in self.samples if abs(t - x) <= pad), default=float("nan")) for x in times]
+
+
 def empty_callback_underruns(seconds: float, rate: int) -> int:
     import sounddevice as sd
     count = {"n": 0}
@@ -94,6 +126,8 @@ def main() -> None:
         lat, probe_times, underrun_times = [], [], []
         seen = under0
         next_probe = t_start + 5.0
+        started_unix = time.time()
+        other_cpu, next_cpu = OtherCpu(), t_start + 1.0
         while time.monotonic() - t_start < a.seconds:
             if window is not None:
                 window.pump(0.05)
@@ -102,6 +136,9 @@ def main() -> None:
             if out.underruns != seen:       # when they happen, to the 50 ms of this loop
                 underrun_times += [round(time.monotonic() - t_start, 2)] * (out.underruns - seen)
                 seen = out.underruns
+            if time.monotonic() >= next_cpu:
+                other_cpu.sample(time.monotonic() - t_start)
+                next_cpu += 1.0
             if time.monotonic() >= next_probe:
                 probe_times.append(round(time.monotonic() - t_start, 2))
                 v = control_latency(engine, cap, rate)
@@ -120,7 +157,12 @@ def main() -> None:
             "device_rate": s["device_rate"], "model_rate": s["model_rate"], "threads": s["threads"],
             "precision": s["precision"], "frames_per_step": s["frames_per_step"],
             "underruns": out.underruns - under0, "underruns_total": out.underruns, "xruns": out.xruns,
-            "underrun_times_s": underrun_times, "probe_times_s": probe_times,
+            "underrun_times_s": underrun_times, "probe_times_s": probe_times, "started_unix": round(started_unix, 1),
+            "other_processes_cores": {
+                "median": float(np.median([c for _, c in other_cpu.samples])) if other_cpu.samples else None,
+                "max": max((c for _, c in other_cpu.samples), default=None),
+                "at_underruns": other_cpu.around(underrun_times),
+                "note": "cores busy with processes other than this one (JACK's server included), per second"},
             "baseline_empty_callback_underruns": baseline, "baseline_seconds": a.baseline_seconds,
             "step_ms_p50": s["step_ms_p50"], "step_ms_p99": s["step_ms_p99"], "step_ms_mean": s["step_ms_mean"],
             "rtf": s["rtf"], "nan_events": s["nan_events"],

@@ -267,3 +267,17 @@ def test_bad_configs_are_usage_errors(corpus_dir, tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "main.py"), "train", "vqcpc-tiny", "--data", "/nonexistent"],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_the_vocoder_mel_loss_is_part_of_the_generator_loss(corpus, tmp_path):
+    """``loss.mel`` adds w x the log10-mel L1 (HiFi-GAN's mel loss) to the vocoder's loss; at 0
+    (the default) mel L1 is only logged."""
+    rows = {}
+    for w in (0.0, 3.0):
+        run = run_stage(load_config("vocoder-stft-tiny", ["optim.steps=2", "log.every=1", f"loss.mel={w}"]),
+                        corpus, str(tmp_path), progress=False)
+        rows[w] = read_log(run.dir / "log.csv")
+    for w, log in rows.items():
+        for r in log:
+            assert r["g"] == pytest.approx(r["stft"] + w * r["mel_l1"], rel=1e-5)
+            assert r["mel_l1"] > 0

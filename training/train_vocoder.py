@@ -92,6 +92,7 @@ def train_vocoder(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume
     sub_stft = subband_stft_loss_fn(float(L.get("stft_eps", 1e-5))).to(device) if w_sub > 0 else None
     w_stft, w_gan, w_fm = float(L.get("stft", 1.0)), float(L.get("gan", 1.0)), float(L.get("feature_matching", 10.0))
     gan_start = int(L.get("gan_start", 0))
+    w_mel = float(L.get("mel", 0.0))
     delay = G.delay
     seg = int(cfg.data["segment_samples"])
     # a copy on the training device: the corpus's own stays on the CPU, where batches are made
@@ -141,8 +142,13 @@ def train_vocoder(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume
             fm = fm / (len(d_fake) * (len(d_fake[0]) - 1))
             loss_g = loss_g + w_gan * adv + w_fm * fm
             losses["adv"], losses["fm"] = adv.item(), fm.item()
-        with torch.no_grad():
-            losses["mel_l1"] = F.l1_loss(_logmel_like(fake, logmel), _logmel_like(real, logmel)).item()
+        if w_mel > 0:                              # log10-mel L1 as a loss (HiFi-GAN's mel loss)
+            lmel = F.l1_loss(_logmel_like(fake, logmel), _logmel_like(real, logmel))
+            loss_g = loss_g + w_mel * lmel
+            losses["mel_l1"] = lmel.item()
+        else:
+            with torch.no_grad():
+                losses["mel_l1"] = F.l1_loss(_logmel_like(fake, logmel), _logmel_like(real, logmel)).item()
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         if o.get("grad_clip"):
