@@ -2,7 +2,8 @@
 then the paper's multi-scale discriminator with hinge loss and feature matching. Vocoders
 with harmonic excitation (``model.harmonics``) get the YIN f0 of each segment. Multi-band
 vocoders (``model.bands`` > 1) add multi-band MelGAN's sub-band STFT loss
-(``loss.subband_stft``) on the PQMF analysis of output and target."""
+(``loss.subband_stft``) on the PQMF analysis of output and target. ``loss.mel`` (default 0)
+adds that weight times the log10-mel L1 of output against target (HiFi-GAN's mel loss)."""
 from __future__ import annotations
 
 import copy
@@ -142,13 +143,11 @@ def train_vocoder(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume
             fm = fm / (len(d_fake) * (len(d_fake[0]) - 1))
             loss_g = loss_g + w_gan * adv + w_fm * fm
             losses["adv"], losses["fm"] = adv.item(), fm.item()
-        if w_mel > 0:                              # log10-mel L1 as a loss (HiFi-GAN's mel loss)
+        with torch.set_grad_enabled(w_mel > 0):    # a loss with loss.mel > 0, else only logged
             lmel = F.l1_loss(_logmel_like(fake, logmel), _logmel_like(real, logmel))
+        if w_mel > 0:
             loss_g = loss_g + w_mel * lmel
-            losses["mel_l1"] = lmel.item()
-        else:
-            with torch.no_grad():
-                losses["mel_l1"] = F.l1_loss(_logmel_like(fake, logmel), _logmel_like(real, logmel)).item()
+        losses["mel_l1"] = lmel.item()
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         if o.get("grad_clip"):
