@@ -37,34 +37,25 @@ sys.path.insert(0, str(ROOT))
 from core.mel import LogMel, MelConfig  # noqa: E402
 from core.pitch import frame_f0  # noqa: E402
 from training.evaluate import _clips  # noqa: E402
-from training.metrics import mr_stft_distance  # noqa: E402
+from training.metrics import (frames_istft, frames_overlap_add, frames_stft, griffin_lim_iterations,  # noqa: E402
+                              mr_stft_distance)
 from training.pipeline import open_corpus  # noqa: E402
 
 SR, N, HOP = 22050, 1024, 256
-PAD = (N - HOP) // 2
 F = N // 2 + 1
+MEL = MelConfig()                     # the STFT below is LogMel's framing at these sizes
+assert (MEL.sample_rate, MEL.n_fft, MEL.hop, MEL.win) == (SR, N, HOP, N)
 WIN = torch.hann_window(N, dtype=torch.float64)
 
 
 def stft(x: np.ndarray) -> torch.Tensor:
     """``ndarray[L]`` -> complex ``Tensor[513 x T]`` framed as LogMel frames (float64)."""
-    xp = torch.nn.functional.pad(torch.as_tensor(x, dtype=torch.float64)[None, None], (PAD, PAD), mode="reflect")[0, 0]
-    return torch.stft(xp, N, HOP, window=WIN, center=False, return_complex=True)
-
-
-def _overlap_add(spec: torch.Tensor) -> torch.Tensor:
-    t = spec.shape[1]
-    length = (t - 1) * HOP + N
-    frames = torch.fft.irfft(spec, n=N, dim=0) * WIN[:, None]
-    y = torch.nn.functional.fold(frames[None], (1, length), (1, N), stride=(1, HOP)).view(-1)
-    env = torch.nn.functional.fold((WIN ** 2)[None, :, None].expand(1, N, t).contiguous(), (1, length), (1, N),
-                                   stride=(1, HOP)).view(-1)
-    return y / env.clamp_min(1e-8)
+    return frames_stft(torch.as_tensor(np.asarray(x), dtype=torch.float64), MEL)
 
 
 def istft(spec: torch.Tensor, length: int) -> np.ndarray:
     """Inverse of :func:`stft` (weighted overlap-add): ``length`` float32 samples."""
-    return _overlap_add(spec)[PAD:PAD + length].numpy().astype(np.float32)
+    return frames_istft(spec, length, MEL).numpy().astype(np.float32)
 
 
 def harmonic_phase(f0: np.ndarray, seed: int = 0) -> torch.Tensor:
@@ -87,11 +78,10 @@ def harmonic_phase(f0: np.ndarray, seed: int = 0) -> torch.Tensor:
 
 
 def griffin_lim(mag: torch.Tensor, phase: torch.Tensor, length: int, iters: int) -> np.ndarray:
-    spec = mag * phase
-    for _ in range(iters):
-        re = stft(istft(spec, length))
-        spec = mag * re / re.abs().clamp_min(1e-16)
-    return istft(spec, length)
+    """Plain Griffin-Lim (no momentum) from ``phase``."""
+    y = griffin_lim_iterations(mag, lambda x: frames_stft(x, MEL), lambda sp: frames_istft(sp, length, MEL),
+                               iters, phase=phase, momentum=0.0)
+    return y.numpy().astype(np.float32)
 
 
 def rtisi_la(mag: torch.Tensor, phase: torch.Tensor, length: int, look_ahead: int = 3, iters: int = 4) -> np.ndarray:
@@ -104,7 +94,7 @@ def rtisi_la(mag: torch.Tensor, phase: torch.Tensor, length: int, look_ahead: in
         lo = max(0, t - look_ahead)
         for _ in range(iters):
             a = max(0, lo - 3)
-            y = _overlap_add(spec[:, a:t + 1])
+            y = frames_overlap_add(spec[:, a:t + 1], MEL)
             for j in range(lo, t + 1):
                 fr = torch.fft.rfft(y[(j - a) * HOP:(j - a) * HOP + N] * WIN)
                 spec[:, j] = mag[:, j] * fr / fr.abs().clamp_min(1e-16)

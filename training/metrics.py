@@ -164,56 +164,78 @@ def logmel_l1(x: np.ndarray, y: np.ndarray, mel_config: MelConfig = MelConfig())
 
 # ----------------------------------------------------------------------------- Griffin-Lim
 
-def griffin_lim(logmel: np.ndarray, mel_config: MelConfig = MelConfig(), n_iter: int = 60,
-                seed: int = 0, momentum: float = 0.99) -> np.ndarray:
-    """Invert a MelGAN log10-mel ``[n_mels x T]`` to ``T * hop`` samples (float32).
-
-    Magnitude: pseudo-inverse of the mel filterbank applied to ``10 ** logmel``, clipped at
-    0. Phase: ``n_iter`` Griffin-Lim iterations (with the "fast" momentum of Perraudin et
-    al. 2013; ``momentum=0`` gives the original algorithm) from a uniform random phase
-    drawn with ``seed``. Every analysis matches ``core.mel.LogMel``: the signal is reflect-
-    padded by (n_fft - hop) / 2 on each side and framed without centring, so T frames
-    correspond to exactly T * hop samples.
-    """
-    c = mel_config
-    logmel = np.asarray(logmel, dtype=np.float64)
-    if logmel.ndim != 2 or logmel.shape[0] != c.n_mels:
-        raise ValueError(f"expected [{c.n_mels} x T], got {logmel.shape}")
-    t = logmel.shape[1]
-    length = t * c.hop
-    pad = (c.n_fft - c.hop) // 2
-    fb = mel_filterbank(c.sample_rate, c.n_fft, c.n_mels, c.fmin, c.fmax).astype(np.float64)
-    mag = torch.from_numpy(np.maximum(np.linalg.pinv(fb) @ (10.0 ** logmel), 0.0))   # F x T
+def _frame_window(c: MelConfig) -> torch.Tensor:
     window = torch.hann_window(c.win, dtype=torch.float64)
     if c.win < c.n_fft:
         left = (c.n_fft - c.win) // 2
         window = torch.nn.functional.pad(window, (left, c.n_fft - c.win - left))
-    padded_len = length + 2 * pad
-    ones = torch.ones(1, c.n_fft, t, dtype=torch.float64)
-    envelope = torch.nn.functional.fold(ones * window.pow(2)[None, :, None], (1, padded_len),
-                                        (1, c.n_fft), stride=(1, c.hop)).view(-1)
+    return window
 
-    def analyse(x: torch.Tensor) -> torch.Tensor:
-        xp = torch.nn.functional.pad(x[None, None], (pad, pad), mode="reflect")[0, 0]
-        return torch.stft(xp, c.n_fft, hop_length=c.hop, window=window, center=False,
-                          return_complex=True)
 
-    def synthesise(spec: torch.Tensor) -> torch.Tensor:
-        frames = torch.fft.irfft(spec, n=c.n_fft, dim=0) * window[:, None]       # n_fft x T
-        y = torch.nn.functional.fold(frames[None], (1, padded_len), (1, c.n_fft),
-                                     stride=(1, c.hop)).view(-1)
-        y = y / envelope.clamp_min(1e-8)
-        return y[pad:pad + length]
+def frames_stft(x: torch.Tensor, c: MelConfig = MelConfig()) -> torch.Tensor:
+    """Signal ``Tensor[L]`` -> complex STFT ``Tensor[n_fft/2+1 x T]`` (float64) framed as
+    ``core.mel.LogMel`` frames: reflect-padded by (n_fft - hop) / 2 on each side, not centred,
+    so T frames cover exactly T * hop samples."""
+    pad = (c.n_fft - c.hop) // 2
+    xp = torch.nn.functional.pad(torch.as_tensor(x, dtype=torch.float64)[None, None], (pad, pad), mode="reflect")[0, 0]
+    return torch.stft(xp, c.n_fft, hop_length=c.hop, window=_frame_window(c), center=False, return_complex=True)
 
-    rng = np.random.default_rng(seed)
-    phase = torch.from_numpy(np.exp(2j * np.pi * rng.random(mag.shape)))
+
+def frames_overlap_add(spec: torch.Tensor, c: MelConfig = MelConfig()) -> torch.Tensor:
+    """Weighted overlap-add of ``spec`` ``[F x T]``: ``Tensor[(T-1) * hop + n_fft]`` (float64),
+    in the padded coordinates of :func:`frames_stft` (sample 0 = the first frame's first)."""
+    window = _frame_window(c)
+    t = spec.shape[1]
+    length = (t - 1) * c.hop + c.n_fft
+    frames = torch.fft.irfft(spec, n=c.n_fft, dim=0) * window[:, None]                  # n_fft x T
+    y = torch.nn.functional.fold(frames[None], (1, length), (1, c.n_fft), stride=(1, c.hop)).view(-1)
+    env = torch.nn.functional.fold((window ** 2)[None, :, None].expand(1, c.n_fft, t).contiguous(), (1, length),
+                                   (1, c.n_fft), stride=(1, c.hop)).view(-1)
+    return y / env.clamp_min(1e-8)
+
+
+def frames_istft(spec: torch.Tensor, length: int, c: MelConfig = MelConfig()) -> torch.Tensor:
+    """Inverse of :func:`frames_stft`: ``Tensor[length]`` (float64)."""
+    pad = (c.n_fft - c.hop) // 2
+    return frames_overlap_add(spec, c)[pad:pad + length]
+
+
+def griffin_lim_iterations(mag: torch.Tensor, analyse, synthesise, n_iter: int, phase: torch.Tensor | None = None,
+                           seed: int = 0, momentum: float = 0.99) -> torch.Tensor:
+    """Griffin-Lim on magnitude ``mag`` ``[F x T]`` with the given ``analyse`` (signal ->
+    spectrum) and ``synthesise`` (spectrum -> signal): ``n_iter`` iterations (with the "fast"
+    momentum of Perraudin et al. 2013; ``momentum=0`` gives the original algorithm) from
+    ``phase`` (unit phasors) or a uniform random phase drawn with ``seed``. Returns the signal."""
+    if phase is None:
+        rng = np.random.default_rng(seed)
+        phase = torch.from_numpy(np.exp(2j * np.pi * rng.random(tuple(mag.shape))))
     previous = torch.zeros_like(phase)
     for _ in range(n_iter):
         rebuilt = analyse(synthesise(mag * phase))
         accel = rebuilt - (momentum / (1 + momentum)) * previous if momentum else rebuilt
         previous = rebuilt
         phase = accel / accel.abs().clamp_min(1e-16)
-    return synthesise(mag * phase).numpy().astype(np.float32)
+    return synthesise(mag * phase)
+
+
+def griffin_lim(logmel: np.ndarray, mel_config: MelConfig = MelConfig(), n_iter: int = 60,
+                seed: int = 0, momentum: float = 0.99) -> np.ndarray:
+    """Invert a MelGAN log10-mel ``[n_mels x T]`` to ``T * hop`` samples (float32).
+
+    Magnitude: pseudo-inverse of the mel filterbank applied to ``10 ** logmel``, clipped at
+    0. Phase: :func:`griffin_lim_iterations` from a random phase drawn with ``seed``. Every
+    analysis matches ``core.mel.LogMel`` (:func:`frames_stft`).
+    """
+    c = mel_config
+    logmel = np.asarray(logmel, dtype=np.float64)
+    if logmel.ndim != 2 or logmel.shape[0] != c.n_mels:
+        raise ValueError(f"expected [{c.n_mels} x T], got {logmel.shape}")
+    length = logmel.shape[1] * c.hop
+    fb = mel_filterbank(c.sample_rate, c.n_fft, c.n_mels, c.fmin, c.fmax).astype(np.float64)
+    mag = torch.from_numpy(np.maximum(np.linalg.pinv(fb) @ (10.0 ** logmel), 0.0))   # F x T
+    y = griffin_lim_iterations(mag, lambda x: frames_stft(x, c), lambda s: frames_istft(s, length, c),
+                               n_iter, seed=seed, momentum=momentum)
+    return y.numpy().astype(np.float32)
 
 
 def griffin_lim_from_magnitude(x: np.ndarray, n_fft: int = 1024, hop: int = 256, n_iter: int = 100,
@@ -223,17 +245,15 @@ def griffin_lim_from_magnitude(x: np.ndarray, n_fft: int = 1024, hop: int = 256,
     magnitude estimate does; a reference for the distances, not a vocoder."""
     xt = torch.from_numpy(np.asarray(x, dtype=np.float64).reshape(-1))
     window = torch.hann_window(n_fft, dtype=torch.float64)
-    mag = torch.stft(xt, n_fft, hop, window=window, return_complex=True).abs()
-    rng = np.random.default_rng(seed)
-    phase = torch.from_numpy(np.exp(2j * np.pi * rng.random(tuple(mag.shape))))
-    previous = torch.zeros_like(phase)
-    for _ in range(n_iter):
-        y = torch.istft(mag * phase, n_fft, hop, window=window, length=len(xt))
-        rebuilt = torch.stft(y, n_fft, hop, window=window, return_complex=True)
-        accel = rebuilt - (momentum / (1 + momentum)) * previous if momentum else rebuilt
-        previous = rebuilt
-        phase = accel / accel.abs().clamp_min(1e-16)
-    return torch.istft(mag * phase, n_fft, hop, window=window, length=len(xt)).numpy().astype(np.float32)
+
+    def analyse(y: torch.Tensor) -> torch.Tensor:
+        return torch.stft(y, n_fft, hop, window=window, return_complex=True)
+
+    def synthesise(spec: torch.Tensor) -> torch.Tensor:
+        return torch.istft(spec, n_fft, hop, window=window, length=len(xt))
+
+    y = griffin_lim_iterations(analyse(xt).abs(), analyse, synthesise, n_iter, seed=seed, momentum=momentum)
+    return y.numpy().astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- dynamics
