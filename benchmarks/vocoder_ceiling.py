@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.mel import LogMel, MelConfig  # noqa: E402
 from core.pitch import frame_f0  # noqa: E402
-from training.evaluate import _clips  # noqa: E402
+from training.evaluate import heldout_clips  # noqa: E402
 from training.metrics import (frames_istft, frames_overlap_add, frames_stft, griffin_lim_iterations,  # noqa: E402
                               mr_stft_distance)
 from training.pipeline import open_corpus  # noqa: E402
@@ -194,7 +194,7 @@ def main() -> None:
             errs.append(float((pred - torch.log(mag.clamp_min(1e-5))).abs().mean()))
         out["learned_magnitude_train_logmag_err"] = float(np.mean(errs))
     rows: dict[str, list[float]] = {}
-    clips = _clips(corpus, 2.0, 32)
+    clips = heldout_clips(corpus, 2.0, 32)
     for _, clip in clips:
         spec = stft(clip)
         mag = spec.abs()

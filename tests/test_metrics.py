@@ -203,7 +203,7 @@ def test_eval_clips_take_the_held_out_files_in_turn(tmp_path):
     """Every held-out file is heard: clip 1 of each file, then clip 2, ...; silent clips skipped."""
     import soundfile as sf
     from training.data import AudioCorpus
-    from training.evaluate import _clips
+    from training.evaluate import heldout_clips
     n = 2 * SR // 256 * 256
     rng = np.random.default_rng(0)
     long_ = rng.normal(0, 0.1, 3 * n).astype(np.float32)
@@ -212,9 +212,9 @@ def test_eval_clips_take_the_held_out_files_in_turn(tmp_path):
         sf.write(tmp_path / name, a, SR)
     corpus = AudioCorpus(tmp_path, val_fraction=0.0)
     corpus.val = sorted(corpus.train, key=lambda it: it.path)
-    names = [name for name, _ in _clips(corpus, 2.0, 8)]
+    names = [name for name, _ in heldout_clips(corpus, 2.0, 8)]
     assert names == ["a.wav", "b.wav", "c.wav", "a.wav", "a.wav"]
-    assert [name for name, _ in _clips(corpus, 2.0, 2)] == ["a.wav", "b.wav"]
+    assert [name for name, _ in heldout_clips(corpus, 2.0, 2)] == ["a.wav", "b.wav"]
 
 
 def test_griffin_lim_other_config():

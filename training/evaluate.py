@@ -28,7 +28,7 @@ from .metrics import (cents, griffin_lim, griffin_lim_from_magnitude, logmel_l1,
                       stream_stability, voiced_ratio, yin_pitch)
 
 
-def _clips(corpus: AudioCorpus, seconds: float, max_clips: int) -> list[tuple[str, np.ndarray]]:
+def heldout_clips(corpus: AudioCorpus, seconds: float, max_clips: int) -> list[tuple[str, np.ndarray]]:
     """Up to ``max_clips`` (file name, 2-s clip) pairs, taking the held-out files in turn (clip 1
     of each file, then clip 2, ...) so that every held-out file is heard; clips quieter than
     1e-3 RMS are skipped. (Until this, all clips came from the first held-out file.)"""
@@ -68,7 +68,7 @@ def eval_vocoder(bundle: Bundle, corpus: AudioCorpus, clip_seconds: float = 2.0,
     logmel = LogMel(bundle.mel)
     keys = ("vocoder_logmel_l1", "vocoder_mrstft", "griffin_lim_logmel_l1", "griffin_lim_mrstft")
     rows: list[tuple[str, dict]] = []
-    clips = _clips(corpus, clip_seconds, max_clips)
+    clips = heldout_clips(corpus, clip_seconds, max_clips)
     for name, clip in clips:
         voc = resynthesize(bundle, clip)
         with torch.no_grad():
