@@ -56,6 +56,12 @@ def _compute_option(p: argparse.ArgumentParser) -> None:
                    help="where the models run: auto (a CUDA GPU, else MPS, else CPU), cpu, cuda, cuda:N, mps")
 
 
+def _mel_match_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-mel-match", dest="mel_match", action="store_false",
+                   help="play the vocoder's audio as it is: 40.6 ms less latency, a duller copy of the mel "
+                        "(core/mel_match.py)")
+
+
 def _playback_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="output device (number or name); see 'devices'")
     p.add_argument("--samplerate", type=_positive(int), default=None, help="device rate wish")
@@ -65,6 +71,7 @@ def _playback_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency-ms", type=_positive(float), default=50.0, help="ring-buffer target fill")
     p.add_argument("--threads", type=_positive(int), default=None, help="torch threads (default: cores - 1)")
     p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
+    _mel_match_option(p)
     _compute_option(p)
     p.add_argument("--midi", default=None, help="MIDI input port (number or name); see 'devices'")
     p.add_argument("--midi-virtual", default=None, metavar="NAME", help="open a virtual MIDI input port")
@@ -97,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames per streaming step; 0 = whole sequence at once")
     r.add_argument("--bundle", default=str(DEFAULT_BUNDLE))
     r.add_argument("--threads", type=_positive(int), default=None)
+    _mel_match_option(r)
     _compute_option(r)
 
     p = sub.add_parser("play", help="play live on an audio device")
@@ -162,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bundle", default=str(DEFAULT_BUNDLE))
     s.add_argument("--chunk-frames", type=_nonnegative_int, default=0)
     s.add_argument("--threads", type=_positive(int), default=None)
+    _mel_match_option(s)
     _compute_option(s)
     return ap
 
@@ -188,7 +197,7 @@ def cmd_render(a) -> int:
             return 2
     audio = render(bundle, a.seconds, seed=a.seed, seed_b=a.seed_b, chunk_frames=a.chunk_frames,
                    morph=a.morph, drift=a.drift, temperature=a.temperature, token=a.token, pitch=a.pitch,
-                   morph_to=a.morph_to, tokens=tokens)
+                   morph_to=a.morph_to, tokens=tokens, mel_match=a.mel_match)
     sf.write(a.out, audio, bundle.sample_rate, subtype="FLOAT")
     print(f"wrote {a.out}: {len(audio) / bundle.sample_rate:.2f} s at {bundle.sample_rate} Hz, "
           f"peak {abs(audio).max():.3f}")
@@ -208,7 +217,7 @@ def cmd_resynth(a) -> int:
         torch.set_num_threads(a.threads)
     bundle = load_bundle(a.bundle, compute_device(a.compute))
     audio = read_mono(a.input, bundle.sample_rate)
-    out = resynthesize(bundle, audio, chunk_frames=a.chunk_frames)
+    out = resynthesize(bundle, audio, chunk_frames=a.chunk_frames, mel_match=a.mel_match)
     sf.write(a.out, out, bundle.sample_rate, subtype="FLOAT")
     print(f"wrote {a.out}: {len(out) / bundle.sample_rate:.2f} s at {bundle.sample_rate} Hz")
     return 0

@@ -1,4 +1,4 @@
-"""Copy synthesis: audio -> MelGAN log-mel -> vocoder (no generator)."""
+"""Copy synthesis: audio -> MelGAN log-mel -> vocoder (-> mel matching) (no generator)."""
 from __future__ import annotations
 
 import math
@@ -8,16 +8,19 @@ import torch
 
 from .bundle import Bundle
 from .mel import LogMel
+from .mel_match import MelMatch
 from .pitch import frame_f0
 
 
 @torch.inference_mode()
-def resynthesize(bundle: Bundle, audio: np.ndarray, chunk_frames: int = 0) -> np.ndarray:
+def resynthesize(bundle: Bundle, audio: np.ndarray, chunk_frames: int = 0, mel_match: bool = True) -> np.ndarray:
     """Mono ``ndarray[L]`` at the bundle's rate -> vocoded ``ndarray[L]``, aligned for the
-    vocoder's look-ahead. ``chunk_frames`` > 0 streams the mel in chunks of that many frames."""
+    vocoder's look-ahead. ``chunk_frames`` > 0 streams the mel in chunks of that many frames.
+    ``mel_match``: through :class:`core.mel_match.MelMatch`, as :class:`core.synth.Synth` plays."""
     voc, hop = bundle.vocoder, bundle.hop
     n = len(audio)
-    delay = voc.delay
+    matcher = MelMatch(bundle.mel, voc.delay).to(bundle.mean.device) if mel_match else None
+    delay = voc.delay + (matcher.delay if matcher is not None else 0)
     total = math.ceil((n + delay) / hop) * hop
     x = torch.zeros(total)
     x[:n] = torch.from_numpy(np.asarray(audio, dtype=np.float32))
@@ -27,7 +30,10 @@ def resynthesize(bundle: Bundle, audio: np.ndarray, chunk_frames: int = 0) -> np
         f0 = torch.from_numpy(frame_f0(x.numpy(), bundle.sample_rate, hop, mel.shape[2]))[None].to(mel.device)
     voc.reset()
     k = chunk_frames if chunk_frames > 0 else mel.shape[2]
-    out = torch.cat([voc(mel[:, :, i:i + k], None if f0 is None else f0[:, i:i + k])
-                     for i in range(0, mel.shape[2], k)], 1)
+    chunks = []
+    for i in range(0, mel.shape[2], k):
+        y = voc(mel[:, :, i:i + k], None if f0 is None else f0[:, i:i + k])
+        chunks.append(y if matcher is None else matcher(y, mel[:, :, i:i + k]))
+    out = torch.cat(chunks, 1)
     voc.reset()
     return out[0, delay:delay + n].float().cpu().numpy()

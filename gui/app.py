@@ -18,7 +18,8 @@ class Session:
         self.args = args
         self.engine, self.output = build(args.bundle, args.device, args.samplerate, args.frames_per_step,
                                          args.latency_ms, args.threads, args.precision, args.seed,
-                                         voices=args.voices, compute=args.compute)
+                                         voices=args.voices, compute=args.compute,
+                                         mel_match=getattr(args, "mel_match", True))
         from realtime.presets import load_mappings
         try:
             load_mappings(self.engine.controller)
@@ -39,7 +40,7 @@ class Session:
         path = old_engine.player.bundle.path
         engine, output = build(path, device, None, self.args.frames_per_step, latency_ms, self.args.threads,
                                self.args.precision, int(state["seed_a"]), voices=self.args.voices,
-                               compute=str(old_engine.compute_device))
+                               compute=str(old_engine.compute_device), mel_match=old_engine.mel_match)
         old_out.stop()
         old_engine.stop()
         for k, v in state.items():

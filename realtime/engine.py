@@ -70,11 +70,12 @@ class Engine:
     def __init__(self, bundle: Bundle, out_rate: int, *, frames_per_step: int = 2,
                  target_fill_s: float = 0.05, threads: int | None = None,
                  precision: str = "float32", seed: int = 0, fade_s: float = 0.25,
-                 mel_tap_frames: int = 512, voices: int = 1):
+                 mel_tap_frames: int = 512, voices: int = 1, mel_match: bool = True):
         self.out_rate = int(out_rate)
         self.frames_per_step = int(frames_per_step)
         self.threads = threads or default_threads()
         self.precision = precision
+        self.mel_match = bool(mel_match)      # core/mel_match.py after the vocoder (40.6 ms)
         self.bus = ControlBus()
         self.bus.set("seed_a", seed)
         self.bus.set("seed_b", seed + 1)
@@ -82,7 +83,7 @@ class Engine:
         self.voices = VoiceBank(self.n_voices, bundle.sample_rate / bundle.hop)
         self.controller = MidiController(self.bus, self.voices)
         self.midi_input = None         # a MidiInput feeding self.events, for its counters
-        self.player = BundlePlayer(bundle, self.out_rate, seed, seed + 1, precision, self.n_voices)
+        self.player = BundlePlayer(bundle, self.out_rate, seed, seed + 1, precision, self.n_voices, self.mel_match)
         self._use_default_token(bundle)
         self.reference_path: str | None = None     # reference token mode's file (loader thread)
         self._fading: BundlePlayer | None = None
@@ -177,7 +178,7 @@ class Engine:
             bundle = load_bundle(path, self.compute_device)   # where the current one runs
             v = self.bus.state()
             player = BundlePlayer(bundle, self.out_rate, int(v["seed_a"]), int(v["seed_b"]),
-                                  self.precision, self.n_voices)
+                                  self.precision, self.n_voices, self.mel_match)
             if self.reference_path and player.tokens is not None:
                 try:      # the reference file in the new model's own tokens
                     self._give_reference(player, self.reference_path)
@@ -273,6 +274,7 @@ class Engine:
             "frames_per_step": self.frames_per_step,
             "threads": self.threads,
             "precision": self.precision,
+            "mel_match": self.mel_match,
             "compute": str(self.compute_device),
             "ring_fill_ms": 1e3 * self.ring.available() / self.out_rate,
             "midi_messages_received": self.midi_input.received if self.midi_input else 0,

@@ -28,7 +28,7 @@ def describe_devices() -> str:
 
 def build(bundle_path: str, device=None, samplerate=None, frames_per_step=2, latency_ms=50.0,
           threads=None, precision="float32", seed=0, blocksize=0, device_latency="high", voices=1,
-          compute="auto"):
+          compute="auto", mel_match=True):
     """Loads the bundle onto the compute device (:func:`core.compute.compute_device`; raises
     its ``ComputeUnavailable``), opens the audio device at a rate it takes, builds the engine."""
     from .audio_output import AudioOutput, pick_samplerate
@@ -42,7 +42,7 @@ def build(bundle_path: str, device=None, samplerate=None, frames_per_step=2, lat
         raise NoAudioDevice(f"no usable audio output device ({e}).\nDevices:\n{describe_devices()}\n"
                             f"('main.py render' works without a device.)") from None
     engine = Engine(bundle, rate, frames_per_step=frames_per_step, target_fill_s=latency_ms / 1e3,
-                    threads=threads, precision=precision, seed=seed, voices=voices)
+                    threads=threads, precision=precision, seed=seed, voices=voices, mel_match=mel_match)
     out = AudioOutput(engine.ring, device=device, samplerate=rate, blocksize=blocksize, latency=device_latency)
     engine.attach_output(out)
     return engine, out
@@ -51,7 +51,8 @@ def build(bundle_path: str, device=None, samplerate=None, frames_per_step=2, lat
 def run_headless(a) -> int:
     try:
         engine, out = build(a.bundle, a.device, a.samplerate, a.frames_per_step, a.latency_ms,
-                            a.threads, a.precision, a.seed, voices=a.voices, compute=a.compute)
+                            a.threads, a.precision, a.seed, voices=a.voices, compute=a.compute,
+                            mel_match=getattr(a, "mel_match", True))
     except (NoAudioDevice, ComputeUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -3,7 +3,10 @@ then the paper's multi-scale discriminator with hinge loss and feature matching.
 with harmonic excitation (``model.harmonics``) get the YIN f0 of each segment. Multi-band
 vocoders (``model.bands`` > 1) add multi-band MelGAN's sub-band STFT loss
 (``loss.subband_stft``) on the PQMF analysis of output and target. ``loss.mel`` (default 0)
-adds that weight times the log10-mel L1 of output against target (HiFi-GAN's mel loss)."""
+adds that weight times the log10-mel L1 of output against target (HiFi-GAN's mel loss).
+``loss.mel_match`` (default false) computes every loss on the output after mel matching
+(:mod:`core.mel_match`, as the player plays it), so the vocoder is trained for the fine
+structure inside each mel band; the bands' energies are the filter's."""
 from __future__ import annotations
 
 import copy
@@ -16,6 +19,7 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
+from core.mel_match import MelMatch
 from core.pitch import frame_f0
 from core.pqmf import analysis
 from core.vocoder import MelGANVocoder, VocoderConfig
@@ -94,7 +98,8 @@ def train_vocoder(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume
     w_stft, w_gan, w_fm = float(L.get("stft", 1.0)), float(L.get("gan", 1.0)), float(L.get("feature_matching", 10.0))
     gan_start = int(L.get("gan_start", 0))
     w_mel = float(L.get("mel", 0.0))
-    delay = G.delay
+    matcher = MelMatch(corpus.mel_config, G.delay).to(device) if L.get("mel_match", False) else None
+    delay = G.delay + (matcher.delay if matcher is not None else 0)
     seg = int(cfg.data["segment_samples"])
     # a copy on the training device: the corpus's own stays on the CPU, where batches are made
     # (moving it moved its window, and the next batch's analysis failed on a GPU)
@@ -113,6 +118,9 @@ def train_vocoder(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume
         G.reset()
         fake = Gd(mel, f0)
         G.reset()
+        if matcher is not None:
+            fake = matcher(fake, mel)
+            matcher.reset()
         fake = fake[:, delay:]                     # the stream lags the reference by the look-ahead
         real = audio[:, :audio.shape[1] - delay]
         losses = {}
