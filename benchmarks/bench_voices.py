@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def rtf(bundle_path: str, voices: int, frames: int, seconds: float, precision: str,
-        compute: str = "cpu") -> dict:
+        compute: str = "cpu", mel_match: bool = True) -> dict:
     bundle = load_bundle(bundle_path, compute_device(compute))
-    player = BundlePlayer(bundle, 48000, precision=precision, n_voices=voices)
+    player = BundlePlayer(bundle, 48000, precision=precision, n_voices=voices, mel_match=mel_match)
     bank = VoiceBank(voices, bundle.sample_rate / bundle.hop)
     for i in range(voices):
         bank.note_on(48 + 5 * i, 100)         # every voice sounding
@@ -48,6 +48,7 @@ def rtf(bundle_path: str, voices: int, frames: int, seconds: float, precision: s
     step_s = frames * bundle.hop / bundle.sample_rate
     t = np.array(times)
     return {"voices": voices, "frames_per_step": frames, "precision": precision, "compute": compute,
+            "mel_match": mel_match,
             "rtf": float(t.sum() / (len(t) * step_s)), "step_ms_p50": float(np.median(t) * 1e3),
             "step_ms_p99": float(np.percentile(t, 99) * 1e3)}
 
@@ -61,6 +62,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--precision", nargs="+", default=["float32"])
     ap.add_argument("--compute", nargs="+", default=["cpu"], help="compute devices to measure (cpu, cuda, ...)")
+    ap.add_argument("--mel-match", nargs="+", default=["on"], choices=["on", "off"],
+                    help="with and/or without mel matching (core/mel_match.py)")
     a = ap.parse_args()
     runs = []
     for compute in a.compute:
@@ -69,9 +72,10 @@ def main() -> None:
             for precision in a.precision:
                 for frames in a.frames:
                     for v in a.voices:
-                        r = rtf(a.bundle, v, frames, a.seconds, precision, compute)
-                        r["threads"] = threads
-                        runs.append(r)
+                        for mm in a.mel_match:
+                            r = rtf(a.bundle, v, frames, a.seconds, precision, compute, mm == "on")
+                            r["threads"] = threads
+                            runs.append(r)
     print(json.dumps({"benchmark": "voices_rtf", "bundle": a.bundle, "machine": describe(),
                       "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                       "runs": runs}, indent=1))

@@ -104,6 +104,7 @@ def main() -> None:
     ap.add_argument("--baseline-seconds", type=float, default=20.0)
     ap.add_argument("--probe-every", type=float, default=30.0, help="seconds between latency probes")
     ap.add_argument("--gui", action="store_true", help="with the window open (offscreen Qt)")
+    ap.add_argument("--no-mel-match", dest="mel_match", action="store_false", help="without mel matching")
     a = ap.parse_args()
 
     from tests.jackutil import Capture, JackServer
@@ -112,7 +113,8 @@ def main() -> None:
     try:
         baseline = empty_callback_underruns(a.baseline_seconds, rate)
         from realtime.headless import build
-        engine, out = build(a.bundle, None, rate, a.frames_per_step, a.latency_ms, a.threads, a.precision)
+        engine, out = build(a.bundle, None, rate, a.frames_per_step, a.latency_ms, a.threads, a.precision,
+                            mel_match=a.mel_match)
         cap = Capture(server, seconds=15.0, ring=True)   # recent audio is all a probe looks at
         window = None
         if a.gui:
@@ -155,7 +157,7 @@ def main() -> None:
         result = {
             "benchmark": "soak", "gui": a.gui, "seconds": a.seconds, "bundle": a.bundle, "model": s["model"],
             "device_rate": s["device_rate"], "model_rate": s["model_rate"], "threads": s["threads"],
-            "precision": s["precision"], "frames_per_step": s["frames_per_step"],
+            "precision": s["precision"], "mel_match": s["mel_match"], "frames_per_step": s["frames_per_step"],
             "underruns": out.underruns - under0, "underruns_total": out.underruns, "xruns": out.xruns,
             "underrun_times_s": underrun_times, "probe_times_s": probe_times, "started_unix": round(started_unix, 1),
             "other_processes_cores": {
