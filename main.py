@@ -199,8 +199,11 @@ def cmd_render(a) -> int:
                    morph=a.morph, drift=a.drift, temperature=a.temperature, token=a.token, pitch=a.pitch,
                    morph_to=a.morph_to, tokens=tokens, mel_match=a.mel_match)
     sf.write(a.out, audio, bundle.sample_rate, subtype="FLOAT")
-    print(f"wrote {a.out}: {len(audio) / bundle.sample_rate:.2f} s at {bundle.sample_rate} Hz, "
-          f"peak {abs(audio).max():.3f}")
+    peak = float(abs(audio).max())
+    print(f"wrote {a.out}: {len(audio) / bundle.sample_rate:.2f} s at {bundle.sample_rate} Hz, peak {peak:.3f}")
+    if peak > 1.0:
+        print(f"warning: the peak is above full scale ({peak:.2f}); the float WAV keeps it, a player may clip it "
+              f"(the live engine's limiter holds its output below 0.98)", file=sys.stderr)
     return 0
 
 

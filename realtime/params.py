@@ -108,6 +108,14 @@ class ControlBus:
         self.version += 1
         return v
 
+    def jump(self, name: str, value) -> float:
+        """Sets a parameter's target and its smoothed value at once (no glide): for the
+        state an engine starts in, before its thread runs."""
+        v = self.set(name, value)
+        if name in self._smoothed:
+            self._smoothed[name] = v
+        return v
+
     def set_range(self, name: str, minimum: float, maximum: float) -> None:
         """Narrows or widens a parameter to what the loaded model takes (the token knob spans
         a bundle's own tokens, so a MIDI knob's 128 steps and the slider cover just those);

@@ -69,6 +69,15 @@ def test_runaway_detection():
     assert not is_runaway(np.array([0.1, -0.9], np.float32))
 
 
+def test_control_bus_jump_sets_a_value_without_a_glide():
+    bus = ControlBus()
+    bus.set("morph", 1.0)
+    assert bus.snapshot(0.01)["morph"] < 0.5            # set: glides
+    assert bus.jump("gain", -12.0) == -12.0
+    assert bus.snapshot(0.001)["gain"] == -12.0         # jump: there at once
+    assert bus.jump("gain", 100.0) == 12.0              # clamped as set is
+
+
 def test_control_bus_clamps_smooths_and_counts_triggers():
     bus = ControlBus()
     assert bus.set("morph", 3.0) == 1.0
