@@ -296,3 +296,23 @@ def test_vocoder_losses_can_be_taken_after_mel_matching(corpus, tmp_path):
         first[mm] = read_log(run.dir / "log.csv")[0]
     assert first["true"]["mel_l1"] < 0.7 * first["false"]["mel_l1"]
     assert first["true"]["stft"] < first["false"]["stft"]
+
+
+def test_a_vocoder_given_more_harmonics_warm_starts_as_the_old_one(corpus, tmp_path):
+    """``optim.init_from`` a vocoder with fewer harmonics: the source projection keeps the old
+    columns and the new ones start at zero, so the new model plays exactly what the old one
+    did until it trains."""
+    from training.runner import init_from
+    from training.train_vocoder import build_vocoder, load_vocoder
+    old = run_stage(load_config("vocoder-stft-tiny", ["optim.steps=2", "model.harmonics=2"]), corpus, str(tmp_path),
+                    progress=False)
+    new = build_vocoder(load_config("vocoder-stft-tiny", ["model.harmonics=6"]))
+    assert init_from({"init_from": str(old.dir)}, {"G": new})
+    w = new.source_proj.weight
+    assert w.shape[1] == 6 and torch.all(w[:, 2:] == 0) and w[:, :2].abs().sum() > 0
+    torch.manual_seed(0)
+    mel, f0 = torch.randn(1, 80, 12) - 3, torch.full((1, 12), 220.0)
+    before = load_vocoder(old.dir)
+    with torch.no_grad():
+        a, b = before(mel, f0), new.eval()(mel, f0)
+    torch.testing.assert_close(b, a, atol=1e-5, rtol=0)

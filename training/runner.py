@@ -164,8 +164,10 @@ def init_from(optim: dict, modules: dict[str, torch.nn.Module]) -> str | None:
     """Warm start: with ``optim.init_from`` (a run folder or a checkpoint file), loads the
     weights of ``modules`` (by checkpoint key: "G", "D", ...) that the checkpoint holds; the
     optimisers start fresh. Parameters the checkpoint lacks (modules added since, e.g. a
-    vocoder's harmonic excitation) keep their initialisation; any other difference is an
-    error. Returns the file read, or None."""
+    vocoder's harmonic excitation) keep their initialisation; a weight whose last dimension
+    grew (a vocoder given more harmonics: ``source_proj`` takes more inputs) takes the
+    checkpoint's columns, the new columns start at zero, so the model starts as the
+    checkpoint's; any other difference is an error. Returns the file read, or None."""
     src = optim.get("init_from")
     if not src:
         return None
@@ -177,7 +179,16 @@ def init_from(optim: dict, modules: dict[str, torch.nn.Module]) -> str | None:
     state = torch.load(p, map_location="cpu", weights_only=True)
     for key, module in modules.items():
         if key in state:
-            result = module.load_state_dict(state[key], strict=False)
+            own = module.state_dict()
+            saved = dict(state[key])
+            for name, w in saved.items():
+                mine = own.get(name)
+                if (mine is not None and w.dim() == mine.dim() >= 2 and w.shape[:-1] == mine.shape[:-1]
+                        and w.shape[-1] < mine.shape[-1]):
+                    grown = torch.zeros_like(mine)
+                    grown[..., :w.shape[-1]] = w
+                    saved[name] = grown
+            result = module.load_state_dict(saved, strict=False)
             if result.unexpected_keys:
                 raise ValueError(f"optim.init_from: '{p}' {key} has weights this model lacks: "
                                  f"{result.unexpected_keys[:4]}")

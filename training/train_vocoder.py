@@ -4,9 +4,11 @@ with harmonic excitation (``model.harmonics``) get the YIN f0 of each segment. M
 vocoders (``model.bands`` > 1) add multi-band MelGAN's sub-band STFT loss
 (``loss.subband_stft``) on the PQMF analysis of output and target. ``loss.mel`` (default 0)
 adds that weight times the log10-mel L1 of output against target (HiFi-GAN's mel loss).
-``loss.mel_match`` (default false) computes every loss on the output after mel matching
-(:mod:`core.mel_match`, as the player plays it), so the vocoder is trained for the fine
-structure inside each mel band; the bands' energies are the filter's."""
+``loss.mel_match`` (0..1, or false / true = 0 / 1; default 0) is the share of the STFT and
+mel losses taken on the output after mel matching (:mod:`core.mel_match`, as the player
+plays it), the rest on the raw output: at 1 the vocoder is trained only for the structure
+inside each mel band (the bands' energies are the filter's). The sub-band and GAN losses
+see the matched output when the share is 1, else the raw one."""
 from __future__ import annotations
 
 import copy
@@ -98,8 +100,10 @@ def train_vocoder(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume
     w_stft, w_gan, w_fm = float(L.get("stft", 1.0)), float(L.get("gan", 1.0)), float(L.get("feature_matching", 10.0))
     gan_start = int(L.get("gan_start", 0))
     w_mel = float(L.get("mel", 0.0))
-    matcher = MelMatch(corpus.mel_config, G.delay).to(device) if L.get("mel_match", False) else None
-    delay = G.delay + (matcher.delay if matcher is not None else 0)
+    w_match = float(L.get("mel_match", 0.0))
+    if not 0.0 <= w_match <= 1.0:
+        raise ValueError(f"loss.mel_match must be between 0 and 1, got {w_match}")
+    matcher = MelMatch(corpus.mel_config, G.delay).to(device) if w_match > 0 else None
     seg = int(cfg.data["segment_samples"])
     # a copy on the training device: the corpus's own stays on the CPU, where batches are made
     # (moving it moved its window, and the next batch's analysis failed on a GPU)
@@ -116,13 +120,15 @@ def train_vocoder(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume
                                             for a in audio.numpy()])).to(device)
         audio, mel = audio.to(device), mel.to(device)
         G.reset()
-        fake = Gd(mel, f0)
+        raw = Gd(mel, f0)
         G.reset()
+        # (share, output, target): each stream lags the reference by its look-ahead
+        pairs = [] if w_match >= 1 else [(1.0 - w_match, raw[:, G.delay:], audio[:, :audio.shape[1] - G.delay])]
         if matcher is not None:
-            fake = matcher(fake, mel)
+            lag = G.delay + matcher.delay
+            pairs.append((w_match, matcher(raw, mel)[:, lag:], audio[:, :audio.shape[1] - lag]))
             matcher.reset()
-        fake = fake[:, delay:]                     # the stream lags the reference by the look-ahead
-        real = audio[:, :audio.shape[1] - delay]
+        _, fake, real = pairs[0] if w_match < 1 else pairs[-1]
         losses = {}
         use_gan = w_gan > 0 and step >= gan_start
         if use_gan:
@@ -134,7 +140,7 @@ def train_vocoder(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume
             losses["d"] = loss_d.item()
         loss_g = torch.zeros((), device=device)
         if w_stft > 0:
-            ls = stft(fake[:, None], real[:, None])
+            ls = sum(w * stft(f[:, None], r[:, None]) for w, f, r in pairs)
             loss_g = loss_g + w_stft * ls
             losses["stft"] = ls.item()
         if w_sub > 0:
@@ -152,7 +158,7 @@ def train_vocoder(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume
             loss_g = loss_g + w_gan * adv + w_fm * fm
             losses["adv"], losses["fm"] = adv.item(), fm.item()
         with torch.set_grad_enabled(w_mel > 0):    # a loss with loss.mel > 0, else only logged
-            lmel = F.l1_loss(_logmel_like(fake, logmel), _logmel_like(real, logmel))
+            lmel = sum(w * F.l1_loss(_logmel_like(f, logmel), _logmel_like(r, logmel)) for w, f, r in pairs)
         if w_mel > 0:
             loss_g = loss_g + w_mel * lmel
         losses["mel_l1"] = lmel.item()
