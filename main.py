@@ -57,9 +57,9 @@ def _compute_option(p: argparse.ArgumentParser) -> None:
 
 
 def _mel_match_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-mel-match", dest="mel_match", action="store_false",
-                   help="play the vocoder's audio as it is: 40.6 ms less latency, a duller copy of the mel "
-                        "(core/mel_match.py)")
+    p.add_argument("--mel-match", default="full", choices=["full", "low-latency", "off"],
+                   help="the post-filter that gives the vocoder's audio the requested mel (core/mel_match.py): "
+                        "full (40.6 ms of latency), low-latency (17.4 ms, less exact), off")
 
 
 def _playback_options(p: argparse.ArgumentParser) -> None:

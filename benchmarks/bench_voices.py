@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def rtf(bundle_path: str, voices: int, frames: int, seconds: float, precision: str,
-        compute: str = "cpu", mel_match: bool = True) -> dict:
+        compute: str = "cpu", mel_match: str = "full") -> dict:
     bundle = load_bundle(bundle_path, compute_device(compute))
     player = BundlePlayer(bundle, 48000, precision=precision, n_voices=voices, mel_match=mel_match)
     bank = VoiceBank(voices, bundle.sample_rate / bundle.hop)
@@ -62,8 +62,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--precision", nargs="+", default=["float32"])
     ap.add_argument("--compute", nargs="+", default=["cpu"], help="compute devices to measure (cpu, cuda, ...)")
-    ap.add_argument("--mel-match", nargs="+", default=["on"], choices=["on", "off"],
-                    help="with and/or without mel matching (core/mel_match.py)")
+    ap.add_argument("--mel-match", nargs="+", default=["full"], choices=["full", "low-latency", "off"],
+                    help="mel matching modes to measure (core/mel_match.py)")
     a = ap.parse_args()
     runs = []
     for compute in a.compute:
@@ -73,7 +73,7 @@ def main() -> None:
                 for frames in a.frames:
                     for v in a.voices:
                         for mm in a.mel_match:
-                            r = rtf(a.bundle, v, frames, a.seconds, precision, compute, mm == "on")
+                            r = rtf(a.bundle, v, frames, a.seconds, precision, compute, mm)
                             r["threads"] = threads
                             runs.append(r)
     print(json.dumps({"benchmark": "voices_rtf", "bundle": a.bundle, "machine": describe(),

@@ -22,6 +22,7 @@ def main() -> None:
     ap.add_argument("--frames-per-step", type=int, default=2)
     ap.add_argument("--latency-ms", type=float, default=50.0)
     ap.add_argument("--voices", type=int, default=4)
+    ap.add_argument("--mel-match", default="full", choices=["full", "low-latency", "off"])
     a = ap.parse_args()
 
     import rtmidi
@@ -35,7 +36,8 @@ def main() -> None:
     try:
         ctrl = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="bench-keys")
         ctrl.open_virtual_port("keys")
-        engine, out = build(a.bundle, None, rate, a.frames_per_step, a.latency_ms, voices=a.voices)
+        engine, out = build(a.bundle, None, rate, a.frames_per_step, a.latency_ms, voices=a.voices,
+                            mel_match=a.mel_match)
         engine.bus.set("release", 0.05)
         midi = MidiInput(engine.events, api="jack", port="bench-keys:keys")
         engine.midi_input = midi
@@ -68,7 +70,7 @@ def main() -> None:
         engine.stop()
         s = engine.stats()
         print(json.dumps({
-            "benchmark": "midi_to_sound_latency", "model": s["model"], "voices": a.voices,
+            "benchmark": "midi_to_sound_latency", "model": s["model"], "mel_match": a.mel_match, "voices": a.voices,
             "frames_per_step": a.frames_per_step, "probes": len(lat),
             "latency_ms_median": 1e3 * float(np.median(lat)) if lat else None,
             "latency_ms_min": 1e3 * float(np.min(lat)) if lat else None,

@@ -104,7 +104,7 @@ def main() -> None:
     ap.add_argument("--baseline-seconds", type=float, default=20.0)
     ap.add_argument("--probe-every", type=float, default=30.0, help="seconds between latency probes")
     ap.add_argument("--gui", action="store_true", help="with the window open (offscreen Qt)")
-    ap.add_argument("--no-mel-match", dest="mel_match", action="store_false", help="without mel matching")
+    ap.add_argument("--mel-match", default="full", choices=["full", "low-latency", "off"])
     a = ap.parse_args()
 
     from tests.jackutil import Capture, JackServer

@@ -32,6 +32,18 @@ from torch.nn import functional as F
 from .mel import MelConfig, mel_filterbank
 
 
+MODES = ("full", "low-latency", "off")
+
+
+def mel_matcher(mode: str | bool, mel: MelConfig, audio_delay: int) -> "MelMatch | None":
+    """The filter for a mode: "full" (the default; True), "low-latency" (``low_latency``),
+    "off" (False): None."""
+    mode = {True: "full", False: "off"}.get(mode, mode) if isinstance(mode, bool) else mode
+    if mode not in MODES:
+        raise ValueError(f"mel matching mode must be one of {', '.join(MODES)}; got {mode!r}")
+    return None if mode == "off" else MelMatch(mel, audio_delay, low_latency=mode == "low-latency")
+
+
 def frame_window(c: MelConfig) -> torch.Tensor:
     """``LogMel``'s analysis window, zero-padded to ``n_fft``: ``Tensor[n_fft]`` (float32)."""
     window = torch.hann_window(c.win)
@@ -43,16 +55,28 @@ def frame_window(c: MelConfig) -> torch.Tensor:
 
 class MelMatch(nn.Module):
     """``audio_delay``: samples by which the audio stream lags the mel frames (the vocoder's
-    :attr:`~core.vocoder.MelGANVocoder.delay`)."""
+    :attr:`~core.vocoder.MelGANVocoder.delay`).
+
+    ``low_latency``: measure each frame as above, but apply its gains to the last ``2*hop``
+    samples of its window only (square-root Hann frames, ``2*hop`` long, every ``hop``,
+    which add up to one), so a sample is final as soon as the newest frame over it has
+    been measured: 384 samples (17.4 ms) of delay instead of 896 at the MelGAN sizes. The
+    gains then act up to a hop after the middle of the window they were measured on."""
 
     is_stream_state = True
     state_attrs = (("_cache", 0), ("_tail", 0), ("_mel", 0), ("_mel_seen", 0))
 
-    def __init__(self, mel: MelConfig = MelConfig(), audio_delay: int = 0, max_gain_db: float = 24.0):
+    def __init__(self, mel: MelConfig = MelConfig(), audio_delay: int = 0, max_gain_db: float = 24.0,
+                 low_latency: bool = False):
         super().__init__()
         c = self.config = mel
         if c.hop > c.n_fft or audio_delay < 0:
             raise ValueError("mel matching needs hop <= n_fft and a non-negative audio delay")
+        self.low_latency = low_latency
+        # synthesis frames: the whole analysis window, or its last 2 hops
+        self.synth_len = 2 * c.hop if low_latency else c.n_fft
+        if low_latency and c.n_fft % self.synth_len:
+            raise ValueError("low-latency mel matching needs n_fft a multiple of 2 * hop")
         self.audio_delay = audio_delay
         self.max_log_gain = max_gain_db / 20 * math.log(10)
         pad = (c.n_fft - c.hop) // 2
@@ -64,13 +88,15 @@ class MelMatch(nn.Module):
         self.register_buffer("window", w, persistent=False)
         self.register_buffer("fb_t", fb.T.contiguous(), persistent=False)                 # bins x mels
         self.register_buffer("spread", (fb / fb.sum(0, keepdim=True).clamp_min(1e-12)), persistent=False)  # mels x bins
-        # weighted overlap-add with the analysis window again: the window's squares over
-        # the frames that cover a sample sum to this constant
-        shifts = torch.arange(0, c.n_fft, c.hop)
-        env = torch.zeros(2 * c.n_fft)
-        for s in shifts:
-            env[s:s + c.n_fft] += w ** 2
-        self.ola_norm = float(env[c.n_fft - c.hop:c.n_fft].mean())
+        sw = torch.hann_window(self.synth_len) ** 0.5 if low_latency else w
+        self.register_buffer("synth_window", sw, persistent=False)
+        # weighted overlap-add with the synthesis window again: its squares over the frames
+        # that cover a sample sum to this constant
+        n = self.synth_len
+        env = torch.zeros(2 * n)
+        for s in range(0, n, c.hop):
+            env[s:s + n] += sw ** 2
+        self.ola_norm = float(env[n - c.hop:n].mean())
         self._cache: torch.Tensor | None = None
         self._tail: torch.Tensor | None = None
         self._mel: torch.Tensor | None = None        # the last ``lookahead`` mel frames, B x L x mels
@@ -80,13 +106,13 @@ class MelMatch(nn.Module):
     def delay(self) -> int:
         """Samples by which the output lags the input audio stream."""
         c = self.config
-        return self.lookahead * c.hop + (c.n_fft - c.hop) // 2 - self.audio_delay
+        return self.lookahead * c.hop + (c.n_fft - c.hop) // 2 - self.audio_delay - (c.n_fft - self.synth_len)
 
     def _constants(self, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
         """Window, filterbank and its spread in ``dtype`` on the buffers' device, made once."""
         key = (dtype, self.window.device)
         if getattr(self, "_consts_key", None) != key:
-            self._consts = tuple(t.to(dtype) for t in (self.window, self.fb_t, self.spread))
+            self._consts = tuple(t.to(dtype) for t in (self.window, self.fb_t, self.spread, self.synth_window))
             self._consts_key = key
         return self._consts
 
@@ -120,15 +146,20 @@ class MelMatch(nn.Module):
             cache = audio.new_zeros(b, self.cache_len)
         x = torch.cat((cache, audio), 1)
         self._cache = x[:, x.shape[1] - self.cache_len:]
-        window, fb_t, spread = self._constants(dtype)
-        frames = x.unfold(1, c.n_fft, c.hop)[:, :n] * window                       # B x n x n_fft
-        spec = torch.fft.rfft(frames)                                                    # B x n x bins
+        window, fb_t, spread, synth_window = self._constants(dtype)
+        raw = x.unfold(1, c.n_fft, c.hop)[:, :n]                                       # B x n x n_fft
+        spec = torch.fft.rfft(raw * window)                                              # B x n x bins
         have = torch.log10((spec.abs() @ fb_t).clamp_min(c.log_floor))            # B x n x mels
         log_gain = ((target - have) * math.log(10)).clamp(-self.max_log_gain, self.max_log_gain) * seen[:, :, None]
-        out = torch.fft.irfft(spec * torch.exp(log_gain @ spread), n=c.n_fft) * window
+        gain = torch.exp(log_gain @ spread)                                              # B x n x bins
+        m = self.synth_len
+        if m < c.n_fft:      # the window's last m samples, at the m-point FFT's bins (every k-th)
+            spec = torch.fft.rfft(raw[..., c.n_fft - m:] * synth_window)
+            gain = gain[..., ::c.n_fft // m]
+        out = torch.fft.irfft(spec * gain, n=m) * synth_window
         # overlap-add: frame i starts at i*hop; the first n*hop samples are final
-        length = (n - 1) * c.hop + c.n_fft
-        y = F.fold(out.transpose(1, 2), (1, length), (1, c.n_fft), stride=(1, c.hop)).view(b, length)
+        length = (n - 1) * c.hop + m
+        y = F.fold(out.transpose(1, 2), (1, length), (1, m), stride=(1, c.hop)).view(b, length)
         tail = self._tail
         if tail is not None and tail.shape[0] == b:
             y[:, :tail.shape[1]] += tail

@@ -18,7 +18,7 @@ def render(bundle: Bundle, seconds: float, seed: int = 0, seed_b: int | None = N
            chunk_frames: int = 0, morph: float = 0.0, drift: float = 0.05,
            temperature: float = 1.0, token: int | None = None, pitch: float | Sequence[float] | None = None,
            morph_to: float | None = None, settle: bool = True, tokens: np.ndarray | None = None,
-           mel_match: bool = True) -> np.ndarray:
+           mel_match: str | bool = "full") -> np.ndarray:
     """Audio ``ndarray[round(seconds * sample_rate)]`` float32, aligned for the vocoder's
     look-ahead (the first sample is the first frame's sound).
 
@@ -30,7 +30,7 @@ def render(bundle: Bundle, seconds: float, seed: int = 0, seed_b: int | None = N
     Models with the note condition hear one note as the drone (held for ever) and several
     as notes struck one after another, each held until the next (:mod:`core.notes`).
     ``settle``: start from a settled state, as the instrument does (:meth:`Synth.settle`).
-    ``mel_match``: as the instrument plays (:mod:`core.mel_match`; off: the vocoder's audio as is)."""
+    ``mel_match``: "full", "low-latency" or "off", as the instrument plays (:mod:`core.mel_match`)."""
     synth = Synth(bundle, mel_match=mel_match)
     if settle:
         synth.settle()

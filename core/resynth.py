@@ -8,18 +8,21 @@ import torch
 
 from .bundle import Bundle
 from .mel import LogMel
-from .mel_match import MelMatch
+from .mel_match import mel_matcher
 from .pitch import frame_f0
 
 
 @torch.inference_mode()
-def resynthesize(bundle: Bundle, audio: np.ndarray, chunk_frames: int = 0, mel_match: bool = True) -> np.ndarray:
+def resynthesize(bundle: Bundle, audio: np.ndarray, chunk_frames: int = 0,
+                 mel_match: str | bool = "full") -> np.ndarray:
     """Mono ``ndarray[L]`` at the bundle's rate -> vocoded ``ndarray[L]``, aligned for the
     vocoder's look-ahead. ``chunk_frames`` > 0 streams the mel in chunks of that many frames.
-    ``mel_match``: through :class:`core.mel_match.MelMatch`, as :class:`core.synth.Synth` plays."""
+    ``mel_match``: "full", "low-latency" or "off", as :class:`core.synth.Synth` plays."""
     voc, hop = bundle.vocoder, bundle.hop
     n = len(audio)
-    matcher = MelMatch(bundle.mel, voc.delay).to(bundle.mean.device) if mel_match else None
+    matcher = mel_matcher(mel_match, bundle.mel, voc.delay)
+    if matcher is not None:
+        matcher.to(bundle.mean.device)
     delay = voc.delay + (matcher.delay if matcher is not None else 0)
     total = math.ceil((n + delay) / hop) * hop
     x = torch.zeros(total)

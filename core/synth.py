@@ -11,7 +11,7 @@ import torch
 
 from .bundle import Bundle
 from .latent import NoiseSource
-from .mel_match import MelMatch
+from .mel_match import mel_matcher
 from .pitch import midi_to_hz
 from .streaming import BatchSubset
 
@@ -26,12 +26,12 @@ class Synth:
     CPUs with AVX512-BF16 or AMX, and on GPUs); outputs stay float32. The streaming
     contract's 1e-5 equality is a float32 property.
 
-    ``mel_match`` (default on) passes the vocoder's audio through :class:`MelMatch`, which
-    gives each frame the mel the generator asked for (held-out copy synthesis: MR-STFT
-    1.42 -> 1.01) at 896 samples (40.6 ms) more latency; off, the vocoder's audio is played
-    as it is."""
+    ``mel_match`` passes the vocoder's audio through :class:`core.mel_match.MelMatch`, which
+    gives each frame the mel the generator asked for: "full" (the default; held-out copy
+    synthesis MR-STFT 1.42 -> 1.02) at 896 samples (40.6 ms) more latency, "low-latency"
+    (1.09) at 384 (17.4 ms), "off": the vocoder's audio as it is."""
 
-    def __init__(self, bundle: Bundle, precision: str = "float32", mel_match: bool = True):
+    def __init__(self, bundle: Bundle, precision: str = "float32", mel_match: str | bool = "full"):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}")
         self.bundle = bundle
@@ -41,7 +41,9 @@ class Synth:
         self._mean = bundle.mean[None, :, None]
         self._std = bundle.std[None, :, None]
         self.device = bundle.mean.device
-        self.mel_match = MelMatch(bundle.mel, self.vocoder.delay).to(self.device) if mel_match else None
+        self.mel_match = mel_matcher(mel_match, bundle.mel, self.vocoder.delay)
+        if self.mel_match is not None:
+            self.mel_match.to(self.device)
 
     @property
     def sample_rate(self) -> int:

@@ -19,7 +19,7 @@ class Session:
         self.engine, self.output = build(args.bundle, args.device, args.samplerate, args.frames_per_step,
                                          args.latency_ms, args.threads, args.precision, args.seed,
                                          voices=args.voices, compute=args.compute,
-                                         mel_match=getattr(args, "mel_match", True))
+                                         mel_match=getattr(args, "mel_match", "full"))
         from realtime.presets import load_mappings
         try:
             load_mappings(self.engine.controller)

@@ -70,12 +70,12 @@ class Engine:
     def __init__(self, bundle: Bundle, out_rate: int, *, frames_per_step: int = 2,
                  target_fill_s: float = 0.05, threads: int | None = None,
                  precision: str = "float32", seed: int = 0, fade_s: float = 0.25,
-                 mel_tap_frames: int = 512, voices: int = 1, mel_match: bool = True):
+                 mel_tap_frames: int = 512, voices: int = 1, mel_match: str = "full"):
         self.out_rate = int(out_rate)
         self.frames_per_step = int(frames_per_step)
         self.threads = threads or default_threads()
         self.precision = precision
-        self.mel_match = bool(mel_match)      # core/mel_match.py after the vocoder (40.6 ms)
+        self.mel_match = mel_match      # core/mel_match.py's mode: full, low-latency or off
         self.bus = ControlBus()
         self.bus.set("seed_a", seed)
         self.bus.set("seed_b", seed + 1)

@@ -28,7 +28,7 @@ def describe_devices() -> str:
 
 def build(bundle_path: str, device=None, samplerate=None, frames_per_step=2, latency_ms=50.0,
           threads=None, precision="float32", seed=0, blocksize=0, device_latency="high", voices=1,
-          compute="auto", mel_match=True):
+          compute="auto", mel_match="full"):
     """Loads the bundle onto the compute device (:func:`core.compute.compute_device`; raises
     its ``ComputeUnavailable``), opens the audio device at a rate it takes, builds the engine."""
     from .audio_output import AudioOutput, pick_samplerate
@@ -52,7 +52,7 @@ def run_headless(a) -> int:
     try:
         engine, out = build(a.bundle, a.device, a.samplerate, a.frames_per_step, a.latency_ms,
                             a.threads, a.precision, a.seed, voices=a.voices, compute=a.compute,
-                            mel_match=getattr(a, "mel_match", True))
+                            mel_match=getattr(a, "mel_match", "full"))
     except (NoAudioDevice, ComputeUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -34,7 +34,7 @@ def resampler_delay(in_rate: int, out_rate: int, chunk: int = 512) -> float:
 
 class BundlePlayer:
     def __init__(self, bundle: Bundle, out_rate: int, seed_a: int = 0, seed_b: int = 1,
-                 precision: str = "float32", n_voices: int = 1, mel_match: bool = True):
+                 precision: str = "float32", n_voices: int = 1, mel_match: str = "full"):
         self.bundle = bundle
         self.synth = Synth(bundle, precision, mel_match)
         self.out_rate = out_rate

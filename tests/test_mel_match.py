@@ -1,6 +1,7 @@
-"""Mel matching (core/mel_match.py): streamed in any chunking it equals one whole call; it
-lags its input by exactly ``delay`` samples; audio that already has the requested mel passes
-unchanged; audio with the wrong level or spectral tilt comes out with the requested mel."""
+"""Mel matching (core/mel_match.py), full and low-latency: streamed in any chunking it equals
+one whole call; it lags its input by exactly ``delay`` samples; audio that already has the
+requested mel passes unchanged; audio with the wrong level or spectral tilt comes out with
+the requested mel."""
 import numpy as np
 import pytest
 import torch
@@ -34,27 +35,31 @@ def stream(mm: MelMatch, audio: torch.Tensor, mel: torch.Tensor, sizes) -> torch
     return torch.cat(out, 1)
 
 
+@pytest.mark.parametrize("low_latency", [False, True])
 @pytest.mark.parametrize("audio_delay", [0, 100, 300])
-def test_chunked_equals_whole(audio_delay):
+def test_chunked_equals_whole(audio_delay, low_latency):
     audio = torch.stack([tone(196.0, tilt=1.0, gain=0.3), tone(440.0, seed=1)])
     mel = LogMel(C)(torch.stack([tone(196.0), tone(440.0, tilt=-0.5, seed=2)]))
-    mm = MelMatch(C, audio_delay)
+    mm = MelMatch(C, audio_delay, low_latency=low_latency)
     whole = stream(mm, audio, mel, [T])
     assert whole.shape == audio.shape
     for name, sizes in chunkings(T):
         torch.testing.assert_close(stream(mm, audio, mel, sizes), whole, atol=1e-5, rtol=0, msg=name)
 
 
+@pytest.mark.parametrize("low_latency", [False, True])
 @pytest.mark.parametrize("audio_delay", [0, 100, 256, 300])
-def test_audio_with_the_requested_mel_passes_unchanged_after_the_delay(audio_delay):
+def test_audio_with_the_requested_mel_passes_unchanged_after_the_delay(audio_delay, low_latency):
     """The audio stream lags the mel by ``audio_delay`` samples (a vocoder's look-ahead); the
-    output lags the audio stream by ``delay``: 896 samples (2 frames + 384) at delay 0."""
+    output lags the audio stream by ``delay``: at delay 0, 896 samples (2 frames + 384), or
+    384 for the low-latency filter (which synthesises only the window's last 2 hops)."""
     x = tone(261.6)
     mel = LogMel(C)(x)[None]
     audio = torch.cat((torch.zeros(audio_delay), x))[:len(x)][None]
-    mm = MelMatch(C, audio_delay)
+    mm = MelMatch(C, audio_delay, low_latency=low_latency)
     if audio_delay == 0:
-        assert mm.delay == 2 * HOP + (C.n_fft - HOP) // 2 == 896
+        assert 2 * HOP + (C.n_fft - HOP) // 2 == 896
+        assert mm.delay == (384 if low_latency else 896)
     total = audio_delay + mm.delay
     y = stream(mm, audio, mel, [7] * (T // 7) + [T % 7])[0]
     # the stream's first frames are analysed with zeros before the start, as the mel's are
@@ -65,12 +70,13 @@ def test_audio_with_the_requested_mel_passes_unchanged_after_the_delay(audio_del
         assert (y[lag + C.n_fft:] - x[C.n_fft:len(x) - lag]).abs().max() > 20 * err
 
 
-def test_a_wrong_level_and_tilt_come_out_with_the_requested_mel():
+@pytest.mark.parametrize("low_latency", [False, True])
+def test_a_wrong_level_and_tilt_come_out_with_the_requested_mel(low_latency):
     want = tone(220.0)                              # the audio the mel describes
     got = tone(220.0, tilt=0.5, gain=0.35)          # what a vocoder made: 9 dB low and dull
     lm = LogMel(C)
     mel = lm(want)[None]
-    mm = MelMatch(C)
+    mm = MelMatch(C, low_latency=low_latency)
     y = stream(mm, got[None], mel, [T])[0]
     d = mm.delay
     frames = slice(8, T - 8)                         # away from the edges
@@ -82,10 +88,11 @@ def test_a_wrong_level_and_tilt_come_out_with_the_requested_mel():
     assert abs(float(level)) < 0.5                   # dB
 
 
-def test_rows_stepped_apart_equal_rows_stepped_together():
+@pytest.mark.parametrize("low_latency", [False, True])
+def test_rows_stepped_apart_equal_rows_stepped_together(low_latency):
     audio = torch.stack([tone(196.0, gain=0.5), tone(330.0, tilt=1.0, seed=3)])
     mel = LogMel(C)(torch.stack([tone(196.0), tone(330.0, seed=4)]))
-    mm = MelMatch(C)
+    mm = MelMatch(C, low_latency=low_latency)
     together = stream(mm, audio, mel, [8] * (T // 8))
     mm.reset()
     apart = torch.zeros_like(together)

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
@@ -100,21 +101,25 @@ def test_resynth_streamed_equals_whole_and_keeps_length(small_bundle, tmp_path):
 
 def test_mel_matching_is_on_by_default_and_can_be_turned_off(small_bundle, tmp_path):
     """Without mel matching, ``resynth`` plays the vocoder's audio as it is, sooner (this
-    vocoder looks 1425 samples ahead, so the filter adds 1007 samples, not 896); with it (the
-    default), the copy's mel is nearer the input's."""
+    vocoder looks 1425 samples ahead, so the filter adds 1007 samples, not 896; the
+    low-latency one 495); with it (the default), the copy's mel is nearer the input's."""
     b = load_bundle(small_bundle)
-    assert b.vocoder.delay == 1425 and Synth(b).delay - Synth(b, mel_match=False).delay == 1007
+    off = Synth(b, mel_match="off").delay
+    assert b.vocoder.delay == 1425 and Synth(b).delay - off == 1007
+    assert Synth(b, mel_match="low-latency").delay - off == 495
+    with pytest.raises(ValueError, match="full, low-latency, off"):
+        Synth(b, mel_match="sometimes")
     sr = 22050
     t = np.arange(sr) / sr
     x = sum(0.3 / k * np.sin(2 * np.pi * k * 220 * t) for k in range(1, 8)).astype(np.float32)
     inp = tmp_path / "in.wav"
     sf.write(inp, x, sr, subtype="FLOAT")
     outs = {}
-    for flag in ([], ["--no-mel-match"]):
+    for flag in ([], ["--mel-match", "off"]):
         run_main("resynth", inp, tmp_path / "out.wav", "--bundle", small_bundle, *flag)
         outs[bool(flag)] = sf.read(tmp_path / "out.wav", dtype="float32")[0]
         assert len(outs[bool(flag)]) == len(x)
-    np.testing.assert_allclose(outs[True], resynthesize(b, x, mel_match=False), atol=1e-5)
+    np.testing.assert_allclose(outs[True], resynthesize(b, x, mel_match="off"), atol=1e-5)
     assert logmel_l1(x, outs[False]) < 0.7 * logmel_l1(x, outs[True])   # an untrained vocoder: gains hit +-24 dB
 
 

@@ -65,20 +65,25 @@ def eval_vocoder(bundle: Bundle, corpus: AudioCorpus, clip_seconds: float = 2.0,
     """Copy synthesis of held-out clips by the vocoder and by Griffin-Lim: log-mel L1 and
     multi-resolution STFT distance, over all clips and per held-out file. Up to 32 clips of
     2 s (the default corpus's held-out files give 31: 8 clips moved the figure by 0.02-0.2).
-    ``vocoder_*`` is the vocoder as the instrument plays it, mel-matched
-    (:mod:`core.mel_match`); ``vocoder_alone_*`` without mel matching."""
+    ``vocoder_*`` is the vocoder as the instrument plays it by default, mel-matched
+    (:mod:`core.mel_match`, "full"); ``vocoder_low_latency_*`` with the low-latency mel
+    matching; ``vocoder_alone_*`` without mel matching."""
     logmel = LogMel(bundle.mel)
-    keys = ("vocoder_logmel_l1", "vocoder_mrstft", "vocoder_alone_logmel_l1", "vocoder_alone_mrstft",
+    keys = ("vocoder_logmel_l1", "vocoder_mrstft", "vocoder_low_latency_logmel_l1", "vocoder_low_latency_mrstft",
+            "vocoder_alone_logmel_l1", "vocoder_alone_mrstft",
             "griffin_lim_logmel_l1", "griffin_lim_mrstft")
     rows: list[tuple[str, dict]] = []
     clips = heldout_clips(corpus, clip_seconds, max_clips)
     for name, clip in clips:
         voc = resynthesize(bundle, clip)
-        alone = resynthesize(bundle, clip, mel_match=False)
+        low = resynthesize(bundle, clip, mel_match="low-latency")
+        alone = resynthesize(bundle, clip, mel_match="off")
         with torch.no_grad():
             m = logmel(torch.from_numpy(clip)).numpy()
         gl = griffin_lim(m, bundle.mel)[:len(clip)]
         rows.append((name, {"vocoder_logmel_l1": logmel_l1(clip, voc, bundle.mel), "vocoder_mrstft": mr_stft_distance(clip, voc),
+                            "vocoder_low_latency_logmel_l1": logmel_l1(clip, low, bundle.mel),
+                            "vocoder_low_latency_mrstft": mr_stft_distance(clip, low),
                             "vocoder_alone_logmel_l1": logmel_l1(clip, alone, bundle.mel),
                             "vocoder_alone_mrstft": mr_stft_distance(clip, alone),
                             "griffin_lim_logmel_l1": logmel_l1(clip, gl, bundle.mel),
