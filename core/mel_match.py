@@ -7,15 +7,18 @@ Griffin-Lim is 0.11). This filter closes that loop at run time. Each ``core.mel.
 frame of the vocoder's audio (Hann window ``n_fft``; frame ``k`` covers samples
 ``[k*hop - (n_fft-hop)/2, k*hop + (n_fft+hop)/2)``) is analysed, its mel energies are
 compared with the requested frame's, and every FFT bin is scaled by the geometric mean of
-the gains of the bands it feeds (weighted by the filterbank, normalised per bin; gains are
-clamped to +-``max_gain_db``). Weighted overlap-add resynthesises the frames with the
+the gains of the bands it feeds (weighted by the filterbank, normalised per bin). A band is
+cut by at most ``max_cut_db`` (24) and lifted by at most ``max_boost_db`` (12): lifted
+further, the generator's blurred mel between the partials of a note came out as noise (a
+rendered A3 then read an octave low by YIN; held-out copy synthesis gains 0.015 in MR-STFT
+from lifts up to 24 dB). Weighted overlap-add resynthesises the frames with the
 vocoder's own phase. The fine structure inside a band (harmonic peaks and valleys) stays
 the vocoder's; the energy of each band becomes the mel's.
 
 Streaming: ``forward(audio, mel)`` takes the next ``n`` vocoder blocks ``Tensor[B x n*hop]``
 and the ``n`` log10-mel frames ``Tensor[B x n_mels x n]`` they were made from, and returns
-``n*hop`` samples (float32; computed in float64 except on MPS) that lag the input by :attr:`MelMatch.delay` samples: a frame can only be
-analysed once the audio up to its window's end has arrived (``lookahead`` frames), and
+``n*hop`` samples (float32; computed in float64 except on MPS) that lag the input by
+:attr:`MelMatch.delay` samples: a frame can only be analysed once the audio up to its window's end has arrived (``lookahead`` frames), and
 a sample is final once the last window over it has been added. At the MelGAN sizes (n_fft
 1024, hop 256) and a vocoder without look-ahead that is 2 frames + 384 samples = 896
 samples (40.6 ms at 22050 Hz). The stream starts from zeros (no reflect padding), so any
@@ -66,8 +69,8 @@ class MelMatch(nn.Module):
     is_stream_state = True
     state_attrs = (("_cache", 0), ("_tail", 0), ("_mel", 0), ("_mel_seen", 0))
 
-    def __init__(self, mel: MelConfig = MelConfig(), audio_delay: int = 0, max_gain_db: float = 24.0,
-                 low_latency: bool = False):
+    def __init__(self, mel: MelConfig = MelConfig(), audio_delay: int = 0, max_cut_db: float = 24.0,
+                 max_boost_db: float = 12.0, low_latency: bool = False):
         super().__init__()
         c = self.config = mel
         if c.hop > c.n_fft or audio_delay < 0:
@@ -78,7 +81,8 @@ class MelMatch(nn.Module):
         if low_latency and c.n_fft % self.synth_len:
             raise ValueError("low-latency mel matching needs n_fft a multiple of 2 * hop")
         self.audio_delay = audio_delay
-        self.max_log_gain = max_gain_db / 20 * math.log(10)
+        self.max_log_cut = max_cut_db / 20 * math.log(10)
+        self.max_log_boost = max_boost_db / 20 * math.log(10)
         pad = (c.n_fft - c.hop) // 2
         # frame k is analysed once the block holding its window's last sample has arrived
         self.lookahead = math.ceil((c.n_fft - pad + audio_delay) / c.hop) - 1
@@ -127,7 +131,7 @@ class MelMatch(nn.Module):
         if audio.shape != (b, n * c.hop):
             raise ValueError(f"expected audio [{b} x {n * c.hop}] for {n} mel frames, got {list(audio.shape)}")
         # float64 where the device has it: float32 rounding in the FFTs and products differs
-        # with the chunk size, and gains of up to max_gain_db amplify it past 1e-5
+        # with the chunk size, and the gains amplify it past 1e-5
         dtype = torch.float32 if audio.device.type == "mps" else torch.float64
         audio = audio.to(dtype)
         # the frame analysed now is the one ``lookahead`` frames back; before the stream's
@@ -150,7 +154,7 @@ class MelMatch(nn.Module):
         raw = x.unfold(1, c.n_fft, c.hop)[:, :n]                                       # B x n x n_fft
         spec = torch.fft.rfft(raw * window)                                              # B x n x bins
         have = torch.log10((spec.abs() @ fb_t).clamp_min(c.log_floor))            # B x n x mels
-        log_gain = ((target - have) * math.log(10)).clamp(-self.max_log_gain, self.max_log_gain) * seen[:, :, None]
+        log_gain = ((target - have) * math.log(10)).clamp(-self.max_log_cut, self.max_log_boost) * seen[:, :, None]
         gain = torch.exp(log_gain @ spread)                                              # B x n x bins
         m = self.synth_len
         if m < c.n_fft:      # the window's last m samples, at the m-point FFT's bins (every k-th)

@@ -28,8 +28,8 @@ class Synth:
 
     ``mel_match`` passes the vocoder's audio through :class:`core.mel_match.MelMatch`, which
     gives each frame the mel the generator asked for: "full" (the default; held-out copy
-    synthesis MR-STFT 1.42 -> 1.02) at 896 samples (40.6 ms) more latency, "low-latency"
-    (1.09) at 384 (17.4 ms), "off": the vocoder's audio as it is."""
+    synthesis MR-STFT 1.42 -> 1.03) at 896 samples (40.6 ms) more latency, "low-latency"
+    (1.10) at 384 (17.4 ms), "off": the vocoder's audio as it is."""
 
     def __init__(self, bundle: Bundle, precision: str = "float32", mel_match: str | bool = "full"):
         if precision not in PRECISIONS:
