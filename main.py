@@ -57,6 +57,7 @@ def _compute_option(p: argparse.ArgumentParser) -> None:
 
 
 def _mel_match_option(p: argparse.ArgumentParser) -> None:
+    # core.mel_match.MODES (not imported here: it imports torch, and --help should not)
     p.add_argument("--mel-match", default="full", choices=["full", "low-latency", "off"],
                    help="the post-filter that gives the vocoder's audio the requested mel (core/mel_match.py): "
                         "full (40.6 ms of latency), low-latency (17.4 ms, less exact), off")

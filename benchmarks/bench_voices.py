@@ -20,6 +20,7 @@ import torch
 
 from core.bundle import load_bundle
 from core.compute import compute_device, describe
+from core.mel_match import MODES
 from realtime.params import ControlBus
 from realtime.player import BundlePlayer
 from realtime.voices import VoiceBank
@@ -62,7 +63,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--precision", nargs="+", default=["float32"])
     ap.add_argument("--compute", nargs="+", default=["cpu"], help="compute devices to measure (cpu, cuda, ...)")
-    ap.add_argument("--mel-match", nargs="+", default=["full"], choices=["full", "low-latency", "off"],
+    ap.add_argument("--mel-match", nargs="+", default=["full"], choices=MODES,
                     help="mel matching modes to measure (core/mel_match.py)")
     a = ap.parse_args()
     runs = []

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.mel_match import MODES
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -22,7 +24,7 @@ def main() -> None:
     ap.add_argument("--frames-per-step", type=int, default=2)
     ap.add_argument("--latency-ms", type=float, default=50.0)
     ap.add_argument("--voices", type=int, default=4)
-    ap.add_argument("--mel-match", default="full", choices=["full", "low-latency", "off"])
+    ap.add_argument("--mel-match", default="full", choices=MODES)
     a = ap.parse_args()
 
     import rtmidi

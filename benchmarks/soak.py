@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.mel_match import MODES
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -104,7 +106,7 @@ def main() -> None:
     ap.add_argument("--baseline-seconds", type=float, default=20.0)
     ap.add_argument("--probe-every", type=float, default=30.0, help="seconds between latency probes")
     ap.add_argument("--gui", action="store_true", help="with the window open (offscreen Qt)")
-    ap.add_argument("--mel-match", default="full", choices=["full", "low-latency", "off"])
+    ap.add_argument("--mel-match", default="full", choices=MODES)
     a = ap.parse_args()
 
     from tests.jackutil import Capture, JackServer

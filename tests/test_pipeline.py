@@ -109,6 +109,9 @@ def test_mel_matching_is_on_by_default_and_can_be_turned_off(small_bundle, tmp_p
     assert Synth(b, mel_match="low-latency").delay - off == 495
     with pytest.raises(ValueError, match="full, low-latency, off"):
         Synth(b, mel_match="sometimes")
+    from core.mel_match import MODES
+    r = run_main("render", tmp_path / "x.wav", "--seconds", 1, "--mel-match", "sometimes", check=False)
+    assert r.returncode == 2 and all(m in r.stderr for m in MODES)      # the CLI offers the same modes
     sr = 22050
     t = np.arange(sr) / sr
     x = sum(0.3 / k * np.sin(2 * np.pi * k * 220 * t) for k in range(1, 8)).astype(np.float32)
