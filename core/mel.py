@@ -65,6 +65,16 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
     return weights.astype(np.float32)
 
 
+def frame_window(c: MelConfig, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """:class:`LogMel`'s analysis window (Hann ``win``), zero-padded to the centre of
+    ``n_fft``: ``Tensor[n_fft]``, as ``torch.stft`` applies ``win_length``."""
+    window = torch.hann_window(c.win, dtype=dtype)
+    if c.win < c.n_fft:
+        left = (c.n_fft - c.win) // 2
+        window = F.pad(window, (left, c.n_fft - c.win - left))
+    return window
+
+
 class LogMel(nn.Module):
     """Audio ``Tensor[B x L]`` (or ``[L]``) in [-1, 1] -> log10 mel ``Tensor[B x n_mels x L/hop]``."""
 

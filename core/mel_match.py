@@ -32,28 +32,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .mel import MelConfig, mel_filterbank
+from .mel import MelConfig, frame_window, mel_filterbank
 
 
 MODES = ("full", "low-latency", "off")
 
 
-def mel_matcher(mode: str | bool, mel: MelConfig, audio_delay: int) -> "MelMatch | None":
-    """The filter for a mode: "full" (the default; True), "low-latency" (``low_latency``),
-    "off" (False): None."""
-    mode = {True: "full", False: "off"}.get(mode, mode) if isinstance(mode, bool) else mode
+def mel_matcher(mode: str, mel: MelConfig, audio_delay: int) -> "MelMatch | None":
+    """The filter for a mode of :data:`MODES`: "full", "low-latency" (``low_latency``) or
+    "off" (None)."""
     if mode not in MODES:
         raise ValueError(f"mel matching mode must be one of {', '.join(MODES)}; got {mode!r}")
     return None if mode == "off" else MelMatch(mel, audio_delay, low_latency=mode == "low-latency")
-
-
-def frame_window(c: MelConfig) -> torch.Tensor:
-    """``LogMel``'s analysis window, zero-padded to ``n_fft``: ``Tensor[n_fft]`` (float32)."""
-    window = torch.hann_window(c.win)
-    if c.win < c.n_fft:
-        left = (c.n_fft - c.win) // 2
-        window = F.pad(window, (left, c.n_fft - c.win - left))
-    return window
 
 
 class MelMatch(nn.Module):
@@ -75,7 +65,6 @@ class MelMatch(nn.Module):
         c = self.config = mel
         if c.hop > c.n_fft or audio_delay < 0:
             raise ValueError("mel matching needs hop <= n_fft and a non-negative audio delay")
-        self.low_latency = low_latency
         # synthesis frames: the whole analysis window, or its last 2 hops
         self.synth_len = 2 * c.hop if low_latency else c.n_fft
         if low_latency and c.n_fft % self.synth_len:

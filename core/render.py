@@ -18,7 +18,7 @@ def render(bundle: Bundle, seconds: float, seed: int = 0, seed_b: int | None = N
            chunk_frames: int = 0, morph: float = 0.0, drift: float = 0.05,
            temperature: float = 1.0, token: int | None = None, pitch: float | Sequence[float] | None = None,
            morph_to: float | None = None, settle: bool = True, tokens: np.ndarray | None = None,
-           mel_match: str | bool = "full") -> np.ndarray:
+           mel_match: str = "full") -> np.ndarray:
     """Audio ``ndarray[round(seconds * sample_rate)]`` float32, aligned for the vocoder's
     look-ahead (the first sample is the first frame's sound).
 

@@ -14,7 +14,7 @@ from .pitch import frame_f0
 
 @torch.inference_mode()
 def resynthesize(bundle: Bundle, audio: np.ndarray, chunk_frames: int = 0,
-                 mel_match: str | bool = "full") -> np.ndarray:
+                 mel_match: str = "full") -> np.ndarray:
     """Mono ``ndarray[L]`` at the bundle's rate -> vocoded ``ndarray[L]``, aligned for the
     vocoder's look-ahead. ``chunk_frames`` > 0 streams the mel in chunks of that many frames.
     ``mel_match``: "full", "low-latency" or "off", as :class:`core.synth.Synth` plays."""

@@ -31,7 +31,7 @@ class Synth:
     synthesis MR-STFT 1.42 -> 1.03) at 896 samples (40.6 ms) more latency, "low-latency"
     (1.10) at 384 (17.4 ms), "off": the vocoder's audio as it is."""
 
-    def __init__(self, bundle: Bundle, precision: str = "float32", mel_match: str | bool = "full"):
+    def __init__(self, bundle: Bundle, precision: str = "float32", mel_match: str = "full"):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}")
         self.bundle = bundle

@@ -20,7 +20,7 @@ import math
 import numpy as np
 import torch
 
-from core.mel import LogMel, MelConfig, mel_filterbank
+from core.mel import LogMel, MelConfig, frame_window, mel_filterbank
 from core.pitch import midi_to_hz, yin_pitch  # noqa: F401  (yin_pitch re-exported: the evaluation's pitch tracker)
 
 # ----------------------------------------------------------------------------- NDB / JSD
@@ -164,27 +164,19 @@ def logmel_l1(x: np.ndarray, y: np.ndarray, mel_config: MelConfig = MelConfig())
 
 # ----------------------------------------------------------------------------- Griffin-Lim
 
-def _frame_window(c: MelConfig) -> torch.Tensor:
-    window = torch.hann_window(c.win, dtype=torch.float64)
-    if c.win < c.n_fft:
-        left = (c.n_fft - c.win) // 2
-        window = torch.nn.functional.pad(window, (left, c.n_fft - c.win - left))
-    return window
-
-
 def frames_stft(x: torch.Tensor, c: MelConfig = MelConfig()) -> torch.Tensor:
     """Signal ``Tensor[L]`` -> complex STFT ``Tensor[n_fft/2+1 x T]`` (float64) framed as
     ``core.mel.LogMel`` frames: reflect-padded by (n_fft - hop) / 2 on each side, not centred,
     so T frames cover exactly T * hop samples."""
     pad = (c.n_fft - c.hop) // 2
     xp = torch.nn.functional.pad(torch.as_tensor(x, dtype=torch.float64)[None, None], (pad, pad), mode="reflect")[0, 0]
-    return torch.stft(xp, c.n_fft, hop_length=c.hop, window=_frame_window(c), center=False, return_complex=True)
+    return torch.stft(xp, c.n_fft, hop_length=c.hop, window=frame_window(c, torch.float64), center=False, return_complex=True)
 
 
 def frames_overlap_add(spec: torch.Tensor, c: MelConfig = MelConfig()) -> torch.Tensor:
     """Weighted overlap-add of ``spec`` ``[F x T]``: ``Tensor[(T-1) * hop + n_fft]`` (float64),
     in the padded coordinates of :func:`frames_stft` (sample 0 = the first frame's first)."""
-    window = _frame_window(c)
+    window = frame_window(c, torch.float64)
     t = spec.shape[1]
     length = (t - 1) * c.hop + c.n_fft
     frames = torch.fft.irfft(spec, n=c.n_fft, dim=0) * window[:, None]                  # n_fft x T
