@@ -56,6 +56,25 @@ def run_gui(args) -> int:
     from .main_window import MainWindow
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    # Ctrl-C / SIGTERM close the window cleanly (the mapping save and shutdown below run);
+    # Python handles a signal between bytecodes, which the window's timer provides. The
+    # handlers go in first: a signal while the bundle loads or the ring prefills (seconds on a
+    # busy machine) used to end the process with a KeyboardInterrupt traceback or rc -15
+    quit_requested = []
+
+    def on_signal(*_):
+        quit_requested.append(True)
+        app.quit()
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    print(f"loading '{args.bundle}'", file=sys.stderr, flush=True)
+    try:
+        return _run_window(app, args, MainWindow, quit_requested)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run_window(app, args, MainWindow, quit_requested: list) -> int:
     try:
         session = Session(args)
     except (NoAudioDevice, ComputeUnavailable) as e:
@@ -73,11 +92,8 @@ def run_gui(args) -> int:
     # the first layout and paint run before the sound starts: they hold the GIL for longer
     # than the ring's 50 ms, and the first seconds of playback underran (1-3 per start)
     app.processEvents()
-    session.start()
-    # Ctrl-C / SIGTERM close the window cleanly (the mapping save and shutdown below run);
-    # Python handles a signal between bytecodes, which the window's timer provides
-    previous = {sig: signal.signal(sig, lambda *_: app.quit()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    rc = 0
+    if not quit_requested:
+        session.start()
     if args.quit_after is not None:
         def finish():
             if args.screenshot:
@@ -86,9 +102,11 @@ def run_gui(args) -> int:
             window.close()
             app.quit()
         QtCore.QTimer.singleShot(int(args.quit_after * 1000), finish)
-    app.exec()
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)
+    if not quit_requested:      # app.quit() before exec() is forgotten: a signal so far ends here
+        print(f"playing '{window.engine.model_name}' on {window.output.device_name}; "
+              "close the window or press Ctrl-C to quit", file=sys.stderr, flush=True)
+        QtCore.QTimer.singleShot(0, lambda: quit_requested and app.quit())  # one just before exec()
+        app.exec()
     if window.isVisible():
         window.close()
     if window.engine.controller.dirty and window.engine.controller.learned is not None:
@@ -96,7 +114,7 @@ def run_gui(args) -> int:
         save_mappings(window.engine.controller)
     window.deleteLater()
     app.processEvents()
-    return rc
+    return 0
 
 
 class OffscreenSession:

@@ -49,6 +49,10 @@ def build(bundle_path: str, device=None, samplerate=None, frames_per_step=2, lat
 
 
 def run_headless(a) -> int:
+    # the handlers go in before the bundle loads: a Ctrl-C while it loads ends the run cleanly
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
         engine, out = build(a.bundle, a.device, a.samplerate, a.frames_per_step, a.latency_ms,
                             a.threads, a.precision, a.seed, voices=a.voices, compute=a.compute,
@@ -62,9 +66,6 @@ def run_headless(a) -> int:
         load_mappings(engine.controller)
     except ValueError as e:
         print(f"warning: {e}; using the default MIDI map", file=sys.stderr)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     midi = None
     if getattr(a, "midi", None) is not None or getattr(a, "midi_virtual", None):
         from .midi import open_midi_for_engine

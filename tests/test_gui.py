@@ -209,29 +209,51 @@ def test_the_sound_starts_after_the_window_has_painted(qapp, jack_server, small_
     assert seen["visible"] and seen["paints"] > 0
 
 
-@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
-def test_ctrl_c_or_sigterm_closes_the_window_cleanly(jack_server, small_bundle, tmp_path, sig):
+@pytest.mark.parametrize("sig,when", [("SIGINT", "playing"), ("SIGTERM", "playing"),
+                                      ("SIGINT", "starting"), ("SIGTERM", "starting")])
+def test_ctrl_c_or_sigterm_closes_the_window_cleanly(jack_server, small_bundle, tmp_path, sig, when):
     """Found running the README's command under `timeout -s INT`: the KeyboardInterrupt
-    surfaced in the window's timer slot as a traceback and the window played on."""
+    surfaced in the window's timer slot as a traceback and the window played on. A signal
+    while the bundle still loads (on a busy machine: seconds) ended it with a traceback, or
+    with rc -15, before the handlers went in first."""
     import os
     import signal
     import subprocess
     import sys
+    import threading
     import time
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", DRIFTWAVE_CONFIG_DIR=str(tmp_path), **jack_server.env)
-    p = subprocess.Popen([sys.executable, str(root / "main.py"), "gui", "--bundle", str(small_bundle)], cwd=root,
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4.0)                                   # the window is up and playing
+    p = subprocess.Popen([sys.executable, "-u", str(root / "main.py"), "gui", "--bundle", str(small_bundle)],
+                         cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines, loading, playing = [], threading.Event(), threading.Event()
+
+    def read_stderr():
+        for line in p.stderr:
+            lines.append(line)
+            if line.startswith("loading "):
+                loading.set()
+            if line.startswith("playing "):
+                playing.set()
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    if when == "playing":
+        assert playing.wait(60), "".join(lines)[-2000:]   # the window is up and the sound started
+        time.sleep(0.5)                                    # and plays for a moment
+    else:
+        assert loading.wait(60), "".join(lines)[-2000:]   # the bundle starts loading
     assert p.poll() is None
+    assert not (when == "starting" and playing.is_set())
     p.send_signal(getattr(signal, sig))
     try:
-        out, err = p.communicate(timeout=15)
+        p.wait(timeout=30)
     except subprocess.TimeoutExpired:
         p.kill()
         pytest.fail(f"{sig} did not close the window")
+    reader.join(5)
+    err = "".join(lines)
     assert p.returncode == 0, err[-2000:]
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert "leaked" not in err          # the native resampler is released when the engine stops
