@@ -67,9 +67,9 @@ def main() -> None:
             ctrl.send_message([0x80, note, 0])
             time.sleep(0.7)
         cap.close()
-        midi.close()
-        out.stop()
+        out.stop()      # first: rtmidi's JACK calls must not meet a running JACK stream
         engine.stop()
+        midi.close()
         s = engine.stats()
         print(json.dumps({
             "benchmark": "midi_to_sound_latency", "model": s["model"], "mel_match": a.mel_match, "voices": a.voices,

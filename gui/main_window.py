@@ -277,20 +277,31 @@ class MainWindow(QtWidgets.QMainWindow):
             self.show_error(str(e))
 
     def open_midi(self, api: str, port) -> None:
+        # NB: python-rtmidi holds the GIL through JACK server calls; see AudioOutput.paused_if_jack
+        with self.output.paused_if_jack():
+            self._close_midi()
+            try:
+                self.midi = MidiInput(self.engine.events, api=api, port=port)
+                self.engine.midi_input = self.midi
+            except MidiError as e:
+                self.show_error(str(e))
+
+    def close_midi(self) -> None:
+        with self.output.paused_if_jack():
+            self._close_midi()
+
+    def _close_midi(self) -> None:
         if self.midi is not None:
+            self.engine.midi_input = None
             self.midi.close()
             self.midi = None
-            self.engine.midi_input = None
-        try:
-            self.midi = MidiInput(self.engine.events, api=api, port=port)
-            self.engine.midi_input = self.midi
-        except MidiError as e:
-            self.show_error(str(e))
 
     def _midi_selected(self, i: int) -> None:
         data = self.midi_box.itemData(i)
         if data:
             self.open_midi(*data)
+        else:                               # "(no MIDI input)"
+            self.close_midi()
 
     def _apply_device(self) -> None:
         if self.rebuild is None:
@@ -317,7 +328,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self.device_box.addItem(f"(no devices: {e})", None)
         self.midi_box.addItem("(no MIDI input)", None)
         try:
-            for api, ports in list_ports().items():
+            with self.output.paused_if_jack():        # rtmidi's JACK calls: see open_midi
+                listed = list_ports()
+            for api, ports in listed.items():
                 for p in ports:
                     if not p.startswith("(unavailable"):
                         self.midi_box.addItem(f"{api}: {p}", (api, p))
@@ -415,13 +428,11 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def shutdown(self) -> None:
         self.timer.stop()
-        if self.midi is not None:
-            self.midi.close()
-            self.midi = None
         try:
-            self.output.stop()
+            self.output.stop()        # first: MIDI's JACK calls must not meet a running JACK stream
         finally:
             self.engine.stop()
+            self._close_midi()
 
     def closeEvent(self, event) -> None:
         self.shutdown()

@@ -10,6 +10,8 @@ itself, so the ring keeps exactly one consumer.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from .ringbuffer import RingBuffer
@@ -36,6 +38,7 @@ class AudioOutput:
 
         info = sd.query_devices(device, "output")
         self.device_name = info["name"]
+        self.host_api = sd.query_hostapis(info["hostapi"])["name"]
         self.samplerate = pick_samplerate(device, samplerate)
         self.channels = channels or min(2, int(info["max_output_channels"]))
         self.ring = ring
@@ -84,6 +87,30 @@ class AudioOutput:
     def resume(self) -> None:
         if not self._stream.active:
             self._stream.start()
+
+    @property
+    def on_jack(self) -> bool:
+        return "JACK" in self.host_api
+
+    @contextlib.contextmanager
+    def paused_if_jack(self):
+        """Pauses a JACK stream for the duration (and starts it again after), for JACK server
+        calls made while holding the GIL: python-rtmidi's open, connect and close.
+
+        JACK finishes such a call only after its current process cycle, and that cycle waits
+        for this stream's callback, which waits for the GIL: a deadlock that froze the audio,
+        the JACK server's graph and the app for good (reproduced with rtmidi JACK clients
+        opened and closed while a JACK stream played: stuck within 24-39 tries, never in 200
+        with the stream paused). A paused stream's callback is not called. The pause is heard
+        as a short gap; other host APIs play on."""
+        pause = self.on_jack and self._stream.active
+        if pause:
+            self._stream.stop()
+        try:
+            yield
+        finally:
+            if pause:
+                self._stream.start()
 
     def stop(self) -> None:
         try:

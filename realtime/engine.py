@@ -15,8 +15,10 @@ Threads (and what each may touch):
   to the new bundle's default token (a bus store, as the GUI's). It also names a
   reference file's frames with tokens (reference token mode).
 * **driftwave-recorder** (:class:`~realtime.recorder.Recorder`): writes the WAV.
-* **MIDI thread** (rtmidi) and **GUI thread**: set parameters on the control bus, push
-  events, and read the taps and stats. They never wait for the engine.
+* **driftwave-midi** (:class:`~realtime.midi.MidiInput`, polling RtMidi's queue) and the
+  **GUI thread**: set parameters on the control bus, push events, and read the taps and
+  stats. They never wait for the engine. (No JACK thread of this process runs Python except
+  the audio callback's: see :meth:`~realtime.audio_output.AudioOutput.paused_if_jack`.)
 
 NB: shared values, and why each is safe without a lock:
 

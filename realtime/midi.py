@@ -1,21 +1,37 @@
 """MIDI input with python-rtmidi.
 
-The rtmidi callback runs on RtMidi's own thread: it parses the message, counts it, and
-puts a timestamped :class:`~realtime.midi_parse.MidiEvent` on the engine's event queue.
-Nothing else happens there; the engine applies events once per step
-(:class:`~realtime.controller.MidiController`).
+RtMidi queues incoming messages on its own thread (in C++). The **driftwave-midi** thread
+polls that queue every :data:`POLL_S` seconds: it parses each message, counts it, and puts a
+timestamped :class:`~realtime.midi_parse.MidiEvent` on the engine's event queue. Nothing else
+happens there; the engine applies events once per step
+(:class:`~realtime.controller.MidiController`), so the poll adds no latency that matters
+(a step is 10-25 ms).
 
-NB: ``received`` and ``ignored`` are ints written by the rtmidi thread alone (read by the
-stats); the queue is a ``queue.SimpleQueue``.
+Why poll rather than take RtMidi's callback: with JACK, RtMidi calls the callback on JACK's
+process thread, which must then wait for Python's GIL; python-rtmidi holds the GIL through its
+own JACK server calls (open, connect, close), and the JACK server finishes those only after
+the current process cycle, so a message arriving during one of them froze JACK, the audio and
+the app for good (reproduced; see also :meth:`realtime.audio_output.AudioOutput.paused`).
+Polled, no JACK thread of this process runs Python for MIDI.
+
+NB: ``received`` and ``ignored`` are ints written by the driftwave-midi thread alone (read
+by the stats); the queue is a ``queue.SimpleQueue``. Only driftwave-midi calls
+``get_message`` until :meth:`MidiInput.close` has joined it, so the port is never closed
+under it.
 """
 from __future__ import annotations
 
+import threading
 import time
 
 from .midi_parse import parse_message
 
 API_NAMES = {"alsa": "API_LINUX_ALSA", "jack": "API_UNIX_JACK", "coremidi": "API_MACOSX_CORE",
              "winmm": "API_WINDOWS_MM", "default": "API_UNSPECIFIED"}
+
+
+POLL_S = 0.001          # seconds between polls of RtMidi's queue
+QUEUE_SIZE = 8192       # messages RtMidi holds between polls before it drops
 
 
 class MidiError(Exception):
@@ -50,7 +66,7 @@ class MidiInput:
                  virtual: str | None = None, client_name: str = "driftwave"):
         import rtmidi
         try:
-            self.midi = rtmidi.MidiIn(_api(api), name=client_name)
+            self.midi = rtmidi.MidiIn(_api(api), name=client_name, queue_size_limit=QUEUE_SIZE)
         except MidiError:
             raise
         except Exception as e:
@@ -76,7 +92,9 @@ class MidiInput:
         except Exception as e:
             self.midi.delete()
             raise MidiError(f"cannot open MIDI port {port or virtual!r}: {e}") from None
-        self.midi.set_callback(self._on_message)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="driftwave-midi", daemon=True)
+        self._thread.start()
 
     @staticmethod
     def _find(ports: list[str], port: str | int) -> int:
@@ -91,8 +109,14 @@ class MidiInput:
                 return matches[0]
         raise MidiError(f"no MIDI input port {port!r}; ports: {ports or 'none'}")
 
-    def _on_message(self, message, data=None) -> None:
-        # RtMidi's thread: parse, count, queue. Never raises.
+    def _poll(self) -> None:
+        get = self.midi.get_message
+        while not self._stop.wait(POLL_S):
+            while (message := get()) is not None:
+                self._on_message(message)
+
+    def _on_message(self, message) -> None:
+        # driftwave-midi: parse, count, queue. Never raises.
         self.received += 1
         try:
             msg, _delta = message
@@ -106,8 +130,11 @@ class MidiInput:
             self.queue.put(ev)
 
     def close(self) -> None:
+        """Stops the poll, then closes the port. With JACK, pause a JACK audio stream of this
+        process around it (:meth:`realtime.audio_output.AudioOutput.paused`)."""
+        self._stop.set()
+        self._thread.join()
         try:
-            self.midi.cancel_callback()
             self.midi.close_port()
         finally:
             self.midi.delete()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 
@@ -16,9 +17,12 @@ class JackServer:
             raise RuntimeError("jackd is not installed (apt-get install jackd2)")
         self.name = f"dwtest-{uuid.uuid4().hex[:8]}"
         self.rate, self.period = rate, period
+        # the server's own messages (xruns, clients it drops) go to a file, for a failing test
+        self.log_path = os.path.join(tempfile.gettempdir(), f"{self.name}.log")
+        self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             ["jackd", "-n", self.name, "--no-realtime", "-d", "dummy", "-r", str(rate), "-p", str(period)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=self._log, stderr=subprocess.STDOUT)
         self.env = {"JACK_DEFAULT_SERVER": self.name, "JACK_NO_START_SERVER": "1"}
         os.environ.update(self.env)
         import jack
@@ -43,6 +47,23 @@ class JackServer:
             self.proc.kill()
         for k in self.env:
             os.environ.pop(k, None)
+        self._log.close()
+        os.unlink(self.log_path)
+
+    def log_size(self) -> int:
+        return os.path.getsize(self.log_path)
+
+    def log_text(self, start: int = 0) -> str:
+        """What the server printed from byte ``start`` on (see :meth:`log_size`)."""
+        with open(self.log_path, "rb") as f:
+            f.seek(start)
+            return f.read().decode(errors="replace")
+
+    def graph_errors(self, start: int = 0) -> list[str]:
+        """The server's lines, from byte ``start`` on, saying that a cycle of its graph did
+        not finish: a client (here, this process's PortAudio stream) stuck or too slow."""
+        return [line for line in self.log_text(start).splitlines()
+                if "Process error" in line or "was not finished" in line]
 
 
 def _terminate_portaudio():

@@ -39,9 +39,9 @@ def rig(jack_server, small_bundle):
     engine, out, midi = start_listening_engine(small_bundle, "test-controller:knobs")
     time.sleep(0.3)
     yield engine, ctrl
-    midi.close()
-    out.stop()
+    out.stop()          # first: rtmidi's JACK calls must not meet a running JACK stream
     engine.stop()
+    midi.close()
     ctrl.close_port()
     ctrl.delete()
 
@@ -204,9 +204,9 @@ def test_fuzz_over_jack_at_full_speed(jack_server, small_bundle):
         produced_s = (engine.steps - steps0) * engine.step_s
         alive = engine._thread.is_alive()
     finally:
-        midi.close()
         out.stop()
         engine.stop()
+        midi.close()
     assert alive
     assert not [e for e in s["errors"] if "engine step failed" in e]
     assert s["midi_messages_received"] > 10_000 and s["midi_messages_received"] <= sent
