@@ -3,16 +3,16 @@
 RtMidi queues incoming messages on its own thread (in C++). The **driftwave-midi** thread
 polls that queue every :data:`POLL_S` seconds: it parses each message, counts it, and puts a
 timestamped :class:`~realtime.midi_parse.MidiEvent` on the engine's event queue. Nothing else
-happens there; the engine applies events once per step
-(:class:`~realtime.controller.MidiController`), so the poll adds no latency that matters
-(a step is 10-25 ms).
+happens there; the engine applies events once per step (about 23 ms with the shipped model;
+:class:`~realtime.controller.MidiController`), so a 1 ms poll adds no latency that matters.
 
 Why poll rather than take RtMidi's callback: with JACK, RtMidi calls the callback on JACK's
-process thread, which must then wait for Python's GIL; python-rtmidi holds the GIL through its
-own JACK server calls (open, connect, close), and the JACK server finishes those only after
-the current process cycle, so a message arriving during one of them froze JACK, the audio and
-the app for good (reproduced; see also :meth:`realtime.audio_output.AudioOutput.paused`).
-Polled, no JACK thread of this process runs Python for MIDI.
+process thread, which must then wait for Python's GIL, and python-rtmidi holds the GIL through
+its own JACK server calls (open, connect, close), which JACK finishes only after the current
+process cycle. Any JACK thread of this process waiting for the GIL then stalls JACK's graph:
+with our audio callback in that place, it froze JACK, the sound and the app for good
+(reproduced; see :meth:`realtime.audio_output.AudioOutput.paused_if_jack`). Polled, no JACK
+thread runs Python for MIDI.
 
 NB: ``received`` and ``ignored`` are ints written by the driftwave-midi thread alone (read
 by the stats); the queue is a ``queue.SimpleQueue``. Only driftwave-midi calls
@@ -131,7 +131,7 @@ class MidiInput:
 
     def close(self) -> None:
         """Stops the poll, then closes the port. With JACK, pause a JACK audio stream of this
-        process around it (:meth:`realtime.audio_output.AudioOutput.paused`)."""
+        process around it (:meth:`realtime.audio_output.AudioOutput.paused_if_jack`)."""
         self._stop.set()
         self._thread.join()
         try:
