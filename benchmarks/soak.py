@@ -117,10 +117,10 @@ def main() -> None:
         from realtime.headless import build
         engine, out = build(a.bundle, None, rate, a.frames_per_step, a.latency_ms, a.threads, a.precision,
                             mel_match=a.mel_match)
-        cap = Capture(server, seconds=15.0, ring=True)   # recent audio is all a probe looks at
         window = None
-        if a.gui:
-            window = _open_gui(engine, out)
+        if a.gui:       # before the capture client: the window lists MIDI ports with rtmidi, whose
+            window = _open_gui(engine, out)     # JACK calls hold the GIL (AudioOutput.paused_if_jack)
+        cap = Capture(server, seconds=15.0, ring=True)   # recent audio is all a probe looks at
         engine.start()
         out.start()
         cap.connect_program_outputs()
