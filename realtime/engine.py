@@ -15,10 +15,12 @@ Threads (and what each may touch):
   to the new bundle's default token (a bus store, as the GUI's). It also names a
   reference file's frames with tokens (reference token mode).
 * **driftwave-recorder** (:class:`~realtime.recorder.Recorder`): writes the WAV.
-* **driftwave-midi** (:class:`~realtime.midi.MidiInput`, polling RtMidi's queue) and the
-  **GUI thread**: set parameters on the control bus, push events, and read the taps and
-  stats. They never wait for the engine. (No JACK thread of this process runs Python except
-  the audio callback's: see :meth:`~realtime.audio_output.AudioOutput.paused_if_jack`.)
+* **GUI thread**: sets parameters on the control bus, pushes events, and reads the taps and
+  stats. It never waits for the engine. MIDI has no Python thread: RtMidi queues messages
+  in C++ and the engine thread takes them at the start of each step
+  (:meth:`~realtime.midi.MidiInput.poll`, a try-lock it never waits for). No JACK thread of
+  this process runs Python except the audio callback's (see
+  :meth:`~realtime.audio_output.AudioOutput.paused_if_jack`).
 
 NB: shared values, and why each is safe without a lock:
 
@@ -30,6 +32,8 @@ NB: shared values, and why each is safe without a lock:
 * a player's ``tokens.reference``: an array the loader replaces whole; the engine's
   ``TokenSource.next`` reads the attribute once per call.
 * ``events``: ``queue.SimpleQueue`` (thread safe, put never blocks).
+* ``midi_input``: a reference the GUI replaces whole (None while it swaps ports); the engine
+  reads it once per step.
 * ``recorder``: a reference replaced whole; the engine reads it once per step.
 * taps (``mel_tap``, ``peak``, ``rms``, ...): arrays written by the engine, read by the GUI
   by value (a torn read shows one frame of a spectrogram a step late: harmless).
@@ -256,6 +260,7 @@ class Engine:
         n = min(self.steps, len(self._step_ms))
         ms = self._step_ms[:n] if n else np.zeros(1, np.float32)
         out = self.output
+        midi = self.midi_input          # read once: the GUI may swap it meanwhile
         parts = self.latency_parts_ms()
         played = out.frames_played / self.out_rate if out is not None else 0.0
         audio_s = self.frames_generated * self.player.bundle.hop / self.model_rate
@@ -279,9 +284,9 @@ class Engine:
             "mel_match": self.mel_match,
             "compute": str(self.compute_device),
             "ring_fill_ms": 1e3 * self.ring.available() / self.out_rate,
-            "midi_messages_received": self.midi_input.received if self.midi_input else 0,
-            "midi_messages_ignored": self.midi_input.ignored if self.midi_input else 0,
-            "midi_port": self.midi_input.port_name if self.midi_input else None,
+            "midi_messages_received": midi.received if midi else 0,
+            "midi_messages_ignored": midi.ignored if midi else 0,
+            "midi_port": midi.port_name if midi else None,
             "voices": self.n_voices,
             "nan_events": self.nan_events,
             "steps": self.steps,
@@ -307,6 +312,9 @@ class Engine:
                 time.sleep(self.step_s)
 
     def _drain_events(self) -> None:
+        midi = self.midi_input
+        if midi is not None:
+            midi.poll()         # what RtMidi queued since the last step (never waits)
         handler = self.event_handler
         while True:
             try:

@@ -1,10 +1,13 @@
 """MIDI input with python-rtmidi.
 
-RtMidi queues incoming messages on its own thread (in C++). The **driftwave-midi** thread
-polls that queue every :data:`POLL_S` seconds: it parses each message, counts it, and puts a
-timestamped :class:`~realtime.midi_parse.MidiEvent` on the engine's event queue. Nothing else
-happens there; the engine applies events once per step (about 23 ms with the shipped model;
-:class:`~realtime.controller.MidiController`), so a 1 ms poll adds no latency that matters.
+RtMidi queues incoming messages on its own thread (in C++). The engine thread takes them
+once per step, before it applies events (:meth:`MidiInput.poll`, from
+:meth:`realtime.engine.Engine._drain_events`): it parses each message, counts it, and puts a
+timestamped :class:`~realtime.midi_parse.MidiEvent` on the engine's event queue, which the
+same step then applies (:class:`~realtime.controller.MidiController`). Messages wait in
+RtMidi's queue exactly as long as they waited in ours when RtMidi's callback filled it: the
+engine applies events once per step either way. (A 1 ms polling thread instead added 6 ms to
+the median note-to-sound latency: it waited for the GIL behind the engine's Python code.)
 
 Why poll rather than take RtMidi's callback: with JACK, RtMidi calls the callback on JACK's
 process thread, which must then wait for Python's GIL, and python-rtmidi holds the GIL through
@@ -14,10 +17,10 @@ with our audio callback in that place, it froze JACK, the sound and the app for 
 (reproduced; see :meth:`realtime.audio_output.AudioOutput.paused_if_jack`). Polled, no JACK
 thread runs Python for MIDI.
 
-NB: ``received`` and ``ignored`` are ints written by the driftwave-midi thread alone (read
-by the stats); the queue is a ``queue.SimpleQueue``. Only driftwave-midi calls
-``get_message`` until :meth:`MidiInput.close` has joined it, so the port is never closed
-under it.
+NB: ``received`` and ``ignored`` are ints written by the engine thread alone (read by the
+stats); the queue is a ``queue.SimpleQueue``. :meth:`MidiInput.poll` only *tries* the lock that
+:meth:`MidiInput.close` holds while it closes the port: the engine never waits for it, and never
+reads a closed port.
 """
 from __future__ import annotations
 
@@ -30,8 +33,7 @@ API_NAMES = {"alsa": "API_LINUX_ALSA", "jack": "API_UNIX_JACK", "coremidi": "API
              "winmm": "API_WINDOWS_MM", "default": "API_UNSPECIFIED"}
 
 
-POLL_S = 0.001          # seconds between polls of RtMidi's queue
-QUEUE_SIZE = 8192       # messages RtMidi holds between polls before it drops
+QUEUE_SIZE = 65536      # messages RtMidi holds between two polls (one engine step) before it drops
 
 
 class MidiError(Exception):
@@ -92,9 +94,8 @@ class MidiInput:
         except Exception as e:
             self.midi.delete()
             raise MidiError(f"cannot open MIDI port {port or virtual!r}: {e}") from None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name="driftwave-midi", daemon=True)
-        self._thread.start()
+        self._lock = threading.Lock()
+        self._closed = False
 
     @staticmethod
     def _find(ports: list[str], port: str | int) -> int:
@@ -109,14 +110,21 @@ class MidiInput:
                 return matches[0]
         raise MidiError(f"no MIDI input port {port!r}; ports: {ports or 'none'}")
 
-    def _poll(self) -> None:
-        get = self.midi.get_message
-        while not self._stop.wait(POLL_S):
-            while (message := get()) is not None:
-                self._on_message(message)
+    def poll(self) -> None:
+        """Moves what RtMidi has queued onto the event queue (the engine thread, once per
+        step). Never waits: if :meth:`close` holds the port, this step takes nothing."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            if not self._closed:
+                get = self.midi.get_message
+                while (message := get()) is not None:
+                    self._on_message(message)
+        finally:
+            self._lock.release()
 
     def _on_message(self, message) -> None:
-        # driftwave-midi: parse, count, queue. Never raises.
+        # parse, count, queue. Never raises.
         self.received += 1
         try:
             msg, _delta = message
@@ -130,14 +138,16 @@ class MidiInput:
             self.queue.put(ev)
 
     def close(self) -> None:
-        """Stops the poll, then closes the port. With JACK, pause a JACK audio stream of this
-        process around it (:meth:`realtime.audio_output.AudioOutput.paused_if_jack`)."""
-        self._stop.set()
-        self._thread.join()
-        try:
-            self.midi.close_port()
-        finally:
-            self.midi.delete()
+        """Closes the port (waits for a poll in progress). With JACK, pause a JACK audio
+        stream of this process around it (:meth:`realtime.audio_output.AudioOutput.paused_if_jack`)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self.midi.close_port()
+            finally:
+                self.midi.delete()
 
 
 def open_midi_for_engine(engine, args) -> MidiInput:
