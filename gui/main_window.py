@@ -313,9 +313,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self.show_error(f"cannot switch the audio device: {e}")
             return
         self.engine, self.output = engine, output
-        if self.midi is not None:
-            self.engine.midi_input = self.midi
+        if self.midi is not None:     # the queue first: the new engine polls once it sees midi_input
             self.midi.queue = self.engine.events
+            self.engine.midi_input = self.midi
         self._bind_engine()
 
     def _fill_pickers(self) -> None:
