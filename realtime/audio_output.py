@@ -100,7 +100,7 @@ class AudioOutput:
         JACK finishes such a call only after its current process cycle, and that cycle waits
         for this stream's callback, which waits for the GIL: a deadlock that froze the audio,
         the JACK server's graph and the app for good (reproduced with rtmidi JACK clients
-        opened and closed while a JACK stream played: stuck within 24-39 tries, never in 200
+        opened and closed while a JACK stream played: stuck within 25-41 tries, never in 200
         with the stream paused). A paused stream's callback is not called. The pause is heard
         as a short gap; other host APIs play on."""
         pause = self.on_jack and self._stream.active

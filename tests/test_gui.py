@@ -302,7 +302,8 @@ def test_switching_jack_midi_inputs_while_playing_on_jack_never_freezes(jack_ser
     after a process cycle that waits for our stream's callback, which waits for the GIL. Before
     the window paused a JACK stream around them, opening and closing JACK MIDI inputs while it
     played stalled JACK's graph, and now and then froze JACK, the sound and the app for good
-    (a bare rtmidi loop: within 24-39 tries; this suite hung in CI and here, 1 run in 8).
+    (a bare rtmidi loop: within 25-41 tries; 3 of 16 loaded runs of these tests hung, aborted
+    or lost a MIDI message, and it most likely hung CI).
     Run in a child process, so that a freeze fails this test instead of hanging the suite."""
     import os
     import subprocess
