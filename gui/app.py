@@ -53,8 +53,6 @@ class Session:
 
 
 def run_gui(args) -> int:
-    from .main_window import MainWindow
-
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     # Ctrl-C / SIGTERM close the window cleanly (the mapping save and shutdown below run);
     # Python handles a signal between bytecodes, which the window's timer provides. The
@@ -68,13 +66,17 @@ def run_gui(args) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     print(f"loading '{args.bundle}'", file=sys.stderr, flush=True)
     try:
-        return _run_window(app, args, MainWindow, quit_requested)
+        return _run_window(app, args, quit_requested)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def _run_window(app, args, MainWindow, quit_requested: list) -> int:
+def _run_window(app, args, quit_requested: list) -> int:
+    """Builds the session and the window, plays until quit; ``quit_requested`` is non-empty
+    once a signal asked to quit."""
+    from .main_window import MainWindow
+
     try:
         session = Session(args)
     except (NoAudioDevice, ComputeUnavailable) as e:

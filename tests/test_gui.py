@@ -229,7 +229,7 @@ def test_ctrl_c_or_sigterm_closes_the_window_cleanly(jack_server, small_bundle, 
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", DRIFTWAVE_CONFIG_DIR=str(tmp_path), **jack_server.env)
     p = subprocess.Popen([sys.executable, "-u", str(root / "main.py"), "gui", "--bundle", str(small_bundle)],
-                         cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines, loading, playing = [], threading.Event(), threading.Event()
 
     def read_stderr():
