@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -136,6 +137,21 @@ class Run:
         self._bar = tqdm(total=total, initial=start, disable=not (self.progress and self.d.main),
                          desc=self.cfg.run_name, dynamic_ncols=True)
         return self._bar
+
+    def step_done(self, n: int, losses: dict[str, float], state: Callable[[], dict]) -> bool:
+        """After step ``n`` (1-based): moves the progress bar, logs ``losses`` every
+        ``log.every`` steps and at the last step, and saves ``state()`` (built only then) every
+        ``log.checkpoint_every`` steps and at the last. Returns whether it saved."""
+        if self._bar is not None:
+            self._bar.update(1)
+            self._bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
+        last = n == int(self.cfg.optim["steps"])
+        if n % int(self.cfg.log["every"]) == 0 or last:
+            self.log(n, losses)
+        if n % int(self.cfg.log["checkpoint_every"]) == 0 or last:
+            self.save(state())
+            return True
+        return False
 
     def close(self) -> None:
         if self._bar is not None:

@@ -118,7 +118,7 @@ def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resu
     frames = max(stride, frames // stride * stride)
     centre = (gcfg.pitch_min + gcfg.pitch_max) / 2
     ema = None
-    bar = run.bar(start, int(o["steps"]))
+    run.bar(start, int(o["steps"]))
     for step in range(start, int(o["steps"])):
         torch.manual_seed(step_seed(cfg.seed, step, d.rank))    # exact resume: no RNG state to carry
         set_lr(opt_g, lr_at(o, step))
@@ -195,11 +195,7 @@ def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resu
         ema = convergence if ema is None else 0.95 * ema + 0.05 * convergence
         losses = {"d": loss_d.item(), "real": loss_real.item(), "fake": loss_fake.item(), "k": k,
                   "cycle_z": cyc_z.item(), "cycle_x": cyc_x.item(), "convergence": convergence, **extra}
-        bar.update(1)
-        bar.set_postfix({kk: f"{v:.3f}" for kk, v in losses.items()})
         n = step + 1
-        if n % int(cfg.log["every"]) == 0 or n == int(o["steps"]):
-            run.log(n, losses)
         ckpt = {"step": n, "G": G.state_dict(), "D": D.state_dict(), "E": E.state_dict(),
                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "k": k, "best": best,
                 "mean": torch.from_numpy(mean), "std": torch.from_numpy(std), "config": cfg.to_dict()}
@@ -210,8 +206,7 @@ def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resu
             ckpt["best"] = best
             run.save({"step": n, "G": G.state_dict(), "convergence": ema, "mean": ckpt["mean"],
                       "std": ckpt["std"], "config": cfg.to_dict()}, "best.pt")
-        if n % int(cfg.log["checkpoint_every"]) == 0 or n == int(o["steps"]):
-            run.save(ckpt)
+        run.step_done(n, losses, lambda: ckpt)
         if d.main and n % int(cfg.log["sample_every"]) == 0:
             write_sample(run.dir / "samples" / f"step{n:07d}.wav", fake[0].detach().cpu().numpy(), mean, std,
                          corpus.mel_config)

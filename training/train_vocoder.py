@@ -108,7 +108,7 @@ def train_vocoder(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume
     # a copy on the training device: the corpus's own stays on the CPU, where batches are made
     # (moving it moved its window, and the next batch's analysis failed on a GPU)
     logmel = copy.deepcopy(corpus._logmel).to(device)
-    bar = run.bar(start, int(o["steps"]))
+    run.bar(start, int(o["steps"]))
     for step in range(start, int(o["steps"])):
         torch.manual_seed(step_seed(cfg.seed, step, d.rank))    # exact resume: no RNG state to carry
         set_lr(opt_g, lr_at(o, step))
@@ -168,14 +168,10 @@ def train_vocoder(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume
             torch.nn.utils.clip_grad_norm_(G.parameters(), o["grad_clip"])
         opt_g.step()
         losses["g"] = loss_g.item()
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
         n = step + 1
-        if n % int(cfg.log["every"]) == 0 or n == int(o["steps"]):
-            run.log(n, losses)
-        if n % int(cfg.log["checkpoint_every"]) == 0 or n == int(o["steps"]):
-            run.save({"step": n, "G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(),
-                      "opt_d": opt_d.state_dict(), "config": cfg.to_dict()})
+        run.step_done(n, losses, lambda: {"step": n, "G": G.state_dict(), "D": D.state_dict(),
+                                          "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                                          "config": cfg.to_dict()})
         if d.main and n % int(cfg.log["sample_every"]) == 0:
             sf.write(run.dir / "samples" / f"step{n:07d}.wav", fake[0].detach().cpu().numpy(), corpus.sample_rate)
     run.close()

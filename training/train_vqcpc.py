@@ -37,7 +37,7 @@ def train_vqcpc(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume: 
         opt.load_state_dict(state["opt"])
         start = int(state["step"])
     md = wrap_ddp(model, d, device)
-    bar = run.bar(start, int(o["steps"]))
+    run.bar(start, int(o["steps"]))
     for step in range(start, int(o["steps"])):
         torch.manual_seed(step_seed(cfg.seed, step, d.rank))    # exact resume: no RNG state to carry
         x, _, _ = mel_batch(corpus, int(o["batch"]), int(cfg.data["segment_frames"]),
@@ -47,14 +47,10 @@ def train_vqcpc(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume: 
         out["loss"].backward()
         opt.step()
         losses = {k: float(v.detach()) for k, v in out.items()}
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
         n = step + 1
-        if n % int(cfg.log["every"]) == 0 or n == int(o["steps"]):
-            run.log(n, losses)
-        if n % int(cfg.log["checkpoint_every"]) == 0 or n == int(o["steps"]):
-            run.save({"step": n, "model": model.state_dict(), "opt": opt.state_dict(),
-                      "mean": torch.from_numpy(mean), "std": torch.from_numpy(std), "config": cfg.to_dict()})
+        run.step_done(n, losses, lambda: {"step": n, "model": model.state_dict(), "opt": opt.state_dict(),
+                                          "mean": torch.from_numpy(mean), "std": torch.from_numpy(std),
+                                          "config": cfg.to_dict()})
     run.close()
     run.model = model
     return run
