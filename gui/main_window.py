@@ -42,6 +42,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.record_dir = default_record_dir()
         self.midi: MidiInput | None = None
         self._bus_version = -1
+        self._shown_bundle: str | None = None   # the bundle file the picker shows as playing
         self._mel_written = -1
         self._last_stats = 0.0
         self._error_until = 0.0
@@ -119,6 +120,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.reference_button.clicked.connect(self.open_reference_dialog)
         self.recent = QtWidgets.QComboBox()
         self.recent.setMinimumWidth(160)
+        self.recent.setToolTip("the bundle playing; pick another you opened before to swap to it")
         self.recent.activated.connect(lambda i: self.load_bundle(self.recent.itemData(i)))
         self.device_box = QtWidgets.QComboBox()
         self.device_box.setMinimumWidth(150)
@@ -260,8 +262,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Hot swap; a bad file shows its error here and the sound goes on."""
         if not path:
             return
-        self.engine.load_bundle(path)
-        self._remember_recent(path)
+        self.engine.load_bundle(path)     # remembered once it plays (tick), not if it fails
 
     def save_preset(self, name: str) -> None:
         try:
@@ -355,6 +356,15 @@ class MainWindow(QtWidgets.QMainWindow):
         except (OSError, ValueError):
             return []
 
+    def _show_playing_bundle(self, path: str) -> None:
+        """Puts the playing bundle's file first among the recent ones and shows it picked."""
+        self._shown_bundle = path
+        path = os.path.abspath(path)
+        self._remember_recent(path)
+        i = self.recent.findData(path)
+        if i >= 0:
+            self.recent.setCurrentIndex(i)
+
     def _remember_recent(self, path: str) -> None:
         paths = [path] + [p for p in self._recent_list() if p != path]
         try:
@@ -390,6 +400,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.meter.update_level(e.peak, e.rms, now)
         if e.player.cfg.n_tokens != self._n_tokens:      # a hot swap to another token count
             self._show_token_count(e.player.cfg.n_tokens)
+        if e.player.bundle.path != self._shown_bundle:    # at start, and after a hot swap
+            self._show_playing_bundle(e.player.bundle.path)
         sig = (e.bus.version, e.controller.learning, id(e.controller.learned), len(e.controller.mappings))
         if sig != self._bus_version:
             self._bus_version = sig

@@ -97,6 +97,41 @@ def test_bad_bundle_shows_an_error_and_playback_continues(window, qtbot, tmp_pat
     qtbot.wait(500)
     assert window.engine.steps > steps and window.output.frames_played > played
     assert window.engine.model_name == name
+    # the picker still shows the playing bundle, and the broken file was not remembered
+    assert window.recent.currentData() == str(small_bundle_path(window))
+    assert str(bad) not in [window.recent.itemData(i) for i in range(window.recent.count())]
+    assert str(bad) not in window._recent_list()
+
+
+def small_bundle_path(window):
+    import os
+    return os.path.abspath(window.engine.player.bundle.path)
+
+
+def test_the_bundle_picker_shows_the_playing_bundle_and_follows_a_hot_swap(window, qtbot, tmp_path):
+    import os
+
+    import torch
+
+    from core.bundle import save_bundle
+    from core.mel import MelConfig
+    from tests.conftest import small_models
+
+    first = small_bundle_path(window)
+    qtbot.waitUntil(lambda: window.recent.currentData() == first, timeout=3000)
+    assert window.recent.currentText() == os.path.basename(first)
+    gen, voc = small_models(n_tokens=4)
+    other = tmp_path / "other.dwb"
+    save_bundle(other, name="other", generator=gen, vocoder=voc, mel=MelConfig(),
+                mean=torch.zeros(80) - 3, std=torch.ones(80))
+    window.load_bundle(str(other))
+    qtbot.waitUntil(lambda: window.recent.currentData() == str(other), timeout=10000)
+    assert window.engine.model_name == "other"
+    assert window._recent_list()[:2] == [str(other), first]      # newest first, kept on disk
+    # picking the first one again in the list swaps back to it
+    window.recent.activated.emit(window.recent.findData(first))
+    qtbot.waitUntil(lambda: window.engine.player.bundle.path == first, timeout=10000)
+    qtbot.waitUntil(lambda: window.recent.currentData() == first, timeout=3000)
 
 
 def test_the_token_slider_spans_the_models_tokens_across_a_hot_swap(window, qtbot, tmp_path):
