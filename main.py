@@ -165,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", default=None, help="also write the JSON here")
     _compute_option(e)
 
+    b = sub.add_parser("bench", help="run a benchmark of benchmarks/ (prints JSON); no NAME lists them",
+                       description="Runs benchmarks/NAME.py with ARGS (as 'python -m benchmarks.NAME ARGS');"
+                                   " 'main.py bench NAME --help' gives its options. Without NAME: the list.")
+    b.add_argument("name", nargs="?", default=None, metavar="NAME")
+    b.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
+
     s = sub.add_parser("resynth", help="mel analysis + vocoder only (copy synthesis)")
     s.add_argument("input")
     s.add_argument("out")
@@ -326,6 +332,41 @@ def cmd_devices(a) -> int:
     return 0
 
 
+def benchmarks() -> dict[str, str]:
+    """Benchmark module name -> the first sentence of its docstring (read without importing it)."""
+    import ast
+
+    out = {}
+    for f in sorted((ROOT / "benchmarks").glob("*.py")):
+        if f.stem != "__init__":
+            doc = ast.get_docstring(ast.parse(f.read_text())) or ""
+            first = " ".join(doc.strip().split("\n\n")[0].split())      # its first paragraph
+            cut = first.find(". ")
+            out[f.stem] = first[:cut + 1] if cut >= 0 else first
+    return out
+
+
+def cmd_bench(a) -> int:
+    import runpy
+
+    known = benchmarks()
+    if a.name is None:
+        for name, line in known.items():
+            print(f"{name:18s} {line}")
+        print("\nmain.py bench NAME [ARGS]; every one of them in turn, on a quiet machine: bash benchmarks/run_all.sh")
+        return 0
+    name = a.name if a.name in known else f"bench_{a.name}"
+    if name not in known:
+        print(f"main.py bench: error: no benchmark '{a.name}' (choose from {', '.join(known)})", file=sys.stderr)
+        return 2
+    sys.argv = [f"main.py bench {a.name}", *a.args]
+    try:
+        runpy.run_module(f"benchmarks.{name}", run_name="__main__")
+    except SystemExit as e:              # argparse's usage errors (2) and --help (0)
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return 0
+
+
 def _device_arg(v):
     return int(v) if isinstance(v, str) and v.isdigit() else v
 
@@ -341,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(a, "device", None) is not None:
             a.device = _device_arg(a.device)
         return {"render": cmd_render, "resynth": cmd_resynth, "play": cmd_play, "gui": cmd_gui,
-                "devices": cmd_devices, "corpus": cmd_corpus, "train": cmd_train, "eval": cmd_eval}[a.command](a)
+                "devices": cmd_devices, "corpus": cmd_corpus, "train": cmd_train, "eval": cmd_eval,
+                "bench": cmd_bench}[a.command](a)
     except (BundleError, AudioReadError, OSError, ComputeUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -1,5 +1,6 @@
-"""What the vocoder measure gives a copy of noise: the multi-resolution STFT distance of
-``main.py eval`` (``training.metrics.mr_stft_distance``, spectral convergence + mean
+"""What the vocoder measure gives a copy of noise.
+
+The multi-resolution STFT distance of ``main.py eval`` (``training.metrics.mr_stft_distance``, spectral convergence + mean
 |log magnitude| difference) between a noise clip and
 
 * ``independent``: another realization of the same random process (same spectrum, same

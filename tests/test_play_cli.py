@@ -1,4 +1,4 @@
-"""``main.py play --headless`` and ``main.py devices`` as a user runs them."""
+"""``main.py play --headless``, ``main.py devices`` and ``main.py bench`` as a user runs them."""
 import json
 import os
 import subprocess
@@ -46,3 +46,19 @@ def test_play_without_any_audio_device_says_so_and_lists_devices(small_bundle):
 def test_devices_lists_the_jack_device(jack_server):
     r = main_py("devices", env=dict(os.environ, **jack_server.env))
     assert r.returncode == 0 and "JACK" in r.stdout
+
+
+def test_bench_lists_runs_and_refuses_benchmarks_by_name(small_bundle):
+    r = main_py("bench")
+    assert r.returncode == 0
+    names = [line.split()[0] for line in r.stdout.splitlines() if line and not line.startswith("main.py")]
+    assert names == sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py") if p.stem != "__init__")
+    r = main_py("bench", "no_such_bench")
+    assert r.returncode == 2 and "no benchmark 'no_such_bench'" in r.stderr and "noise_floor" in r.stderr
+    r = main_py("bench", "voices", "--no-such-option")          # the benchmark's own usage error
+    assert r.returncode == 2 and "main.py bench voices" in r.stderr and "unrecognized" in r.stderr
+    r = main_py("bench", "noise_floor", "--clips", 1, "--bundle", small_bundle, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["benchmark"] == "noise_floor" and out["clips_per_process"] == 1
+    assert set(out["white"]) == {"independent", "griffin_lim", "vocoder"}
