@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from core.mel_match import MODES
+from realtime.gc_pauses import freeze_heap
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -107,6 +108,8 @@ def main() -> None:
     ap.add_argument("--probe-every", type=float, default=30.0, help="seconds between latency probes")
     ap.add_argument("--gui", action="store_true", help="with the window open (offscreen Qt)")
     ap.add_argument("--mel-match", default="full", choices=MODES)
+    ap.add_argument("--no-gc-freeze", action="store_true",
+                    help="leave the startup heap to the cyclic GC (main.py freezes it: realtime/gc_pauses.py)")
     a = ap.parse_args()
 
     from tests.jackutil import Capture, JackServer
@@ -120,11 +123,17 @@ def main() -> None:
         window = None
         if a.gui:       # before the capture client: the window lists MIDI ports with rtmidi, whose
             window = _open_gui(engine, out)     # JACK calls hold the GIL (AudioOutput.paused_if_jack)
+            window.pump(1.0)                    # painted before the sound starts, as main.py does it
         cap = Capture(server, seconds=15.0, ring=True)   # recent audio is all a probe looks at
+        if not a.no_gc_freeze:
+            freeze_heap()                       # as main.py does before the sound
         engine.start()
         out.start()
         cap.connect_program_outputs()
-        time.sleep(5.0)
+        if window is not None:
+            window.pump(5.0)
+        else:
+            time.sleep(5.0)
         rss0, t_start = rss_mb(), time.monotonic()
         under0 = out.underruns
         lat, probe_times, underrun_times = [], [], []
@@ -169,7 +178,9 @@ def main() -> None:
                 "note": "cores busy with processes other than this one (JACK's server included), per second"},
             "baseline_empty_callback_underruns": baseline, "baseline_seconds": a.baseline_seconds,
             "step_ms_p50": s["step_ms_p50"], "step_ms_p99": s["step_ms_p99"], "step_ms_mean": s["step_ms_mean"],
-            "rtf": s["rtf"], "nan_events": s["nan_events"],
+            "rtf": s["rtf"], "nan_events": s["nan_events"], "gc_frozen": not a.no_gc_freeze,
+            "gc_frozen_objects": s["gc_frozen_objects"], "gc_collections": s["gc_collections"],
+            "gc_pauses_over_20ms": s["gc_pauses_over_20ms"], "gc_pause_ms_max": s["gc_pause_ms_max"],
             "rss_start_mb": rss0, "rss_end_mb": rss1, "rss_growth_mb": rss1 - rss0,
             "control_latency_ms": {
                 "probes": len(lat),

@@ -8,6 +8,7 @@ import time
 from PySide6 import QtCore, QtWidgets
 
 from core.compute import ComputeUnavailable
+from realtime.gc_pauses import freeze_heap
 from realtime.headless import NoAudioDevice, build
 
 
@@ -30,6 +31,7 @@ class Session:
     def start(self) -> None:
         if getattr(self.args, "reference", None):
             self.engine.load_reference(self.args.reference)     # errors reach the window's banner
+        freeze_heap()       # once, before the sound: a full GC of it would be a dropout (gc_pauses.py)
         self.engine.start()
         self.output.start()
 

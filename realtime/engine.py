@@ -39,10 +39,18 @@ NB: shared values, and why each is safe without a lock:
   by value (a torn read shows one frame of a spectrogram a step late: harmless).
 * ``errors``: ``collections.deque`` (appends and pops are atomic).
 * counters (``nan_events``, ``steps``, ...): ints written by the engine alone.
+* ``GC_PAUSES`` (gc_pauses.py): ints, a float and a bounded deque written by the GC's
+  callback in whichever thread collects (holding the GIL), read by ``stats()``.
+
+The cyclic garbage collector is the one pause the engine cannot schedule: a full
+collection holds the GIL for as long as it walks the heap (145 ms with the default bundle
+and the window). ``main.py`` freezes the startup heap before the sound starts
+(:func:`~realtime.gc_pauses.freeze_heap`), and ``stats()`` reports every pause.
 """
 from __future__ import annotations
 
 import collections
+import gc
 import os
 import queue
 import random
@@ -58,6 +66,7 @@ from core.tokens import tokens_of_audio
 from core.limiter import SafetyLimiter
 
 from .controller import MidiController
+from .gc_pauses import GC_PAUSES
 from .midi_parse import MidiEvent
 from .params import ControlBus
 from .player import BundlePlayer
@@ -96,6 +105,7 @@ class Engine:
         self._fade_pos = 0
         self.fade_len = max(1, int(fade_s * self.out_rate))
         self._incoming: BundlePlayer | None = None
+        self._gc_mark = (time.monotonic(), GC_PAUSES.count, GC_PAUSES.long)   # reset by start()
         step_out = int(np.ceil(self.frames_per_step * bundle.hop * self.out_rate / bundle.sample_rate)) + 64
         self.target_fill = max(int(target_fill_s * self.out_rate), step_out)
         self.ring = RingBuffer(self.target_fill + 4 * step_out + self.out_rate // 2)
@@ -128,6 +138,8 @@ class Engine:
         self.output = output
 
     def start(self, prefill: bool = True) -> None:
+        GC_PAUSES.install()
+        self._gc_mark = (time.monotonic(), GC_PAUSES.count, GC_PAUSES.long)
         # NB: the first stats() pays for a lazy numpy import (its first percentile: ~10 ms
         # holding the GIL and the import lock); paid here, before the sound, it no longer
         # underran the ring 1 s into every headless start (4 of 4 runs; 0 of 4 after)
@@ -263,6 +275,7 @@ class Engine:
         midi = self.midi_input          # read once: the GUI may swap it meanwhile
         parts = self.latency_parts_ms()
         played = out.frames_played / self.out_rate if out is not None else 0.0
+        gc_t0, gc_count, gc_long = self._gc_mark
         audio_s = self.frames_generated * self.player.bundle.hop / self.model_rate
         return {
             "seconds_played": played,
@@ -290,6 +303,11 @@ class Engine:
             "voices": self.n_voices,
             "nan_events": self.nan_events,
             "steps": self.steps,
+            # the cyclic GC's pauses since start (they hold the GIL: see gc_pauses.py)
+            "gc_collections": GC_PAUSES.count - gc_count,
+            "gc_pauses_over_20ms": GC_PAUSES.long - gc_long,
+            "gc_pause_ms_max": GC_PAUSES.longest_since(gc_t0),
+            "gc_frozen_objects": gc.get_freeze_count(),
             "recording": None if self.recorder is None else {
                 "path": self.recorder.path, "seconds": self.recorder.seconds, "error": self.recorder.error},
             "errors": list(self.errors),

@@ -11,6 +11,7 @@ from core.bundle import load_bundle
 from core.compute import ComputeUnavailable, compute_device
 
 from .engine import Engine
+from .gc_pauses import freeze_heap
 
 
 class NoAudioDevice(Exception):
@@ -77,6 +78,7 @@ def run_headless(a) -> int:
             return 1
     if getattr(a, "reference", None):
         engine.load_reference(a.reference).join()     # its error, if any, is printed below
+    freeze_heap()           # before the sound: a full GC of the startup heap would be a dropout
     engine.start()
     out.start()
     if a.record:

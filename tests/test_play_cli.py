@@ -30,6 +30,10 @@ def test_play_headless_for_seconds_writes_stats_and_recording(jack_server, small
     assert stats["nan_events"] == 0 and stats["rtf"] > 0 and stats["step_ms_p99"] >= stats["step_ms_mean"] * 0.5
     assert stats["params"]["seed_a"] == 3 and "morph" in stats["params"]
     assert stats["latency_ms"] > 64.6            # at least the vocoder's look-ahead
+    # the startup heap (torch and the models: far more than 10,000 objects) was frozen before
+    # the sound, and every collection since is counted and timed
+    assert stats["gc_frozen_objects"] > 10000
+    assert stats["gc_collections"] >= stats["gc_pauses_over_20ms"] >= 0 and stats["gc_pause_ms_max"] >= 0
     assert 2.5 < sf.info(str(wav)).duration < 4.0
 
 
