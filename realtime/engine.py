@@ -50,7 +50,6 @@ and the window). ``main.py`` freezes the startup heap before the sound starts
 from __future__ import annotations
 
 import collections
-import gc
 import os
 import queue
 import random
@@ -307,7 +306,7 @@ class Engine:
             "gc_collections": GC_PAUSES.count - gc_count,
             "gc_pauses_over_20ms": GC_PAUSES.long - gc_long,
             "gc_pause_ms_max": GC_PAUSES.longest_since(gc_t0),
-            "gc_frozen_objects": gc.get_freeze_count(),
+            "gc_frozen_objects": GC_PAUSES.frozen,     # not gc.get_freeze_count(): it walks them all
             "recording": None if self.recorder is None else {
                 "path": self.recorder.path, "seconds": self.recorder.seconds, "error": self.recorder.error},
             "errors": list(self.errors),

@@ -26,10 +26,14 @@ LONG_MS = 20.0
 
 
 def freeze_heap() -> int:
-    """Collects, then freezes every object now tracked; returns how many are frozen."""
+    """Collects, then freezes every object now tracked; returns how many are frozen (also
+    kept in :data:`GC_PAUSES`. ``gc.get_freeze_count()`` walks the whole frozen list:
+    19 ms for 170,000 objects, holding the GIL; called with the window's status line, 4
+    times a second, it gave 381 underruns in a 10-minute soak)."""
     gc.collect()
     gc.freeze()
-    return gc.get_freeze_count()
+    GC_PAUSES.frozen = gc.get_freeze_count()
+    return GC_PAUSES.frozen
 
 
 class GcPauses:
@@ -39,6 +43,7 @@ class GcPauses:
     def __init__(self):
         self.count = 0
         self.long = 0                 # collections over LONG_MS
+        self.frozen = 0               # objects frozen by freeze_heap
         self.slow: collections.deque = collections.deque(maxlen=4096)  # (monotonic s, ms), those >= 1 ms
         self._t0 = 0.0
         self.installed = False
