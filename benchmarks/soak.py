@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from core.mel_match import MODES
-from realtime.gc_pauses import freeze_heap
+from realtime.gc_pauses import GC_PAUSES, LONG_MS, freeze_heap
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -181,6 +181,8 @@ def main() -> None:
             "rtf": s["rtf"], "nan_events": s["nan_events"], "gc_frozen": not a.no_gc_freeze,
             "gc_frozen_objects": s["gc_frozen_objects"], "gc_collections": s["gc_collections"],
             "gc_pauses_over_20ms": s["gc_pauses_over_20ms"], "gc_pause_ms_max": s["gc_pause_ms_max"],
+            "gc_pauses_over_20ms_at_s": [[round(when - t_start, 2), round(ms, 1)] for when, ms in list(GC_PAUSES.slow)
+                                         if when >= t_start and ms > LONG_MS],
             "rss_start_mb": rss0, "rss_end_mb": rss1, "rss_growth_mb": rss1 - rss0,
             "control_latency_ms": {
                 "probes": len(lat),
