@@ -39,7 +39,7 @@ NB: shared values, and why each is safe without a lock:
   by value (a torn read shows one frame of a spectrogram a step late: harmless).
 * ``errors``: ``collections.deque`` (appends and pops are atomic).
 * counters (``nan_events``, ``steps``, ...): ints written by the engine alone.
-* ``GC_PAUSES`` (gc_pauses.py): ints, a float and a bounded deque written by the GC's
+* ``GC_PAUSES`` (gc_pauses.py): ints and a bounded deque written by the GC's
   callback in whichever thread collects (holding the GIL), read by ``stats()``.
 
 The cyclic garbage collector is the one pause the engine cannot schedule: a full

@@ -26,10 +26,11 @@ LONG_MS = 20.0
 
 
 def freeze_heap() -> int:
-    """Collects, then freezes every object now tracked; returns how many are frozen (also
-    kept in :data:`GC_PAUSES`. ``gc.get_freeze_count()`` walks the whole frozen list:
-    19 ms for 170,000 objects, holding the GIL; called with the window's status line, 4
-    times a second, it gave 381 underruns in a 10-minute soak)."""
+    """Collects, then freezes every object now tracked; returns how many are frozen and
+    keeps that count in ``GC_PAUSES.frozen`` for the stats. Ask nothing else for it:
+    ``gc.get_freeze_count()`` walks the whole frozen list (19 ms for 170,000 objects,
+    holding the GIL), and called from the window's status line, 4 times a second, it gave
+    381 underruns in a 10-minute soak."""
     gc.collect()
     gc.freeze()
     GC_PAUSES.frozen = gc.get_freeze_count()
@@ -38,7 +39,7 @@ def freeze_heap() -> int:
 
 class GcPauses:
     """Counts and times collections, process wide (install once). The callback runs in
-    whichever thread the collection runs in, holding the GIL: plain int and float stores."""
+    whichever thread the collection runs in, holding the GIL: int stores and a deque append."""
 
     def __init__(self):
         self.count = 0
