@@ -23,6 +23,7 @@ def test_freezing_takes_the_heap_out_of_collections_and_refcounts_still_free_it(
         assert ref() is None                                         # is freed by its reference count
     finally:
         gc.unfreeze()        # the rest of the suite's cyclic garbage stays collectable
+        GC_PAUSES.frozen = 0
 
 
 def test_every_collection_is_counted_and_timed():
