@@ -35,7 +35,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from training.metrics import MR_STFT_RESOLUTIONS, griffin_lim  # noqa: E402
+from training.metrics import griffin_lim, mr_stft_parts  # noqa: E402
 
 SR = 22050
 LENGTH = 172 * 256                      # 2.0 s, a whole number of mel frames
@@ -45,16 +45,7 @@ THEORY_LOG = math.log(2)
 
 def distance_parts(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(spectral convergence, log term) of ``mr_stft_distance(x, y)``: their sum is it."""
-    xt, yt = (torch.as_tensor(np.asarray(s, np.float32)) for s in (x, y))
-    sc = lg = 0.0
-    for n_fft, hop, win in MR_STFT_RESOLUTIONS:
-        w = torch.hann_window(win)
-        mx, my = (torch.stft(s, n_fft, hop_length=hop, win_length=win, window=w, center=True, pad_mode="constant",
-                             return_complex=True).abs() for s in (xt, yt))
-        sc += float(torch.linalg.norm(mx - my) / torch.linalg.norm(mx).clamp_min(1e-7))
-        lg += float((torch.log(mx.clamp_min(1e-7)) - torch.log(my.clamp_min(1e-7))).abs().mean())
-    k = len(MR_STFT_RESOLUTIONS)
-    return sc / k, lg / k
+    return mr_stft_parts(x, y)
 
 
 def shaped(rng: np.random.Generator, slope_db_per_octave: float) -> np.ndarray:

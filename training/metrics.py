@@ -134,20 +134,26 @@ def mr_stft_distance(x: np.ndarray, y: np.ndarray) -> float:
     ``|| |X| - |Y| ||_F / || |X| ||_F`` plus the mean absolute difference of
     ``log(clamp(|.|, 1e-7))``; Hann windows, centred frames with zero padding.
     """
+    sc, log_term = mr_stft_parts(x, y)
+    return sc + log_term
+
+
+def mr_stft_parts(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """The two terms of :func:`mr_stft_distance`, each averaged over the resolutions:
+    (spectral convergence, mean |log magnitude difference|)."""
     xt = torch.as_tensor(np.asarray(x, dtype=np.float32).reshape(-1))
     yt = torch.as_tensor(np.asarray(y, dtype=np.float32).reshape(-1))
     if xt.shape != yt.shape:
         raise ValueError(f"lengths differ: {xt.numel()} vs {yt.numel()}")
-    total = 0.0
+    sc_total = log_total = 0.0
     for n_fft, hop, win in MR_STFT_RESOLUTIONS:
         window = torch.hann_window(win)
         mags = [torch.stft(s, n_fft, hop_length=hop, win_length=win, window=window, center=True,
                            pad_mode="constant", return_complex=True).abs() for s in (xt, yt)]
         mx, my = mags
-        sc = torch.linalg.norm(mx - my) / torch.linalg.norm(mx).clamp_min(1e-7)
-        mag = (torch.log(mx.clamp_min(1e-7)) - torch.log(my.clamp_min(1e-7))).abs().mean()
-        total += float(sc) + float(mag)
-    return total / len(MR_STFT_RESOLUTIONS)
+        sc_total += float(torch.linalg.norm(mx - my) / torch.linalg.norm(mx).clamp_min(1e-7))
+        log_total += float((torch.log(mx.clamp_min(1e-7)) - torch.log(my.clamp_min(1e-7))).abs().mean())
+    return sc_total / len(MR_STFT_RESOLUTIONS), log_total / len(MR_STFT_RESOLUTIONS)
 
 
 def logmel_l1(x: np.ndarray, y: np.ndarray, mel_config: MelConfig = MelConfig()) -> float:
