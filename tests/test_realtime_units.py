@@ -8,7 +8,7 @@ from core.limiter import SafetyLimiter, is_runaway
 from core.notes import NOTE_DIM, held_note
 from realtime.params import ControlBus
 from realtime.ringbuffer import RingBuffer
-from realtime.sources import TokenSource
+from realtime.sources import SILENT_BELOW_LOUDEST, TokenSource, autopilot_transitions
 from realtime.voices import VoiceBank
 
 
@@ -113,6 +113,21 @@ def test_token_sources():
     src = TokenSource(3, stats)
     src.set_reference(np.array([1, 1, 0]))
     assert list(src.next(5, 3, 0, 1)) == [1, 1, 0, 1, 1]            # reference, looped
+
+
+def test_the_autopilot_never_walks_into_a_token_that_stands_for_silence():
+    # token 2 is where the chain wants to go and stay, and its frames are 2.4 log10 quieter
+    stats = {"transitions": [[0.1, 0.1, 0.8], [0.1, 0.1, 0.8], [0.0, 0.05, 0.95]],
+             "loudness": [-2.0, -2.5, -4.4]}
+    out = TokenSource(3, stats, seed=1).next(2000, 2, 0, 1)
+    assert set(out) == {0, 1}
+    assert np.isclose(autopilot_transitions(3, stats), [[0.5, 0.5, 0], [0.5, 0.5, 0], [0, 1, 0]]).all()
+    # without loudness the walk is the bare matrix, and it lives in token 2
+    bare = TokenSource(3, {"transitions": stats["transitions"]}, seed=1).next(2000, 2, 0, 1)
+    assert np.mean(bare == 2) > 0.8
+    # tokens within SILENT_BELOW_LOUDEST of the loudest all stay reachable
+    near = dict(stats, loudness=[-2.0, -2.5, -2.0 - SILENT_BELOW_LOUDEST + 0.01])
+    assert np.allclose(autopilot_transitions(3, near), stats["transitions"])
 
 
 def test_voice_glide_and_mono_legato():

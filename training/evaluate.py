@@ -22,6 +22,7 @@ from core.latent import NoiseSource
 from core.mel import LogMel
 from core.resynth import resynthesize
 from core.synth import Synth
+from realtime.sources import autopilot_transitions
 
 from .data import AudioCorpus
 from .metrics import (cents, griffin_lim, griffin_lim_from_magnitude, logmel_l1, loudness_spread, mel_change, mr_stft_distance, ndb_jsd,
@@ -113,17 +114,15 @@ def generate(bundle: Bundle, frames: int, seed: int = 0, drift: float = 0.05,
     ``pitch``: one MIDI note, one per frame (``ndarray[frames]``), or None (mid-range).
     ``note``: the note condition per frame (``ndarray[frames x NOTE_DIM]``, models with
     one), or None (a long-held note). ``tokens``: one per frame (``ndarray[frames]``), or
-    None: the instrument's autopilot (from the default token, a new token drawn from the
-    bundle's transition statistics on 1 frame in 8, as at the default token rate)."""
+    None: the instrument's autopilot (from the default token, a new token drawn from
+    :func:`realtime.sources.autopilot_transitions` on 1 frame in 8, as at the default token
+    rate)."""
     synth = Synth(bundle)
     synth.settle()                 # as the instrument starts
     cfg = bundle.generator.config
     noise = NoiseSource(cfg.z_dim, seed, seed + 1)
     rng = np.random.default_rng(seed)
-    trans = None
-    if cfg.n_tokens and bundle.token_stats and bundle.token_stats.get("transitions"):
-        trans = np.asarray(bundle.token_stats["transitions"], dtype=np.float64)
-        trans /= trans.sum(1, keepdims=True)
+    trans = autopilot_transitions(cfg.n_tokens, bundle.token_stats) if cfg.n_tokens else None
     tok = bundle.default_token     # as the player starts
     audio, mels = [], []
     for start in range(0, frames, chunk):
