@@ -43,11 +43,6 @@ THEORY_SC = math.sqrt(2 - math.pi / 2)
 THEORY_LOG = math.log(2)
 
 
-def distance_parts(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(spectral convergence, log term) of ``mr_stft_distance(x, y)``: their sum is it."""
-    return mr_stft_parts(x, y)
-
-
 def shaped(rng: np.random.Generator, slope_db_per_octave: float) -> np.ndarray:
     """Gaussian noise ``ndarray[LENGTH]`` whose power falls ``slope`` dB per octave, RMS 0.05."""
     spec = np.fft.rfft(rng.standard_normal(LENGTH))
@@ -81,13 +76,13 @@ def measure(bundle=None, clips: int = 4, seed: int = 0) -> dict:
             rows["vocoder"] = []
         for _ in range(clips):
             x, other = make(rng), make(rng)
-            rows["independent"].append(distance_parts(x, other))
+            rows["independent"].append(mr_stft_parts(x, other))
             with torch.no_grad():
                 m = logmel(torch.from_numpy(x)).numpy()
-            rows["griffin_lim"].append(distance_parts(x, griffin_lim(m, mel_config)[:LENGTH]))
+            rows["griffin_lim"].append(mr_stft_parts(x, griffin_lim(m, mel_config)[:LENGTH]))
             if bundle is not None:
                 from core.resynth import resynthesize
-                rows["vocoder"].append(distance_parts(x, resynthesize(bundle, x)))
+                rows["vocoder"].append(mr_stft_parts(x, resynthesize(bundle, x)))
         out[name] = {k: {"distance": float(np.mean([a + b for a, b in v])), "spectral_convergence": float(np.mean([a for a, _ in v])),
                          "log_term": float(np.mean([b for _, b in v]))} for k, v in rows.items()}
     out["theory_independent"] = {"distance": THEORY_SC + THEORY_LOG, "spectral_convergence": THEORY_SC,

@@ -5,13 +5,14 @@ spectrum; a copy of the very same waveform is 0 apart."""
 import numpy as np
 import pytest
 
-from benchmarks.noise_floor import PROCESSES, THEORY_LOG, THEORY_SC, distance_parts, measure
+from benchmarks.noise_floor import PROCESSES, THEORY_LOG, THEORY_SC, measure
+from training.metrics import mr_stft_distance, mr_stft_parts
 
 
 @pytest.mark.parametrize("process", ["white", "pink"])
 def test_independent_realizations_of_a_noise_are_as_far_apart_as_rayleigh_magnitudes_predict(process):
     rng = np.random.default_rng(3)
-    parts = np.array([distance_parts(PROCESSES[process](rng), PROCESSES[process](rng)) for _ in range(3)])
+    parts = np.array([mr_stft_parts(PROCESSES[process](rng), PROCESSES[process](rng)) for _ in range(3)])
     sc, lg = parts.mean(0)
     print(process, sc, lg)
     assert abs(lg - THEORY_LOG) < 0.02          # every bin weighs alike: each is Rayleigh
@@ -23,9 +24,10 @@ def test_independent_realizations_of_a_noise_are_as_far_apart_as_rayleigh_magnit
 
 def test_the_same_waveform_is_zero_apart_and_a_level_error_costs_what_its_log_says():
     x = PROCESSES["white"](np.random.default_rng(4))
-    assert distance_parts(x, x) == (0.0, 0.0)
-    sc, lg = distance_parts(x, 0.5 * x)                  # every magnitude halved
+    assert mr_stft_parts(x, x) == (0.0, 0.0)
+    sc, lg = mr_stft_parts(x, 0.5 * x)                  # every magnitude halved
     assert abs(sc - 0.5) < 1e-4 and abs(lg - np.log(2)) < 1e-3
+    assert abs(mr_stft_distance(x, 0.5 * x) - (sc + lg)) < 1e-9
 
 
 def test_the_measure_reports_every_process_and_the_closed_form():
