@@ -5,8 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from models import default_bundle_path
+
 ROOT = Path(__file__).resolve().parent
-DEFAULT_BUNDLE = ROOT / "models" / "default.dwb"
+DEFAULT_BUNDLE = default_bundle_path()              # package data: found from a checkout and an install
+BENCHMARKS = ROOT / "benchmarks"                     # a source checkout's; not installed (they import tests/)
 
 
 def _positive(kind):
@@ -337,7 +340,7 @@ def benchmarks() -> dict[str, str]:
     import ast
 
     out = {}
-    for f in sorted((ROOT / "benchmarks").glob("*.py")):
+    for f in sorted(BENCHMARKS.glob("*.py")):
         if f.stem != "__init__":
             doc = ast.get_docstring(ast.parse(f.read_text())) or ""
             first = " ".join(doc.strip().split("\n\n")[0].split())      # its first paragraph
@@ -349,6 +352,10 @@ def benchmarks() -> dict[str, str]:
 def cmd_bench(a) -> int:
     import runpy
 
+    if not (BENCHMARKS / "run_all.sh").is_file():
+        print("bench: benchmarks run from a source checkout (python main.py bench there); they are not installed",
+              file=sys.stderr)
+        return 1
     known = benchmarks()
     if a.name is None:
         for name, line in known.items():
