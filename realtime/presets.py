@@ -1,16 +1,16 @@
 """Presets and MIDI mappings as JSON files in the user's config directory.
 
-``$DRIFTWAVE_CONFIG_DIR`` overrides the place (tests use it); otherwise
-``$XDG_CONFIG_HOME/driftwave`` or ``~/.config/driftwave`` (Linux), ``~/Library/Application
-Support/driftwave`` (macOS), ``%APPDATA%/driftwave`` (Windows).
+The folder is :func:`config_dir`; the window keeps its recent bundles list there too
+(``recent.json``).
 """
 from __future__ import annotations
 
 import json
 import os
 import re
-import sys
 from pathlib import Path
+
+import platformdirs
 
 from .controller import MidiController
 from .params import ControlBus
@@ -19,15 +19,17 @@ FORMAT_VERSION = 1
 
 
 def config_dir() -> Path:
+    """The user's driftwave config folder (not created here).
+
+    ``$DRIFTWAVE_CONFIG_DIR`` when set (tests use it); otherwise platformdirs' user config
+    folder for the app ``driftwave``: ``$XDG_CONFIG_HOME/driftwave``, or
+    ``~/.config/driftwave`` when that is unset or empty (Linux and other Unix);
+    ``~/Library/Application Support/driftwave`` (macOS); ``%APPDATA%\\driftwave``, the roaming
+    profile, with no author folder (Windows). Guarded by tests/test_presets.py.
+    """
     if os.environ.get("DRIFTWAVE_CONFIG_DIR"):
-        d = Path(os.environ["DRIFTWAVE_CONFIG_DIR"])
-    elif sys.platform == "darwin":
-        d = Path.home() / "Library" / "Application Support" / "driftwave"
-    elif os.name == "nt":
-        d = Path(os.environ.get("APPDATA", Path.home())) / "driftwave"
-    else:
-        d = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "driftwave"
-    return d
+        return Path(os.environ["DRIFTWAVE_CONFIG_DIR"])
+    return Path(platformdirs.user_config_dir("driftwave", appauthor=False, roaming=True))
 
 
 def _safe_name(name: str) -> str:
