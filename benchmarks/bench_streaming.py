@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from core.generator import GeneratorConfig, StreamingUNAGAN
-from core.vocoder import MelGANVocoder, VocoderConfig
+from core.vocoder import VocoderConfig
+from core.vocoders import build_vocoder
 
 
 def _time(fn, repeats: int) -> float:
@@ -61,7 +62,7 @@ def main() -> None:
     a = ap.parse_args()
     torch.manual_seed(0)
     gen = StreamingUNAGAN(GeneratorConfig(hidden=a.hidden)).eval()
-    voc = MelGANVocoder(VocoderConfig(ngf=a.ngf)).eval()
+    voc = build_vocoder("melgan", VocoderConfig(ngf=a.ngf)).eval()
     sr, hop = 22050, voc.hop
     frames = int(a.seconds * sr / hop)
     audio_s = frames * hop / sr

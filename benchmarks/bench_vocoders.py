@@ -17,9 +17,10 @@ import time
 import numpy as np
 import torch
 
-from core.vocoder import MelGANVocoder, VocoderConfig
+from core.vocoder import VocoderConfig
+from core.vocoders import Vocoder, build_vocoder
 
-VARIANTS = {
+VARIANTS = {         # kind "melgan" of the registry (core.vocoders)
     "melgan_paper": VocoderConfig(ngf=32),
     "melgan_paper_causal": VocoderConfig(ngf=32, causal=True),
     "default_ngf16_causal_harmonic8": VocoderConfig(ngf=16, causal=True, harmonics=8),
@@ -28,7 +29,7 @@ VARIANTS = {
 }
 
 
-def stream_time(voc: MelGANVocoder, frames: int, chunk: int, repeats: int) -> float:
+def stream_time(voc: Vocoder, frames: int, chunk: int, repeats: int) -> float:
     mel = torch.randn(1, 80, frames) - 3
     f0 = torch.full((1, frames), 220.0)
     times = []
@@ -37,7 +38,7 @@ def stream_time(voc: MelGANVocoder, frames: int, chunk: int, repeats: int) -> fl
         t0 = time.perf_counter()
         with torch.inference_mode():
             for i in range(0, frames, chunk):
-                voc(mel[:, :, i:i + chunk], f0[:, i:i + chunk] if voc.source is not None else None)
+                voc(mel[:, :, i:i + chunk], f0[:, i:i + chunk] if voc.takes_f0 else None)
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
 
@@ -57,7 +58,7 @@ def main() -> None:
            "machine": platform.processor() or platform.machine(), "threads": a.threads,
            "chunk_frames": a.chunk, "audio_seconds": audio_s, "variants": {}}
     for name, cfg in VARIANTS.items():
-        voc = MelGANVocoder(cfg).eval()
+        voc = build_vocoder("melgan", cfg).eval()
         stream_time(voc, 16, a.chunk, 1)        # warm-up
         t = stream_time(voc, frames, a.chunk, a.repeats)
         out["variants"][name] = {"params": sum(p.numel() for p in voc.parameters()), "delay_samples": voc.delay,

@@ -5,10 +5,15 @@ Tensors: ``generator.*``, ``vocoder.*`` (weight norm folded), ``norm.mean`` and
 ``encoder.*`` (the VQCPC token encoder, :mod:`core.tokens`). The safetensors metadata
 holds one key, ``driftwave``, a JSON object:
 
-    format "driftwave-bundle", format_version 1, name, sample_rate,
-    mel (MelConfig), generator (GeneratorConfig), vocoder (VocoderConfig),
+    format "driftwave-bundle", format_version 2, name, sample_rate,
+    mel (MelConfig), generator (GeneratorConfig),
+    vocoder_kind (a kind of the registry, :mod:`core.vocoders`; e.g. "melgan"),
+    vocoder (that kind's config, e.g. :class:`core.vocoder.VocoderConfig`),
     encoder (TokenEncoderConfig, or absent/null), token_stats (or null),
     provenance (data, steps, metrics; free-form)
+
+Version 1 is version 2 without ``vocoder_kind``: its vocoder is MelGAN (the shipped
+``models/default.dwb`` is a version-1 file; ``tests/test_vocoder_registry.py`` loads it).
 
 Loading parses JSON and raw tensors only: no pickle, no code from the file runs.
 Every problem raises :class:`BundleError` naming the file and the problem.
@@ -16,7 +21,6 @@ Every problem raises :class:`BundleError` naming the file and the problem.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -27,10 +31,12 @@ from .generator import GeneratorConfig, StreamingUNAGAN
 from .mel import MelConfig
 from .notes import NOTE_DIM
 from .tokens import TokenEncoder, TokenEncoderConfig
-from .vocoder import MelGANVocoder, VocoderConfig
+from .vocoders import UnknownVocoderKind, Vocoder, vocoder_class, vocoder_kind, vocoder_kinds
 
 FORMAT = "driftwave-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2                  # what save_bundle writes
+READABLE_VERSIONS = (1, 2)
+V1_VOCODER_KIND = "melgan"          # version-1 headers name no kind: they all held MelGAN
 META_KEY = "driftwave"
 BUNDLE_SUFFIX = ".dwb"
 
@@ -59,7 +65,7 @@ class Bundle:
     sample_rate: int
     mel: MelConfig
     generator: StreamingUNAGAN
-    vocoder: MelGANVocoder
+    vocoder: Vocoder
     mean: torch.Tensor          # Tensor[n_mels], log10 units
     std: torch.Tensor           # Tensor[n_mels]
     token_stats: dict | None = None
@@ -71,6 +77,11 @@ class Bundle:
         return self.vocoder.hop
 
     @property
+    def vocoder_kind(self) -> str:
+        """The vocoder's kind in the registry (:mod:`core.vocoders`)."""
+        return vocoder_kind(self.vocoder)
+
+    @property
     def default_token(self) -> int:
         """The token to start on: ``token_stats["default"]`` when it names one of the
         model's tokens (some tokens stand for silence), else 0."""
@@ -80,13 +91,16 @@ class Bundle:
 
 
 def save_bundle(path: os.PathLike | str, *, name: str, generator: StreamingUNAGAN,
-                vocoder: MelGANVocoder, mel: MelConfig, mean: torch.Tensor, std: torch.Tensor,
+                vocoder: Vocoder, mel: MelConfig, mean: torch.Tensor, std: torch.Tensor,
                 token_stats: dict | None = None, provenance: dict | None = None,
                 half: bool = False, encoder: TokenEncoder | None = None) -> None:
     """Writes a bundle; ``half`` stores the generator's and vocoder's weights as float16
-    (loaded back as float32).
+    (loaded back as float32). ``vocoder``: of a registered kind (:mod:`core.vocoders`),
+    which the header names; else :class:`core.vocoders.UnknownVocoderKind`, and nothing is written.
     ``encoder``: the token encoder of the VQCPC the generator's tokens came from."""
     from safetensors.torch import save_file
+
+    kind = vocoder_kind(vocoder)
 
     tensors: dict[str, torch.Tensor] = {}
     modules = [("generator.", generator), ("vocoder.", vocoder)] + ([("encoder.", encoder)] if encoder else [])
@@ -101,7 +115,7 @@ def save_bundle(path: os.PathLike | str, *, name: str, generator: StreamingUNAGA
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "name": name,
         "sample_rate": mel.sample_rate, "mel": mel.to_dict(),
-        "generator": generator.config.to_dict(), "vocoder": vocoder.config.to_dict(),
+        "generator": generator.config.to_dict(), "vocoder_kind": kind, "vocoder": vocoder.config.to_dict(),
         "encoder": encoder.config.to_dict() if encoder is not None else None, "token_stats": token_stats, "provenance": provenance or {},
     }
     tmp = Path(str(path) + ".tmp")
@@ -156,7 +170,8 @@ def _load_into(path, module: torch.nn.Module, prefix: str, tensors: dict[str, to
 
 
 def read_metadata(path: os.PathLike | str) -> dict:
-    """The bundle's JSON header, validated for format and version (no weights read)."""
+    """The bundle's JSON header, validated for format and version (no weights read); a
+    version-1 header comes back with ``vocoder_kind`` "melgan"."""
     from safetensors import safe_open
 
     p = Path(path)
@@ -178,9 +193,46 @@ def read_metadata(path: os.PathLike | str) -> dict:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise BundleError(path, f"not a driftwave bundle (format {meta.get('format') if isinstance(meta, dict) else None!r})")
     v = meta.get("format_version")
-    if not isinstance(v, int) or isinstance(v, bool) or v != FORMAT_VERSION:
-        raise BundleError(path, f"format version {v!r} is not supported (this program reads version {FORMAT_VERSION})")
+    if not isinstance(v, int) or isinstance(v, bool) or v not in READABLE_VERSIONS:
+        raise BundleError(path, f"format version {v!r} is not supported (this program reads versions "
+                                f"{', '.join(map(str, READABLE_VERSIONS))})")
+    if v == 1:
+        meta = {**meta, "vocoder_kind": V1_VOCODER_KIND}
+    kind = meta.get("vocoder_kind")
+    if not isinstance(kind, str):
+        raise BundleError(path, f"header names no vocoder kind (vocoder_kind {kind!r})")
     return meta
+
+
+def _vocoder_class(path, kind: str) -> type:
+    try:
+        return vocoder_class(kind)
+    except UnknownVocoderKind:
+        raise BundleError(path, f"unknown vocoder kind {kind!r} (this program knows {', '.join(vocoder_kinds())})") from None
+
+
+def _check_vocoder_config(path, cls: type, vcfg, mel: MelConfig) -> None:
+    """The vocoder's config against the mel before anything is built, by its class's own
+    ``check_config`` where it has one (:class:`core.vocoders.Vocoder`)."""
+    check = getattr(cls, "check_config", None)
+    if check is not None:
+        try:
+            check(vcfg, mel)
+        except ValueError as e:
+            raise BundleError(path, str(e)) from None
+
+
+def _build_vocoder(path, cls: type, vcfg, mel: MelConfig) -> Vocoder:
+    """The vocoder from its checked config; its ``hop`` must be the mel's."""
+    try:
+        vocoder = cls(vcfg)
+    except (TypeError, ValueError) as e:
+        raise BundleError(path, f"bad vocoder arguments: {e}") from None
+    if not isinstance(vocoder, Vocoder):
+        raise BundleError(path, f"vocoder {cls.__name__} does not provide the Vocoder interface (core.vocoders)")
+    if vocoder.hop != mel.hop:
+        raise BundleError(path, f"vocoder upsamples x{vocoder.hop} but the mel hop is {mel.hop}")
+    return vocoder
 
 
 def load_bundle(path: os.PathLike | str, device: str | torch.device = "cpu") -> Bundle:
@@ -190,17 +242,16 @@ def load_bundle(path: os.PathLike | str, device: str | torch.device = "cpu") -> 
     meta = read_metadata(path)
     mel = _config(path, "mel", MelConfig, meta.get("mel"))
     gcfg = _config(path, "generator", GeneratorConfig, meta.get("generator"))
-    vcfg = _config(path, "vocoder", VocoderConfig, meta.get("vocoder"))
+    vocoder_cls = _vocoder_class(path, meta["vocoder_kind"])
+    vcfg = _config(path, "vocoder", vocoder_cls.config_class, meta.get("vocoder"))
     if gcfg.hidden % gcfg.groups:
         raise BundleError(path, "generator hidden size must be a multiple of groups")
-    if gcfg.n_mels != vcfg.n_mels or gcfg.n_mels != mel.n_mels:
-        raise BundleError(path, f"mel bins disagree: generator {gcfg.n_mels}, vocoder {vcfg.n_mels}, mel {mel.n_mels}")
+    vocoder_mels = getattr(vcfg, "n_mels", None)
+    if gcfg.n_mels != mel.n_mels or vocoder_mels != mel.n_mels:
+        raise BundleError(path, f"mel bins disagree: generator {gcfg.n_mels}, vocoder {vocoder_mels}, mel {mel.n_mels}")
+    _check_vocoder_config(path, vocoder_cls, vcfg, mel)
     if gcfg.note_dim not in (0, NOTE_DIM):
         raise BundleError(path, f"the generator's note condition has {gcfg.note_dim} features; this program makes {NOTE_DIM}")
-    if math.prod(vcfg.ratios) * vcfg.bands != mel.hop:
-        raise BundleError(path, f"vocoder upsamples x{math.prod(vcfg.ratios) * vcfg.bands} but the mel hop is {mel.hop}")
-    if vcfg.harmonics and vcfg.sample_rate != mel.sample_rate:
-        raise BundleError(path, f"vocoder excitation runs at {vcfg.sample_rate} Hz but the mel at {mel.sample_rate} Hz")
     if meta.get("sample_rate") != mel.sample_rate:
         raise BundleError(path, "sample_rate disagrees with the mel parameters")
     try:
@@ -209,7 +260,7 @@ def load_bundle(path: os.PathLike | str, device: str | torch.device = "cpu") -> 
     except Exception as e:
         raise BundleError(path, f"cannot read the weights (corrupt or truncated?): {e}") from None
     generator = StreamingUNAGAN(gcfg)
-    vocoder = MelGANVocoder(vcfg)
+    vocoder = _build_vocoder(path, vocoder_cls, vcfg, mel)
     _load_into(path, generator, "generator.", tensors)
     _load_into(path, vocoder, "vocoder.", tensors)
     encoder = None

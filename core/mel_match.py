@@ -48,7 +48,7 @@ def mel_matcher(mode: str, mel: MelConfig, audio_delay: int) -> "MelMatch | None
 
 class MelMatch(nn.Module):
     """``audio_delay``: samples by which the audio stream lags the mel frames (the vocoder's
-    :attr:`~core.vocoder.MelGANVocoder.delay`).
+    :attr:`~core.vocoders.Vocoder.delay`).
 
     ``low_latency``: measure each frame as above, but apply its gains to the last ``2*hop``
     samples of its window only (square-root Hann frames, ``2*hop`` long, every ``hop``,

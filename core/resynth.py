@@ -29,7 +29,7 @@ def resynthesize(bundle: Bundle, audio: np.ndarray, chunk_frames: int = 0,
     x[:n] = torch.from_numpy(np.asarray(audio, dtype=np.float32))
     mel = LogMel(bundle.mel).to(bundle.mean.device)(x.to(bundle.mean.device))[None]
     f0 = None
-    if voc.source is not None:       # harmonic excitation: f0 tracked from the input (YIN)
+    if voc.takes_f0:       # harmonic excitation: f0 tracked from the input (YIN)
         f0 = torch.from_numpy(frame_f0(x.numpy(), bundle.sample_rate, hop, mel.shape[2]))[None].to(mel.device)
     voc.reset()
     k = chunk_frames if chunk_frames > 0 else mel.shape[2]

@@ -115,7 +115,7 @@ class Synth:
             note = note.to(self.device)
         mel = self.generator(z.to(self.device, self.dtype), tokens, pitch, note).float()
         f0 = None
-        if self.vocoder.source is not None and pitch is not None:   # the requested pitch excites it
+        if self.vocoder.takes_f0 and pitch is not None:   # the requested pitch excites it
             f0 = midi_to_hz(pitch.float())
         logmel = mel * self._std + self._mean
         audio = self.vocoder(logmel.to(self.dtype), f0)

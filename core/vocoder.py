@@ -140,6 +140,20 @@ class HarmonicSource(nn.Module):
 
 
 class MelGANVocoder(nn.Module):
+    """The :class:`core.vocoders.Vocoder` registered as kind ``"melgan"``."""
+
+    config_class = VocoderConfig
+
+    @classmethod
+    def check_config(cls, config: VocoderConfig, mel) -> None:
+        """ValueError when ``config`` cannot play at the mel's (:class:`core.mel.MelConfig`)
+        hop and sample rate; reads the config only (nothing is allocated)."""
+        up = math.prod(config.ratios) * config.bands
+        if up != mel.hop:
+            raise ValueError(f"vocoder upsamples x{up} but the mel hop is {mel.hop}")
+        if config.harmonics and config.sample_rate != mel.sample_rate:
+            raise ValueError(f"vocoder excitation runs at {config.sample_rate} Hz but the mel at {mel.sample_rate} Hz")
+
     def __init__(self, config: VocoderConfig = VocoderConfig()):
         super().__init__()
         self.config = c = config
@@ -191,6 +205,11 @@ class MelGANVocoder(nn.Module):
         if self.pqmf is not None:
             total += self.pqmf.delay
         return total
+
+    @property
+    def takes_f0(self) -> bool:
+        """With harmonic excitation, ``forward`` uses its f0."""
+        return self.source is not None
 
     def reset(self) -> None:
         reset_streams(self)

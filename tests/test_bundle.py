@@ -110,7 +110,7 @@ def test_not_a_bundle_and_bad_metadata(tmp_path, small_bundle):
     _expect(_write(tmp_path / "fmt.dwb", tensors, {**meta, "format": "other"}), "not a driftwave bundle")
 
 
-@pytest.mark.parametrize("version", [0, 2, "1", None])
+@pytest.mark.parametrize("version", [0, 3, "2", "1", None])
 def test_wrong_version(tmp_path, small_bundle, version):
     tensors, meta = _raw(small_bundle)
     _expect(_write(tmp_path / "v.dwb", tensors, {**meta, "format_version": version}),
@@ -129,6 +129,21 @@ def test_architecture_mismatch(tmp_path, small_bundle):
     _expect(_write(tmp_path / "less.dwb", less, meta), "missing", "model.1.bias")
     _expect(_write(tmp_path / "ratios.dwb", tensors, {**meta, "vocoder": dict(meta["vocoder"], ratios=[8, 8, 2])}),
             "upsamples x128", "hop is 256")
+
+
+def test_the_header_names_the_vocoder_kind(tmp_path, small_bundle):
+    """Version 2 names the vocoder's kind; an unknown kind or none is an error naming the
+    file; a version-1 header (no kind) holds MelGAN and plays as the version-2 file does."""
+    tensors, meta = _raw(small_bundle)
+    assert meta["format_version"] == 2 and meta["vocoder_kind"] == "melgan"
+    _expect(_write(tmp_path / "kind.dwb", tensors, {**meta, "vocoder_kind": "theremin"}),
+            "unknown vocoder kind 'theremin'", "melgan")
+    _expect(_write(tmp_path / "kind2.dwb", tensors, {**meta, "vocoder_kind": ["melgan"]}), "names no vocoder kind")
+    no_kind = {k: v for k, v in meta.items() if k != "vocoder_kind"}
+    _expect(_write(tmp_path / "nokind.dwb", tensors, no_kind), "names no vocoder kind")
+    v1 = load_bundle(_write(tmp_path / "v1.dwb", tensors, {**no_kind, "format_version": 1}))
+    assert v1.vocoder_kind == "melgan" and read_metadata(tmp_path / "v1.dwb")["vocoder_kind"] == "melgan"
+    assert torch.equal(_render(v1), _render(load_bundle(small_bundle)))
 
 
 def test_hostile_sizes_are_refused_before_allocating(tmp_path, small_bundle):
@@ -151,7 +166,7 @@ def test_nan_weights_and_bad_normalization(tmp_path, small_bundle):
 
 def test_read_metadata_reads_header_only(small_bundle):
     meta = read_metadata(small_bundle)
-    assert meta["generator"]["n_tokens"] == 4 and meta["format_version"] == 1
+    assert meta["generator"]["n_tokens"] == 4 and meta["format_version"] == 2 and meta["vocoder_kind"] == "melgan"
 
 
 def test_shipped_default_bundle_loads():

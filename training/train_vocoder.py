@@ -24,7 +24,8 @@ from torch.nn.utils.parametrizations import weight_norm
 from core.mel_match import MelMatch
 from core.pitch import frame_f0
 from core.pqmf import analysis
-from core.vocoder import MelGANVocoder, VocoderConfig
+from core.vocoder import MelGANVocoder
+from core.vocoders import build_vocoder as build_vocoder_kind
 
 from .config import TrainConfig
 from .data import AudioCorpus, batch_rng, vocoder_batch
@@ -47,10 +48,13 @@ def fold(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+VOCODER_KIND = "melgan"     # the losses and the critic here are MelGAN's (core.vocoders names the kinds)
+
+
 def build_vocoder(cfg: TrainConfig) -> MelGANVocoder:
     args = dict(cfg.model)
     args.pop("ndf", None)
-    voc = MelGANVocoder(VocoderConfig.from_dict(args))
+    voc = build_vocoder_kind(VOCODER_KIND, args)
     # PyTorch's default init, as the reference effectively trains with (its N(0, 0.02)
     # init writes to the weight-norm product, which is recomputed). N(0, 0.02) on the
     # weights themselves shrank the signal layer by layer and training stalled near silence.
