@@ -6,9 +6,9 @@ import math
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from .bundle import Bundle
+from .inputs import frame_inputs
 from .latent import NoiseSource
 from .notes import note_clock, note_features
 from .synth import Synth
@@ -56,20 +56,17 @@ def render(bundle: Bundle, seconds: float, seed: int = 0, seed_b: int | None = N
         frame_note = note_features(*note_clock(list(zip(starts[:-1], starts[1:])), n_frames))
     if token is None:
         token = bundle.default_token
+    token = int(np.clip(token, 0, max(cfg.n_tokens - 1, 0)))     # as the player's hold mode clips it
     k = chunk_frames if chunk_frames > 0 else n_frames
     pieces = []
     for start in range(0, n_frames, k):
         n = min(k, n_frames - start)
-        z = torch.from_numpy(np.ascontiguousarray(noise.next(n, frame_morph[start:start + n], drift, temperature).T))[None]
-        if not cfg.n_tokens:
-            toks = None
-        elif tokens is not None:
-            toks = torch.from_numpy(np.asarray(tokens, np.int64)[np.arange(start, start + n) % len(tokens)]
-                                    % cfg.n_tokens)[None]
+        z = noise.next(n, frame_morph[start:start + n], drift, temperature)
+        if not cfg.n_tokens or tokens is None:
+            toks = token
         else:
-            toks = torch.full((1, n), int(token), dtype=torch.long)
-        pitches = torch.from_numpy(frame_pitch[start:start + n].astype(np.float32))[None] if cfg.has_pitch else None
-        note = torch.from_numpy(frame_note[start:start + n])[None] if frame_note is not None else None
-        audio, _ = synth.step(z, toks, pitches, note)
+            toks = np.asarray(tokens, np.int64)[np.arange(start, start + n) % len(tokens)]
+        note = frame_note[start:start + n] if frame_note is not None else None
+        audio, _ = synth.step_inputs(frame_inputs(cfg, z, toks, frame_pitch[start:start + n], note))
         pieces.append(audio[0].float().cpu().numpy())
     return np.concatenate(pieces)[delay:delay + n_out].astype(np.float32)

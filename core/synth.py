@@ -10,10 +10,12 @@ from __future__ import annotations
 import torch
 
 from .bundle import Bundle
+from .inputs import FrameInputs, frame_inputs
 from .latent import NoiseSource
 from .mel_match import mel_matcher
 from .pitch import midi_to_hz
 from .streaming import BatchSubset
+from .vocoders import Vocoder
 
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -37,7 +39,7 @@ class Synth:
         self.bundle = bundle
         self.dtype = PRECISIONS[precision]
         self.generator = bundle.generator.to(self.dtype)
-        self.vocoder = bundle.vocoder.to(self.dtype)
+        self.vocoder: Vocoder = bundle.vocoder.to(self.dtype)
         self._mean = bundle.mean[None, :, None]
         self._std = bundle.std[None, :, None]
         self.device = bundle.mean.device
@@ -81,10 +83,8 @@ class Synth:
             return
         cfg = self.generator.config
         z = NoiseSource(cfg.z_dim, SETTLE_SEED, SETTLE_SEED + 1).next(frames, drift=0.05)
-        z = torch.from_numpy(z.T.copy())[None].expand(rows, -1, -1)
-        tokens = torch.full((rows, frames), self.bundle.default_token, dtype=torch.long) if cfg.n_tokens else None
-        pitch = torch.full((rows, frames), (cfg.pitch_min + cfg.pitch_max) / 2) if cfg.has_pitch else None
-        self.step(z, tokens, pitch)
+        self.step_inputs(frame_inputs(cfg, z, self.bundle.default_token, (cfg.pitch_min + cfg.pitch_max) / 2,
+                                      rows=rows))
 
     @torch.inference_mode()
     def step_rows(self, rows: list[int], full_batch: int, z: torch.Tensor,
@@ -100,6 +100,10 @@ class Synth:
                 return self.step(z, tokens, pitch, note)
             with BatchSubset(self.mel_match, idx, full_batch):
                 return self.step(z, tokens, pitch, note)
+
+    def step_inputs(self, inputs: FrameInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`step` on inputs built by :func:`core.inputs.frame_inputs`."""
+        return self.step(inputs.z, inputs.tokens, inputs.pitch, inputs.note)
 
     @torch.inference_mode()
     def step(self, z: torch.Tensor, tokens: torch.Tensor | None = None,

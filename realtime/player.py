@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import soxr
-import torch
 
 from core.bundle import Bundle
+from core.inputs import frame_inputs
 from core.latent import NoiseSource
 from core.limiter import is_runaway
 from core.synth import Synth
@@ -110,8 +110,7 @@ class BundlePlayer:
         pitch, level, stage, since = controls.pitch, controls.level, controls.stage, controls.since
         b = self.n_voices
         z = self.noise.next(n, v["morph"], v["drift"], v["temperature"], v["freeze"] >= 0.5)
-        z_t = torch.from_numpy(np.ascontiguousarray(z.T))[None].expand(b, -1, -1)
-        tok_t = pitch_t = note_t = None
+        toks = None
         if self.tokens is not None:
             base = self.tokens.next(n, int(v["token_mode"]), int(v["token"]), v["token_rate"])
             if voices.gated and int(v["note_mode"]) == 1:
@@ -119,20 +118,16 @@ class BundlePlayer:
             else:
                 toks = np.repeat(base[None], b, 0)
             self.last_tokens = toks[int(np.argmax(level[:, -1]))]
-            tok_t = torch.from_numpy(toks)
         if self.cfg.has_pitch:
             self.last_pitch = pitch[int(np.argmax(level[:, -1]))]
-            pitch_t = torch.from_numpy(pitch)
-        if self.cfg.note_dim:
-            note_t = torch.from_numpy(controls.note_features())
+        note = controls.note_features() if self.cfg.note_dim else None
+        inputs = frame_inputs(self.cfg, z, toks, pitch, note, rows=b)
         env = self._envelope(level, n * self.bundle.hop)
         # only the voices that sound (or still have delayed envelope to play) are computed
         rows = [i for i in range(b) if env[i].any() or level[i].any()] if b > 1 else [0]
         if rows:
-            r = torch.tensor(rows)
-            audio, mel = self.synth.step_rows(rows, b, z_t[r], None if tok_t is None else tok_t[r],
-                                              None if pitch_t is None else pitch_t[r],
-                                              None if note_t is None else note_t[r])
+            x = inputs.select(rows)
+            audio, mel = self.synth.step_rows(rows, b, x.z, x.tokens, x.pitch, x.note)
             voice_audio = audio.cpu().numpy()                         # [len(rows) x n*hop]
             block = (voice_audio * env[rows]).sum(0)
             loudest = int(np.argmax(level[rows, -1]))

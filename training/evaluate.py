@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from core.bundle import Bundle
+from core.inputs import frame_inputs
 from core.latent import NoiseSource
 from core.mel import LogMel
 from core.resynth import resynthesize
@@ -125,29 +126,23 @@ def generate(bundle: Bundle, frames: int, seed: int = 0, drift: float = 0.05,
     trans = autopilot_transitions(cfg.n_tokens, bundle.token_stats) if cfg.n_tokens else None
     tok = bundle.default_token     # as the player starts
     audio, mels = [], []
+    if pitch is None:
+        pitch = (cfg.pitch_min + cfg.pitch_max) / 2
     for start in range(0, frames, chunk):
         n = min(chunk, frames - start)
-        z = torch.from_numpy(noise.next(n, drift=drift).T.copy())[None]
+        z = noise.next(n, drift=drift)
         toks = None
         if cfg.n_tokens and tokens is not None:
-            toks = torch.from_numpy(np.asarray(tokens[start:start + n], dtype=np.int64))[None]
+            toks = tokens[start:start + n]
         elif cfg.n_tokens:
             seq = []
             for _ in range(n):
                 if trans is not None and token_mode == "autopilot" and rng.random() < 1 / 8:
                     tok = int(rng.choice(cfg.n_tokens, p=trans[tok]))
                 seq.append(tok)
-            toks = torch.tensor(seq)[None]
-        p = None
-        if cfg.has_pitch:
-            if pitch is not None and np.ndim(pitch):
-                p = torch.from_numpy(np.asarray(pitch[start:start + n], dtype=np.float32))[None]
-            else:
-                p = torch.full((1, n), float(pitch if pitch is not None else (cfg.pitch_min + cfg.pitch_max) / 2))
-        nt = None
-        if cfg.note_dim and note is not None:
-            nt = torch.from_numpy(np.ascontiguousarray(note[start:start + n], dtype=np.float32))[None]
-        a, m = synth.step(z, toks, p, nt)
+            toks = np.asarray(seq, np.int64)
+        p = pitch[start:start + n] if np.ndim(pitch) else float(pitch)
+        a, m = synth.step_inputs(frame_inputs(cfg, z, toks, p, None if note is None else note[start:start + n]))
         audio.append(a[0].cpu().numpy())
         mels.append((m[0] * bundle.std[:, None] + bundle.mean[:, None]).T.cpu().numpy())
     d = synth.delay
