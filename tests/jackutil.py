@@ -154,3 +154,66 @@ def wait_until(cond, timeout: float, interval: float = 0.02) -> bool:
             return True
         time.sleep(interval)
     return cond()
+
+
+_CAPTURE_CHILD = r"""
+import sys, time
+import numpy as np
+import jack
+server, seconds, path = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+client = jack.Client("capture-process", servername=server, no_start_server=True)
+port = client.inports.register("in")
+buf = np.zeros(int(seconds * client.samplerate), np.float32)
+n = [0]
+
+@client.set_process_callback
+def process(frames):
+    k = min(frames, len(buf) - n[0])
+    buf[n[0]:n[0] + k] = port.get_array()[:k]
+    n[0] += k
+
+client.activate()
+deadline = time.monotonic() + 5
+while True:
+    ports = [p.name for p in client.get_ports(is_audio=True, is_output=True)
+             if not p.name.startswith(("system:", client.name + ":"))]
+    if ports or time.monotonic() > deadline:
+        break
+    time.sleep(0.05)
+client.connect(ports[0], port)          # the first channel; every channel carries the mono
+print("connected", ports[0], flush=True)
+sys.stdin.readline()                    # until the parent says stop
+client.deactivate()
+np.save(path, buf[:n[0]])
+client.close()
+print("saved", flush=True)
+"""
+
+
+class CaptureProcess:
+    """Like :class:`Capture`, in a child process: its JACK callback runs Python under the
+    child's own GIL, so this process holding its GIL cannot starve the capture. Connects
+    the first audio output port of another client (this process's stream) on start."""
+
+    def __init__(self, server: JackServer, seconds: float = 10.0):
+        import sys
+        self._dir = tempfile.mkdtemp(prefix="dwcapture-")
+        self.path = os.path.join(self._dir, "audio.npy")
+        self.proc = subprocess.Popen([sys.executable, "-c", _CAPTURE_CHILD, server.name, str(seconds), self.path],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env=dict(os.environ, **server.env))
+        line = self.proc.stdout.readline()
+        if not line.startswith("connected"):
+            self.proc.kill()
+            raise RuntimeError(f"the capture process did not connect: {line!r}")
+        self.source = line.split()[1]
+
+    def stop(self) -> np.ndarray:
+        """Stops capturing; returns what it captured (float32 ``[frames]``)."""
+        try:
+            self.proc.communicate("stop\n", timeout=10)
+            return np.load(self.path)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            shutil.rmtree(self._dir, ignore_errors=True)
