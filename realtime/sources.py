@@ -7,33 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.autopilot import SILENT_BELOW_LOUDEST, AutopilotChain, autopilot_transitions  # noqa: F401 (re-exported)
+
 from .params import TOKEN_MODES
-
-
-SILENT_BELOW_LOUDEST = 1.5     # log10 mel: a token this far below the loudest stands for silence
-
-
-def autopilot_transitions(n_tokens: int, token_stats: dict | None) -> np.ndarray | None:
-    """The autopilot's Markov matrix ``[n_tokens x n_tokens]`` (rows sum to 1), or None
-    without usable statistics: the bundle's token transitions (``token_stats["transitions"]``,
-    counted frame to frame on the training audio) with no move into a token whose frames
-    are on average ``SILENT_BELOW_LOUDEST`` (log10 mel) quieter than the loudest token's
-    (``token_stats["loudness"]``). Such tokens stand for the silence between notes (the
-    default bundle's token 14: -4.47 against -3.16 to -2.04 for the others); a walk into one
-    muted the autopilot for about 1.5 s at a time (its self-transition is 0.94). A row left
-    empty moves to any sounding token alike."""
-    if not token_stats or token_stats.get("transitions") is None:
-        return None
-    t = np.asarray(token_stats["transitions"], dtype=np.float64)
-    if t.shape != (n_tokens, n_tokens) or not np.all(t >= 0) or not np.all(t.sum(1) > 0):
-        return None
-    loud = token_stats.get("loudness")
-    if loud is not None and len(loud) == n_tokens:
-        loud = np.asarray(loud, dtype=np.float64)
-        sounding = loud >= loud.max() - SILENT_BELOW_LOUDEST
-        t = t * sounding[None, :]
-        t[t.sum(1) == 0] = sounding
-    return t / t.sum(1, keepdims=True)
 
 
 class TokenSource:
@@ -42,7 +18,7 @@ class TokenSource:
     * hold: the ``token`` parameter;
     * sequence: steps through ``sequence`` every ``token_rate`` frames, looping;
     * autopilot: a Markov walk over the bundle's token transition matrix, kept off the
-      tokens that stand for silence (:func:`autopilot_transitions`), one move every
+      tokens that stand for silence (:class:`core.autopilot.AutopilotChain`), one move every
       ``token_rate`` frames;
     * reference: a token array (e.g. extracted from a reference file), looped, one per frame.
     """
@@ -52,7 +28,7 @@ class TokenSource:
         self.sequence: list[int] = list(range(min(n_tokens, 4))) or [0]
         self.reference: np.ndarray | None = None
         self.rng = np.random.default_rng(seed)
-        self.transitions = autopilot_transitions(n_tokens, token_stats)
+        self.autopilot = AutopilotChain(n_tokens, token_stats, self.rng)
         self.frame = 0
         self.current = 0
 
@@ -80,10 +56,7 @@ class TokenSource:
                 self.current = self.sequence[(f // rate) % len(self.sequence)]
             elif name == "autopilot":
                 if f % rate == 0:
-                    if self.transitions is not None:
-                        self.current = int(self.rng.choice(self.n_tokens, p=self.transitions[self.current]))
-                    else:
-                        self.current = int(self.rng.integers(self.n_tokens))
+                    self.current = self.autopilot.move(self.current)
             elif name == "reference" and ref is not None:
                 self.current = int(ref[f % len(ref)])
             else:

@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.autopilot import AutopilotChain
 from core.bundle import Bundle
 from core.inputs import frame_inputs
 from core.latent import NoiseSource
 from core.mel import LogMel
 from core.resynth import resynthesize
 from core.synth import Synth
-from realtime.sources import autopilot_transitions
 
 from .data import AudioCorpus
 from .metrics import (cents, griffin_lim, griffin_lim_from_magnitude, logmel_l1, loudness_spread, mel_change, mr_stft_distance, ndb_jsd,
@@ -116,14 +116,14 @@ def generate(bundle: Bundle, frames: int, seed: int = 0, drift: float = 0.05,
     ``note``: the note condition per frame (``ndarray[frames x NOTE_DIM]``, models with
     one), or None (a long-held note). ``tokens``: one per frame (``ndarray[frames]``), or
     None: the instrument's autopilot (from the default token, a new token drawn from
-    :func:`realtime.sources.autopilot_transitions` on 1 frame in 8, as at the default token
+    :class:`core.autopilot.AutopilotChain` on 1 frame in 8, as at the default token
     rate)."""
     synth = Synth(bundle)
     synth.settle()                 # as the instrument starts
     cfg = bundle.generator.config
     noise = NoiseSource(cfg.z_dim, seed, seed + 1)
     rng = np.random.default_rng(seed)
-    trans = autopilot_transitions(cfg.n_tokens, bundle.token_stats) if cfg.n_tokens else None
+    chain = AutopilotChain(cfg.n_tokens, bundle.token_stats, rng) if cfg.n_tokens else None
     tok = bundle.default_token     # as the player starts
     audio, mels = [], []
     if pitch is None:
@@ -137,8 +137,8 @@ def generate(bundle: Bundle, frames: int, seed: int = 0, drift: float = 0.05,
         elif cfg.n_tokens:
             seq = []
             for _ in range(n):
-                if trans is not None and token_mode == "autopilot" and rng.random() < 1 / 8:
-                    tok = int(rng.choice(cfg.n_tokens, p=trans[tok]))
+                if chain.transitions is not None and token_mode == "autopilot" and rng.random() < 1 / 8:
+                    tok = chain.move(tok)
                 seq.append(tok)
             toks = np.asarray(seq, np.int64)
         p = pitch[start:start + n] if np.ndim(pitch) else float(pitch)
