@@ -185,14 +185,53 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def cmd_render(a) -> int:
+def unwritable(path: str) -> str | None:
+    """Why ``path`` cannot be written as a new file, or None (checked before rendering, so
+    that a bad path costs no render time)."""
+    import os
+
+    parent = Path(path).resolve().parent
+    if Path(path).is_dir():
+        return "it is a folder"
+    if not parent.is_dir():
+        return f"no folder '{parent}'"
+    if not os.access(parent, os.W_OK) or (Path(path).exists() and not os.access(path, os.W_OK)):
+        return "permission denied"
+    return None
+
+
+def cannot_write(path: str) -> bool:
+    """True, after one line on stderr naming ``path`` and why, when it cannot be written."""
+    why = unwritable(path)
+    if why is not None:
+        print(f"error: cannot write '{path}': {why}", file=sys.stderr)
+    return why is not None
+
+
+def write_wav(path: str, audio, rate: int) -> bool:
+    """Writes a float WAV; a path that cannot be written prints one line naming it (no
+    libsndfile traceback) and returns False (``tests/test_play_cli.py::test_render_to_an_unwritable_path``)."""
     import soundfile as sf
+
+    if cannot_write(path):
+        return False
+    try:
+        sf.write(path, audio, rate, subtype="FLOAT")
+    except (RuntimeError, OSError) as e:          # soundfile's LibsndfileError is a RuntimeError
+        print(f"error: cannot write '{path}': {e}", file=sys.stderr)
+        return False
+    return True
+
+
+def cmd_render(a) -> int:
     import torch
 
     from core.bundle import load_bundle
     from core.compute import compute_device
     from core.render import render
 
+    if cannot_write(a.out):             # before the render: a bad path costs no time
+        return 1
     if a.threads:
         torch.set_num_threads(a.threads)
     bundle = load_bundle(a.bundle, compute_device(a.compute))
@@ -208,7 +247,8 @@ def cmd_render(a) -> int:
     audio = render(bundle, a.seconds, seed=a.seed, seed_b=a.seed_b, chunk_frames=a.chunk_frames,
                    morph=a.morph, drift=a.drift, temperature=a.temperature, token=a.token, pitch=a.pitch,
                    morph_to=a.morph_to, tokens=tokens, mel_match=a.mel_match)
-    sf.write(a.out, audio, bundle.sample_rate, subtype="FLOAT")
+    if not write_wav(a.out, audio, bundle.sample_rate):
+        return 1
     peak = float(abs(audio).max())
     print(f"wrote {a.out}: {len(audio) / bundle.sample_rate:.2f} s at {bundle.sample_rate} Hz, peak {peak:.3f}")
     if peak > 1.0:
@@ -218,7 +258,6 @@ def cmd_render(a) -> int:
 
 
 def cmd_resynth(a) -> int:
-    import soundfile as sf
     import torch
 
     from core.audio_io import read_mono
@@ -226,12 +265,15 @@ def cmd_resynth(a) -> int:
     from core.compute import compute_device
     from core.resynth import resynthesize
 
+    if cannot_write(a.out):             # before the render: a bad path costs no time
+        return 1
     if a.threads:
         torch.set_num_threads(a.threads)
     bundle = load_bundle(a.bundle, compute_device(a.compute))
     audio = read_mono(a.input, bundle.sample_rate)
     out = resynthesize(bundle, audio, chunk_frames=a.chunk_frames, mel_match=a.mel_match)
-    sf.write(a.out, out, bundle.sample_rate, subtype="FLOAT")
+    if not write_wav(a.out, out, bundle.sample_rate):
+        return 1
     print(f"wrote {a.out}: {len(out) / bundle.sample_rate:.2f} s at {bundle.sample_rate} Hz")
     return 0
 
@@ -297,22 +339,28 @@ def cmd_eval(a) -> int:
     return 0
 
 
+def play_settings(a):
+    """The playing options of ``a`` (``play`` or ``gui``) as :class:`realtime.settings.Settings`:
+    the one place argparse's Namespace turns into the settings the session reads."""
+    from realtime.settings import Settings
+
+    return Settings(**{k: getattr(a, k) for k in Settings.names() if hasattr(a, k)})
+
+
 def cmd_play(a) -> int:
     if not a.headless:
-        return cmd_gui(a)
+        from gui.app import run_gui
+
+        return run_gui(play_settings(a), quit_after=a.seconds)
     from realtime.headless import run_headless
 
-    return run_headless(a)
+    return run_headless(play_settings(a), seconds=a.seconds, stats_json=a.stats_json, quiet=a.quiet)
 
 
 def cmd_gui(a) -> int:
     from gui.app import run_gui
 
-    for k, v in (("screenshot", None), ("quit_after", a.seconds if hasattr(a, "seconds") else None),
-                 ("size", (1280, 800))):
-        if not hasattr(a, k):
-            setattr(a, k, v)
-    return run_gui(a)
+    return run_gui(play_settings(a), screenshot=a.screenshot, quit_after=a.quit_after, size=a.size)
 
 
 def cmd_devices(a) -> int:

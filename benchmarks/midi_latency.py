@@ -29,7 +29,8 @@ def main() -> None:
 
     import rtmidi
 
-    from realtime.headless import build
+    from realtime.session import build
+    from realtime.settings import Settings
     from realtime.midi import MidiInput
     from tests.jackutil import Capture, JackServer
 
@@ -38,8 +39,8 @@ def main() -> None:
     try:
         ctrl = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="bench-keys")
         ctrl.open_virtual_port("keys")
-        engine, out = build(a.bundle, None, rate, a.frames_per_step, a.latency_ms, voices=a.voices,
-                            mel_match=a.mel_match)
+        engine, out = build(Settings(a.bundle, samplerate=rate, frames_per_step=a.frames_per_step,
+                                     latency_ms=a.latency_ms, voices=a.voices, mel_match=a.mel_match))
         engine.bus.set("release", 0.05)
         midi = MidiInput(engine.events, api="jack", port="bench-keys:keys")
         engine.midi_input = midi

@@ -117,12 +117,15 @@ def main() -> None:
     server = JackServer(rate=rate, period=1024)
     try:
         baseline = empty_callback_underruns(a.baseline_seconds, rate)
-        from realtime.headless import build
-        engine, out = build(a.bundle, None, rate, a.frames_per_step, a.latency_ms, a.threads, a.precision,
-                            mel_match=a.mel_match)
+        from realtime.session import Session
+        from realtime.settings import Settings
+        session = Session(Settings(a.bundle, samplerate=rate, frames_per_step=a.frames_per_step,
+                                   latency_ms=a.latency_ms, threads=a.threads, precision=a.precision,
+                                   mel_match=a.mel_match, voices=1))
+        engine, out = session.engine, session.output
         window = None
         if a.gui:       # before the capture client: the window lists MIDI ports with rtmidi, whose
-            window = _open_gui(engine, out)     # JACK calls hold the GIL (AudioOutput.paused_if_jack)
+            window = _open_gui(session)         # JACK calls hold the GIL (AudioOutput.paused_if_jack)
             window.pump(1.0)                    # painted before the sound starts, as main.py does it
         cap = Capture(server, seconds=15.0, ring=True)   # recent audio is all a probe looks at
         if not a.no_gc_freeze:
@@ -200,9 +203,9 @@ def main() -> None:
         server.stop()
 
 
-def _open_gui(engine, out):
-    from gui.app import OffscreenSession
-    return OffscreenSession(engine, out)
+def _open_gui(session):
+    from gui.app import OffscreenWindow
+    return OffscreenWindow(session)
 
 
 if __name__ == "__main__":

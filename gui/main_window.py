@@ -1,10 +1,13 @@
 """The main window: transport, parameters with MIDI learn, keyboard, spectrogram, meters,
 status, recording, bundle / device / MIDI / preset pickers.
 
-Threads: everything here runs on the GUI thread. A 30 Hz QTimer pulls the engine's taps
-and stats (``mel_tap``, ``token_tap``, ``peak``, ``rms``, ``errors``, ``stats()``) and
-pushes changes through the control bus; nothing here ever waits for the engine thread.
-Plot items are created once and updated in place (``setImage(autoLevels=False)``).
+Threads: everything here runs on the GUI thread. The window sees the engine only through
+:class:`~realtime.view.EngineView` (read-only values, the control bus, requests) and asks
+the :class:`~realtime.session.Session` for transport, MIDI ports and device switches. A 30 Hz
+QTimer pulls the view's taps and stats (``mel_tap``, ``token_tap``, ``peak``, ``rms``,
+``pop_errors()``, ``stats()``) and pushes changes through the control bus; nothing here
+ever waits for the engine thread. Plot items are created once and updated in place
+(``setImage(autoLevels=False)``).
 """
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from realtime import presets
-from realtime.midi import MidiError, MidiInput, list_ports
+from realtime.midi import MidiError, list_ports
+from realtime.session import Session
 
 from .widgets import Keyboard, LevelMeter, ParamControl
 
@@ -34,13 +38,12 @@ def default_record_dir() -> Path:
 
 
 class MainWindow(QtWidgets.QMainWindow):
-    def __init__(self, engine, output, rebuild=None, parent=None):
+    def __init__(self, session: Session, parent=None):
         super().__init__(parent)
-        self.engine, self.output = engine, output
-        self.rebuild = rebuild                  # callable(device, latency_ms) -> (engine, output)
+        self.session = session
+        self.view = session.view
         self.ask_for_path = True                # record / open / save dialogs (tests turn them off)
         self.record_dir = default_record_dir()
-        self.midi: MidiInput | None = None
         self._bus_version = -1
         self._shown_bundle: str | None = None   # the bundle file the picker shows as playing
         self._mel_written = -1
@@ -87,22 +90,22 @@ class MainWindow(QtWidgets.QMainWindow):
         self.play_button.setChecked(True)
         self.play_button.toggled.connect(self.set_playing)
         self.panic_button = QtWidgets.QPushButton("Panic")
-        self.panic_button.clicked.connect(lambda: self.engine.bus.trigger("panic"))
+        self.panic_button.clicked.connect(lambda: self.view.bus.trigger("panic"))
         self.record_button = QtWidgets.QPushButton("Record")
         self.record_button.setCheckable(True)
         self.record_button.setObjectName("record")
         self.record_button.toggled.connect(self.set_recording)
         self.record_label = QtWidgets.QLabel("")
         self.seed_a_button = QtWidgets.QPushButton("New seed A")
-        self.seed_a_button.clicked.connect(lambda: self.engine.bus.trigger("new_seed_a"))
+        self.seed_a_button.clicked.connect(lambda: self.view.bus.trigger("new_seed_a"))
         self.seed_a_box = QtWidgets.QSpinBox()
         self.seed_a_box.setRange(0, 2 ** 31 - 1)
-        self.seed_a_box.editingFinished.connect(lambda: self.engine.bus.set("seed_a", self.seed_a_box.value()))
+        self.seed_a_box.editingFinished.connect(lambda: self.view.bus.set("seed_a", self.seed_a_box.value()))
         self.seed_b_button = QtWidgets.QPushButton("New seed B")
-        self.seed_b_button.clicked.connect(lambda: self.engine.bus.trigger("new_seed_b"))
+        self.seed_b_button.clicked.connect(lambda: self.view.bus.trigger("new_seed_b"))
         self.seed_b_box = QtWidgets.QSpinBox()
         self.seed_b_box.setRange(0, 2 ** 31 - 1)
-        self.seed_b_box.editingFinished.connect(lambda: self.engine.bus.set("seed_b", self.seed_b_box.value()))
+        self.seed_b_box.editingFinished.connect(lambda: self.view.bus.set("seed_b", self.seed_b_box.value()))
         for w in (self.play_button, self.panic_button, self.record_button, self.record_label):
             row.addWidget(w)
         row.addStretch(1)
@@ -127,7 +130,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.latency_box = QtWidgets.QSpinBox()
         self.latency_box.setRange(10, 1000)
         self.latency_box.setSuffix(" ms")
-        self.latency_box.setValue(int(round(1e3 * self.engine.target_fill / self.engine.out_rate)))
+        self.latency_box.setValue(int(round(self.view.ring_target_ms)))
         self.apply_device = QtWidgets.QPushButton("Apply")
         self.apply_device.clicked.connect(self._apply_device)
         self.midi_box = QtWidgets.QComboBox()
@@ -154,7 +157,7 @@ class MainWindow(QtWidgets.QMainWindow):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
         self.controls: dict[str, ParamControl] = {}
-        for spec in self.engine.bus.specs.values():
+        for spec in self.view.bus.specs.values():
             if spec.kind == "trigger" or spec.name in HIDDEN:
                 continue
             c = ParamControl(spec, self._set_param, self._learn)
@@ -185,7 +188,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.token_plot.setLabel("left", "token")
         self.token_plot.setMouseEnabled(False, False)
         self.token_curve = self.token_plot.plot(pen=pg.mkPen((90, 200, 255), width=2), stepMode=None)
-        n_tokens = self.engine.player.cfg.n_tokens
+        n_tokens = self.view.n_tokens
         self.token_plot.setVisible(n_tokens > 0)
         lay.addWidget(plots, 1)
         self.meter = LevelMeter()
@@ -199,31 +202,32 @@ class MainWindow(QtWidgets.QMainWindow):
         self.token_plot.setYRange(-0.5, max(n_tokens, 1) - 0.5)
 
     def _bind_engine(self) -> None:
-        self._show_token_count(self.engine.player.cfg.n_tokens)
-        tap = self.engine.mel_tap
+        self.view = self.session.view
+        self._show_token_count(self.view.n_tokens)
+        tap = self.view.mel_tap
         self.mel_image.setImage(tap.T, autoLevels=False)
         self._mel_written = -1
         self._bus_version = -1
 
     def engine_note_on(self, note: int) -> None:
-        self.engine.note_on(note, 100)
+        self.view.note_on(note, 100)
 
     def engine_note_off(self, note: int) -> None:
-        self.engine.note_off(note)
+        self.view.note_off(note)
 
     def _set_param(self, name: str, value: float) -> None:
-        self.engine.bus.set(name, value)
+        self.view.bus.set(name, value)
 
     def _learn(self, name: str | None) -> None:
-        self.engine.controller.learn(name)
+        self.view.learn(name)           # the engine thread arms it; tick() shows it then
         self._bus_version = -1
 
     def set_playing(self, on: bool) -> None:
         self.play_button.setText("Stop" if on else "Play")
         if on:
-            self.output.resume()
+            self.session.resume()
         else:
-            self.output.pause()
+            self.session.pause()
 
     def set_recording(self, on: bool) -> None:
         if on:
@@ -235,14 +239,14 @@ class MainWindow(QtWidgets.QMainWindow):
                     return
                 path = Path(chosen)
             try:
-                self.engine.start_recording(str(path))
+                self.view.start_recording(str(path))
             except OSError as e:
                 self.show_error(str(e))
                 self.record_button.blockSignals(True)
                 self.record_button.setChecked(False)
                 self.record_button.blockSignals(False)
             return
-        rec = self.engine.stop_recording()
+        rec = self.view.stop_recording()
         if rec is not None:
             self.record_label.setText(f"saved {Path(rec.path).name} ({rec.seconds:.1f} s)")
 
@@ -256,46 +260,43 @@ class MainWindow(QtWidgets.QMainWindow):
         path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Reference audio", str(Path.cwd()),
                                                         "audio (*.wav *.flac *.ogg *.aiff *.aif);;all files (*)")
         if path:
-            self.engine.load_reference(path)      # a bad file or a model without tokens: the banner says so
+            self.view.load_reference(path)      # a bad file or a model without tokens: the banner says so
 
     def load_bundle(self, path: str) -> None:
         """Hot swap; a bad file shows its error here and the sound goes on."""
         if not path:
             return
-        self.engine.load_bundle(path)     # remembered once it plays (tick), not if it fails
+        self.view.load_bundle(path)     # remembered once it plays (tick), not if it fails
 
     def save_preset(self, name: str) -> None:
         try:
-            presets.save_preset(name, self.engine.bus, self.engine.controller)
+            presets.save_preset(name, self.view.bus, self.view.controller)
             self._fill_presets(select=name)
         except (ValueError, OSError) as e:
             self.show_error(f"cannot save preset: {e}")
 
     def load_preset(self, name: str) -> None:
         try:
-            presets.load_preset(name, self.engine.bus, self.engine.controller)
-        except ValueError as e:
-            self.show_error(str(e))
+            data = presets.load_preset(name, self.view.bus)
+            if data.get("mappings") is not None:
+                self.view.load_mappings(data["mappings"])      # on the engine thread
+        except (ValueError, KeyError, TypeError) as e:
+            self.show_error(f"preset {name!r}: {e}")
+
+    @property
+    def midi(self):
+        """The MIDI input the session has open, or None."""
+        return self.session.midi
 
     def open_midi(self, api: str, port) -> None:
-        # NB: python-rtmidi holds the GIL through JACK server calls; see AudioOutput.paused_if_jack
-        with self.output.paused_if_jack():
-            self._close_midi()
-            try:
-                self.midi = MidiInput(self.engine.events, api=api, port=port)
-                self.engine.midi_input = self.midi
-            except MidiError as e:
-                self.show_error(str(e))
+        try:
+            self.session.open_midi(api, port)
+        except MidiError as e:
+            self.show_error(str(e))
+        self.show_warnings()
 
     def close_midi(self) -> None:
-        with self.output.paused_if_jack():
-            self._close_midi()
-
-    def _close_midi(self) -> None:
-        if self.midi is not None:
-            self.engine.midi_input = None
-            self.midi.close()
-            self.midi = None
+        self.session.close_midi()
 
     def _midi_selected(self, i: int) -> None:
         data = self.midi_box.itemData(i)
@@ -305,18 +306,12 @@ class MainWindow(QtWidgets.QMainWindow):
             self.close_midi()
 
     def _apply_device(self) -> None:
-        if self.rebuild is None:
-            return
         device = self.device_box.currentData()
         try:
-            engine, output = self.rebuild(device, float(self.latency_box.value()))
+            self.session.switch_device(device, float(self.latency_box.value()))
         except Exception as e:
             self.show_error(f"cannot switch the audio device: {e}")
             return
-        self.engine, self.output = engine, output
-        if self.midi is not None:     # the queue first: the new engine polls once it sees midi_input
-            self.midi.queue = self.engine.events
-            self.engine.midi_input = self.midi
         self._bind_engine()
 
     def _fill_pickers(self) -> None:
@@ -329,7 +324,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.device_box.addItem(f"(no devices: {e})", None)
         self.midi_box.addItem("(no MIDI input)", None)
         try:
-            with self.output.paused_if_jack():        # rtmidi's JACK calls: see open_midi
+            with self.session.output.paused_if_jack():    # rtmidi's JACK calls: see Session.open_midi
                 listed = list_ports()
             for api, ports in listed.items():
                 for p in ports:
@@ -376,16 +371,21 @@ class MainWindow(QtWidgets.QMainWindow):
             self.recent.insertItem(0, Path(path).name, path)
 
     # ---- the 30 Hz pull ---------------------------------------------------------------------
+    def show_warnings(self) -> None:
+        """The session's startup warnings, on the banner."""
+        while self.session.warnings:
+            self.show_error(self.session.warnings.pop(0))
+
     def show_error(self, msg: str, seconds: float = 8.0) -> None:
         self.error_banner.setText(msg)
         self.error_banner.show()
         self._error_until = time.monotonic() + seconds
 
     def tick(self) -> None:
-        e = self.engine
+        e = self.view
         now = time.monotonic()
-        while e.errors:
-            self.show_error(e.errors.popleft())
+        for msg in e.pop_errors():
+            self.show_error(msg)
         if self.error_banner.isVisible() and now > self._error_until:
             self.error_banner.hide()
         written = e.mel_tap_written
@@ -398,11 +398,11 @@ class MainWindow(QtWidgets.QMainWindow):
                 toks = np.roll(e.token_tap, -i).astype(np.float32)
                 self.token_curve.setData(np.arange(len(toks)), toks)
         self.meter.update_level(e.peak, e.rms, now)
-        if e.player.cfg.n_tokens != self._n_tokens:      # a hot swap to another token count
-            self._show_token_count(e.player.cfg.n_tokens)
-        if e.player.bundle.path != self._shown_bundle:    # at start, and after a hot swap
-            self._show_playing_bundle(e.player.bundle.path)
-        sig = (e.bus.version, e.controller.learning, id(e.controller.learned), len(e.controller.mappings))
+        if e.n_tokens != self._n_tokens:      # a hot swap to another token count
+            self._show_token_count(e.n_tokens)
+        if e.bundle_path != self._shown_bundle:    # at start, and after a hot swap
+            self._show_playing_bundle(e.bundle_path)
+        sig = (e.bus.version, e.controller.version)
         if sig != self._bus_version:
             self._bus_version = sig
             self._refresh_controls()
@@ -411,13 +411,14 @@ class MainWindow(QtWidgets.QMainWindow):
             self._refresh_status()
 
     def _refresh_controls(self) -> None:
-        e = self.engine
+        e = self.view
         state = e.bus.state()
-        learning = e.controller.learning
+        mappings = e.controller                 # one snapshot for the whole refresh
+        learning = mappings.learning
         for name, c in self.controls.items():
             c.spec = e.bus.specs[name]          # the token knob spans the loaded model's tokens
             c.show_value(state[name])
-            maps = e.controller.bound_to(name)
+            maps = mappings.bound_to(name)
             text = ", ".join(f"CC{m.number}" if m.source == "cc" else m.source for m in maps)
             c.show_binding(text, learning == name)
         for box, name in ((self.seed_a_box, "seed_a"), (self.seed_b_box, "seed_b")):
@@ -425,8 +426,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 box.setValue(int(state[name]))
 
     def _refresh_status(self) -> None:
-        s = self.engine.stats()
-        rec = self.engine.recorder
+        s = self.view.stats()
+        rec = self.view.recorder
         if rec is not None:
             size = os.path.getsize(rec.path) / 2 ** 20 if os.path.exists(rec.path) else 0.0
             self.record_label.setText(f"● {rec.seconds:6.1f} s  {size:.1f} MB")
@@ -440,11 +441,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def shutdown(self) -> None:
         self.timer.stop()
-        try:
-            self.output.stop()        # first: MIDI's JACK calls must not meet a running JACK stream
-        finally:
-            self.engine.stop()
-            self._close_midi()
+        self.session.stop()         # sound first, then MIDI (see Session.stop)
 
     def closeEvent(self, event) -> None:
         self.shutdown()

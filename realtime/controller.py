@@ -2,6 +2,13 @@
 
 :meth:`MidiController.handle` runs on the engine thread (the engine drains the MIDI
 queue once per step), so it may touch the voice bank and the control bus freely.
+
+NB: the mappings belong to the engine thread. Other threads change them only by request
+(:meth:`realtime.engine.Engine.request`, which runs a function on the engine thread between
+steps) and read them only through :attr:`MidiController.state`, an immutable
+:class:`ControllerState` the controller replaces whole after every change (one reference
+store, atomic under the GIL). Guarded by ``tests/test_realtime_units.py::
+test_controller_state_is_a_snapshot_replaced_whole``.
 """
 from __future__ import annotations
 
@@ -43,6 +50,21 @@ class Mapping:
         return (self.source, self.number)
 
 
+@dataclass(frozen=True)
+class ControllerState:
+    """What the controller's mappings were after its last change, for other threads."""
+    learning: str | None                # parameter armed for MIDI learn
+    learned: Mapping | None             # the last binding made by learn
+    mappings: tuple[Mapping, ...]
+    version: int = 0                    # grows with every change
+
+    def bound_to(self, param: str) -> list[Mapping]:
+        return [m for m in self.mappings if m.param == param]
+
+    def to_json(self) -> list[dict]:
+        return [asdict(m) for m in self.mappings]
+
+
 # A generic 8-knob controller (CC 70-77 is the default bank of many; CC 1 mod wheel,
 # CC 7 volume, CC 64 sustain pedal).
 DEFAULT_MAPPINGS = (
@@ -66,6 +88,13 @@ class MidiController:
         self.dirty = False                     # mappings changed since the last save
         self.on_program = None                 # callable(program number), e.g. load a preset
         self.last_cc: tuple[int, int] | None = None
+        self._publish()
+
+    def _publish(self) -> None:
+        """Replaces :attr:`state` whole (see the module's NB)."""
+        old = getattr(self, "state", None)
+        self.state = ControllerState(getattr(self, "learning", None), getattr(self, "learned", None),
+                                     tuple(self.mappings.values()), 0 if old is None else old.version + 1)
 
     # -- bindings ------------------------------------------------------------------------
     def bind(self, m: Mapping) -> None:
@@ -75,11 +104,13 @@ class MidiController:
             raise ValueError(f"unknown curve {m.curve!r}")
         self.mappings[m.key] = m
         self.dirty = True
+        self._publish()
 
     def unbind(self, param: str) -> None:
         for k in [k for k, m in self.mappings.items() if m.param == param]:
             del self.mappings[k]
         self.dirty = True
+        self._publish()
 
     def bound_to(self, param: str) -> list[Mapping]:
         return [m for m in self.mappings.values() if m.param == param]
@@ -89,15 +120,22 @@ class MidiController:
         if param is not None and param not in self.bus.specs:
             raise KeyError(f"unknown parameter {param!r}")
         self.learning = param
+        self._publish()
 
     def to_json(self) -> list[dict]:
         return [asdict(m) for m in self.mappings.values()]
 
     def load_json(self, data: list[dict]) -> None:
         maps = [Mapping(**d) for d in data]
+        for m in maps:                  # check them all before any is replaced
+            if m.param not in self.bus.specs:
+                raise KeyError(f"unknown parameter {m.param!r}")
+            if m.curve not in CURVES:
+                raise ValueError(f"unknown curve {m.curve!r}")
         self.mappings.clear()
         for m in maps:
             self.bind(m)
+        self._publish()
 
     # -- events (engine thread) ------------------------------------------------------------
     def handle(self, engine, ev: MidiEvent) -> None:
@@ -132,8 +170,8 @@ class MidiController:
             for k in [k for k, m in self.mappings.items() if m.param == self.learning or k == (source, number)]:
                 del self.mappings[k]
             m = Mapping(source, number, self.learning)
-            self.bind(m)
             self.learned, self.learning = m, None
+            self.bind(m)                # publishes the new state
         m = self.mappings.get((source, number))
         if m is None or (m.channel is not None and m.channel != channel):
             return

@@ -31,7 +31,12 @@ NB: shared values, and why each is safe without a lock:
   None (each store is atomic under the GIL, and only the loader stores non-None).
 * a player's ``tokens.reference``: an array the loader replaces whole; the engine's
   ``TokenSource.next`` reads the attribute once per call.
-* ``events``: ``queue.SimpleQueue`` (thread safe, put never blocks).
+* ``events``: ``queue.SimpleQueue`` (thread safe, put never blocks). It carries MIDI and
+  keyboard events and :class:`EngineRequest` s, functions another thread asks the engine
+  thread to run between steps (:meth:`Engine.request`): that is how the GUI changes what
+  belongs to the engine thread (the controller's mappings, MIDI learn).
+* ``controller.state``: an immutable snapshot of the mappings the controller replaces whole
+  (controller.py); other threads read only that, never ``controller.mappings``.
 * ``midi_input``: a reference the GUI replaces whole (None while it swaps ports); the engine
   reads it once per step.
 * ``recorder``: a reference replaced whole; the engine reads it once per step.
@@ -78,6 +83,15 @@ def default_threads() -> int:
     """Leave at least one core to the audio path (TESTING.md: two intra-op threads on a
     2-core machine starved the callback)."""
     return max(1, (os.cpu_count() or 2) - 1)
+
+
+class EngineRequest:
+    """A function for the engine thread: ``fn(engine)``, run between two steps. What it
+    raises lands in :attr:`Engine.errors`; the sound goes on."""
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
 
 
 class Engine:
@@ -328,6 +342,11 @@ class Engine:
                 self.player.reset()
                 time.sleep(self.step_s)
 
+    def request(self, fn) -> None:
+        """Any thread: run ``fn(engine)`` on the engine thread before its next step (in order
+        with MIDI events). Never waits."""
+        self.events.put(EngineRequest(fn))
+
     def _drain_events(self) -> None:
         midi = self.midi_input
         if midi is not None:
@@ -338,7 +357,12 @@ class Engine:
                 ev = self.events.get_nowait()
             except queue.Empty:
                 return
-            if handler is not None:
+            if isinstance(ev, EngineRequest):
+                try:
+                    ev.fn(self)
+                except Exception as e:     # a bad request is reported; the sound goes on
+                    self.errors.append(f"request failed: {type(e).__name__}: {e}")
+            elif handler is not None:
                 handler(self, ev)
 
     def _step(self) -> None:

@@ -150,9 +150,32 @@ class MidiInput:
                 self.midi.delete()
 
 
-def open_midi_for_engine(engine, args) -> MidiInput:
-    """Opens the MIDI input the command line asks for and connects it to the engine."""
-    m = MidiInput(engine.events, api=getattr(args, "midi_api", "default") or "default",
-                  port=getattr(args, "midi", None), virtual=getattr(args, "midi_virtual", None))
-    engine.midi_input = m
-    return m
+API_LABELS = {"alsa": "ALSA", "jack": "JACK", "coremidi": "CoreMIDI", "winmm": "Windows MultiMedia"}
+
+
+def open_input(queue, api: str = "default", port: str | int | None = None,
+               virtual: str | None = None) -> tuple[MidiInput, str | None]:
+    """A :class:`MidiInput` on ``api``. With ``api="default"``, when RtMidi's default backend
+    cannot start or has no such port (e.g. no ALSA sequencer on a machine that runs JACK), every
+    other compiled backend is tried in turn. Returns ``(input, note)``: ``note`` says which backend
+    opened when it was not the default's first choice, else None. Raises :class:`MidiError` naming
+    each backend's reason when none opens (``tests/test_midi.py::
+    test_the_default_midi_api_falls_back_to_jack_without_an_alsa_sequencer``)."""
+    try:
+        return MidiInput(queue, api=api, port=port, virtual=virtual), None
+    except MidiError as first:
+        if api != "default":
+            raise
+        import rtmidi
+        reasons = [f"default: {first}"]
+        for api_id in rtmidi.get_compiled_api():
+            name = next((k for k, v in API_NAMES.items() if getattr(rtmidi, v, None) == api_id and k != "default"), None)
+            if name is None:
+                continue
+            try:
+                midi = MidiInput(queue, api=name, port=port, virtual=virtual)
+            except MidiError as e:
+                reasons.append(f"{name}: {e}")
+                continue
+            return midi, f"MIDI: the default backend did not open; opened {API_LABELS[name]} instead"
+        raise MidiError("no MIDI backend opened: " + "; ".join(reasons)) from None

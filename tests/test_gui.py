@@ -7,21 +7,24 @@ import soundfile as sf
 pytest.importorskip("pytestqt")
 
 from gui.main_window import MainWindow  # noqa: E402
-from realtime.headless import build  # noqa: E402
+from realtime.session import Session  # noqa: E402
+from realtime.settings import Settings  # noqa: E402
 from tests.jackutil import wait_until  # noqa: E402
 
 
 @pytest.fixture
 def window(qtbot, jack_server, small_bundle, tmp_path, monkeypatch):
+    """The window of a started session; tests look into ``window.session.engine`` to check
+    what the window did (the window itself sees only ``window.view``)."""
     monkeypatch.setenv("DRIFTWAVE_CONFIG_DIR", str(tmp_path / "config"))
-    engine, out = build(str(small_bundle), None, 48000, threads=1, voices=2)
-    w = MainWindow(engine, out)
+    session = Session(Settings(str(small_bundle), samplerate=48000, threads=1, voices=2))
+    w = MainWindow(session)
     w.ask_for_path = False
     w.record_dir = tmp_path
     qtbot.addWidget(w)
     w.resize(1280, 800)
-    engine.start()
-    out.start()
+    session.engine.start()
+    session.output.start()
     w.show()
     yield w
     w.shutdown()
@@ -30,32 +33,32 @@ def window(qtbot, jack_server, small_bundle, tmp_path, monkeypatch):
 def test_moving_a_knob_changes_the_engine_parameter(window, qtbot):
     slider = window.controls["morph"].editor
     slider.setValue(750)                       # what a drag ends with
-    assert window.engine.bus.get("morph") == pytest.approx(0.75)
-    assert wait_until(lambda: abs(window.engine.bus._smoothed["morph"] - 0.75) < 1e-3, 3)
+    assert window.session.engine.bus.get("morph") == pytest.approx(0.75)
+    assert wait_until(lambda: abs(window.session.engine.bus._smoothed["morph"] - 0.75) < 1e-3, 3)
     window.controls["token_mode"].editor.setCurrentIndex(2)
-    assert window.engine.bus.get("token_mode") == 2
+    assert window.session.engine.bus.get("token_mode") == 2
     qtbot.wait(100)
     assert window.controls["morph"].value_label.text() == "0.75"
 
 
 def test_midi_learn_from_the_window_binds_a_cc_sent_over_jack(window, qtbot):
     import rtmidi
-    with window.output.paused_if_jack():      # rtmidi's JACK calls hold the GIL: see there
+    with window.session.output.paused_if_jack():      # rtmidi's JACK calls hold the GIL: see there
         ctrl = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="gui-controller")
         ctrl.open_virtual_port("knobs")
     try:
         window.open_midi("jack", "gui-controller:knobs")
         assert window.midi is not None
         qtbot.mouseClick(window.controls["drift"].learn_button, __import__("PySide6").QtCore.Qt.LeftButton)
-        assert window.engine.controller.learning == "drift"
+        assert wait_until(lambda: window.session.engine.controller.learning == "drift", 3)   # by request
         ctrl.send_message([0xB0, 21, 127])
         qtbot.waitUntil(lambda: window.controls["drift"].cc_label.text() == "CC21", timeout=3000)
         assert not window.controls["drift"].learn_button.isChecked()
         ctrl.send_message([0xB0, 21, 0])
-        qtbot.waitUntil(lambda: window.engine.bus.get("drift") == 0.0, timeout=3000)
+        qtbot.waitUntil(lambda: window.session.engine.bus.get("drift") == 0.0, timeout=3000)
         qtbot.waitUntil(lambda: window.controls["drift"].value_label.text() == "0", timeout=3000)
     finally:
-        with window.output.paused_if_jack():
+        with window.session.output.paused_if_jack():
             ctrl.close_port()
             ctrl.delete()
 
@@ -65,7 +68,7 @@ def test_spectrogram_changes_while_audio_plays(window, qtbot):
     first = window.mel_image.image.copy()
     qtbot.wait(500)
     second = window.mel_image.image
-    assert first.shape == second.shape == (80, len(window.engine.mel_tap))
+    assert first.shape == second.shape == (80, len(window.session.engine.mel_tap))
     assert not np.array_equal(first, second)
     assert np.std(second[:, -20:]) > 0.05          # the newest frames hold a real spectrum
     assert window.mel_image.levels[0] == -2.5      # fixed levels, not auto
@@ -73,7 +76,7 @@ def test_spectrogram_changes_while_audio_plays(window, qtbot):
 
 def test_record_button_writes_a_valid_wav(window, qtbot, tmp_path):
     qtbot.mouseClick(window.record_button, __import__("PySide6").QtCore.Qt.LeftButton)
-    assert window.engine.recorder is not None
+    assert window.session.engine.recorder is not None
     qtbot.wait(1500)
     qtbot.mouseClick(window.record_button, __import__("PySide6").QtCore.Qt.LeftButton)
     files = list(tmp_path.glob("driftwave-*.wav"))
@@ -88,15 +91,15 @@ def test_record_button_writes_a_valid_wav(window, qtbot, tmp_path):
 def test_bad_bundle_shows_an_error_and_playback_continues(window, qtbot, tmp_path):
     bad = tmp_path / "broken.dwb"
     bad.write_bytes(b"\x00" * 1000)
-    name = window.engine.model_name
+    name = window.session.engine.model_name
     window.load_bundle(str(bad))
     qtbot.waitUntil(lambda: window.error_banner.isVisible(), timeout=5000)
     assert str(bad) in window.error_banner.text()
-    steps = window.engine.steps
-    played = window.output.frames_played
+    steps = window.session.engine.steps
+    played = window.session.output.frames_played
     qtbot.wait(500)
-    assert window.engine.steps > steps and window.output.frames_played > played
-    assert window.engine.model_name == name
+    assert window.session.engine.steps > steps and window.session.output.frames_played > played
+    assert window.session.engine.model_name == name
     # the picker still shows the playing bundle, and the broken file was not remembered
     assert window.recent.currentData() == str(small_bundle_path(window))
     assert str(bad) not in [window.recent.itemData(i) for i in range(window.recent.count())]
@@ -105,7 +108,7 @@ def test_bad_bundle_shows_an_error_and_playback_continues(window, qtbot, tmp_pat
 
 def small_bundle_path(window):
     import os
-    return os.path.abspath(window.engine.player.bundle.path)
+    return os.path.abspath(window.session.engine.player.bundle.path)
 
 
 def test_the_bundle_picker_shows_the_playing_bundle_and_follows_a_hot_swap(window, qtbot, tmp_path):
@@ -126,11 +129,11 @@ def test_the_bundle_picker_shows_the_playing_bundle_and_follows_a_hot_swap(windo
                 mean=torch.zeros(80) - 3, std=torch.ones(80))
     window.load_bundle(str(other))
     qtbot.waitUntil(lambda: window.recent.currentData() == str(other), timeout=10000)
-    assert window.engine.model_name == "other"
+    assert window.session.engine.model_name == "other"
     assert window._recent_list()[:2] == [str(other), first]      # newest first, kept on disk
     # picking the first one again in the list swaps back to it
     window.recent.activated.emit(window.recent.findData(first))
-    qtbot.waitUntil(lambda: window.engine.player.bundle.path == first, timeout=10000)
+    qtbot.waitUntil(lambda: window.session.engine.player.bundle.path == first, timeout=10000)
     qtbot.waitUntil(lambda: window.recent.currentData() == first, timeout=3000)
 
 
@@ -144,18 +147,18 @@ def test_the_token_slider_spans_the_models_tokens_across_a_hot_swap(window, qtbo
 
     slider = window.controls["token"].editor
     slider.setValue(SLIDER_STEPS)                         # the small bundle has 4 tokens
-    assert window.engine.bus.get("token") == 3
+    assert window.session.engine.bus.get("token") == 3
     gen, voc = small_models(n_tokens=12)
     other = tmp_path / "twelve.dwb"
     save_bundle(other, name="twelve tokens", generator=gen, vocoder=voc, mel=MelConfig(),
                 mean=torch.zeros(80) - 3, std=torch.ones(80))
     window.load_bundle(str(other))
-    qtbot.waitUntil(lambda: window.engine.model_name == "twelve tokens", timeout=10000)
+    qtbot.waitUntil(lambda: window.session.engine.model_name == "twelve tokens", timeout=10000)
     qtbot.waitUntil(lambda: window.token_plot.viewRange()[1][1] > 11, timeout=3000)
     slider.setValue(SLIDER_STEPS // 2)
-    assert window.engine.bus.get("token") == round(11 / 2)
+    assert window.session.engine.bus.get("token") == round(11 / 2)
     slider.setValue(SLIDER_STEPS)
-    assert window.engine.bus.get("token") == 11
+    assert window.session.engine.bus.get("token") == 11
     qtbot.wait(100)
     assert window.controls["token"].value_label.text() == "11"
     assert " on cpu " in window.status.text()
@@ -165,7 +168,7 @@ def test_a_reference_file_without_a_token_encoder_shows_why(window, qtbot, tmp_p
     wav = tmp_path / "ref.wav"
     sf.write(str(wav), np.zeros(22050, np.float32), 22050)
     assert window.reference_button.isVisible()
-    window.engine.load_reference(str(wav))          # what the Reference… button's dialog ends with
+    window.session.engine.load_reference(str(wav))          # what the Reference… button's dialog ends with
     qtbot.waitUntil(lambda: window.error_banner.isVisible(), timeout=5000)
     assert "carries no token encoder" in window.error_banner.text()
 
@@ -174,22 +177,22 @@ def test_keyboard_plays_notes(window, qtbot):
     kb = window.keyboard
     qtbot.keyClick(kb, "g")                     # G key: the note 7 semitones above C3
     kb.press(60)
-    assert wait_until(lambda: window.engine.voices.gated, 3)
-    assert wait_until(lambda: any(v.note == 60 for v in window.engine.voices.voices), 3)
+    assert wait_until(lambda: window.session.engine.voices.gated, 3)
+    assert wait_until(lambda: any(v.note == 60 for v in window.session.engine.voices.voices), 3)
     kb.release(60)
     assert wait_until(lambda: all(v.note != 60 or v.stage in ("release", "idle")
-                                  for v in window.engine.voices.voices), 3)
+                                  for v in window.session.engine.voices.voices), 3)
 
 
 def test_transport_stop_and_play(window, qtbot):
     window.play_button.setChecked(False)
     qtbot.wait(200)
-    played = window.output.frames_played
+    played = window.session.output.frames_played
     qtbot.wait(300)
-    assert window.output.frames_played == played
+    assert window.session.output.frames_played == played
     window.play_button.setChecked(True)
     qtbot.wait(300)
-    assert window.output.frames_played > played
+    assert window.session.output.frames_played > played
 
 
 def test_qt_bindings_do_not_leak_references_to_none(qtbot):
@@ -234,13 +237,13 @@ def test_the_sound_starts_after_the_window_has_painted(qapp, jack_server, small_
     seen = {}
     start = app_module.Session.start
 
-    def recording_start(self):
-        seen["paints"], seen["visible"] = PaintCounter.n, self.window.isVisible()
-        start(self)
+    def recording_start(self, *args, **kw):
+        seen["paints"] = PaintCounter.n
+        seen["visible"] = any(isinstance(w, MainWindow) and w.isVisible() for w in qapp.topLevelWidgets())
+        start(self, *args, **kw)
     monkeypatch.setattr(app_module.Session, "start", recording_start)
     try:
-        args = main.build_parser().parse_args(["gui", "--bundle", str(small_bundle), "--quit-after", "1"])
-        assert app_module.run_gui(args) == 0
+        assert main.main(["gui", "--bundle", str(small_bundle), "--quit-after", "1"]) == 0
     finally:
         qapp.removeEventFilter(counter)
     assert seen["visible"] and seen["paints"] > 0
@@ -301,12 +304,14 @@ import sys, time
 from PySide6 import QtWidgets
 import rtmidi
 from gui.main_window import MainWindow
-from realtime.headless import build
+from realtime.session import Session
+from realtime.settings import Settings
 app = QtWidgets.QApplication([])
-engine, out = build(sys.argv[1], None, 48000, threads=1)
+session = Session(Settings(sys.argv[1], samplerate=48000, threads=1, voices=1))
+engine, out = session.engine, session.output
 ctrl = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="switch-controller")   # before the sound starts
 ctrl.open_virtual_port("knobs")
-w = MainWindow(engine, out)
+w = MainWindow(session)
 engine.start()
 out.start()
 app.processEvents()

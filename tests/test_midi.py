@@ -212,3 +212,29 @@ def test_fuzz_over_jack_at_full_speed(jack_server, small_bundle):
     assert s["midi_messages_received"] > 10_000 and s["midi_messages_received"] <= sent
     assert s["midi_messages_ignored"] > 10_000
     assert produced_s > 0, (produced_s, elapsed)             # it kept making sound through the flood
+
+
+def test_the_default_midi_api_falls_back_to_jack_without_an_alsa_sequencer(jack_server, small_bundle, tmp_path):
+    """Tried as a new user would: ``play --headless --midi-virtual NAME`` with a JACK server and
+    no ALSA sequencer failed with "cannot start MIDI backend 'default'". The default API now
+    tries the other compiled backends and says which one opened."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import rtmidi
+    try:
+        rtmidi.MidiIn(rtmidi.API_LINUX_ALSA).delete()
+        pytest.skip("this machine has an ALSA sequencer: the default API opens it")
+    except Exception:
+        pass
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, DRIFTWAVE_CONFIG_DIR=str(tmp_path), **jack_server.env)
+    r = subprocess.run([sys.executable, str(root / "main.py"), "play", "--headless", "--seconds", "1", "--quiet",
+                        "--bundle", str(small_bundle), "--midi-virtual", "keys", "--stats-json", str(tmp_path / "s.json")],
+                       cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "opened JACK" in r.stderr, r.stderr
+    import json
+    assert json.loads((tmp_path / "s.json").read_text())["midi_port"] == "driftwave:keys (virtual)"

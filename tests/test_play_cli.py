@@ -66,3 +66,17 @@ def test_bench_lists_runs_and_refuses_benchmarks_by_name(small_bundle):
     out = json.loads(r.stdout)
     assert out["benchmark"] == "noise_floor" and out["clips_per_process"] == 1
     assert set(out["white"]) == {"independent", "griffin_lim", "vocoder"}
+
+
+def test_render_to_an_unwritable_path_says_so_in_one_line(small_bundle, tmp_path):
+    """Before the render starts: no traceback, the path named, exit 1, no time lost."""
+    for out, why in ((tmp_path / "no" / "such" / "folder" / "x.wav", "no folder"),
+                     (tmp_path, "it is a folder")):
+        r = main_py("render", out, "--seconds", 1, "--bundle", small_bundle)
+        assert r.returncode == 1
+        assert r.stderr.strip().splitlines() == [f"error: cannot write '{out}': {why}" + (
+            f" '{out.parent.resolve()}'" if why == "no folder" else "")]
+    wav = tmp_path / "in.wav"
+    sf.write(str(wav), [0.0] * 22050, 22050)
+    r = main_py("resynth", wav, tmp_path / "missing" / "y.wav", "--bundle", small_bundle)
+    assert r.returncode == 1 and "cannot write" in r.stderr and "Traceback" not in r.stderr

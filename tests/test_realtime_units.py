@@ -203,3 +203,59 @@ print(sorted(set(sys.modules) - before))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_controller_state_is_a_snapshot_replaced_whole():
+    """Other threads read the mappings only through ``controller.state``; every change
+    replaces it whole, and a snapshot taken before a change keeps what it held."""
+    from realtime.controller import Mapping, MidiController
+    from realtime.params import ControlBus
+    bus = ControlBus()
+    c = MidiController(bus)
+    before = c.state
+    assert {m.key for m in before.mappings} == set(c.mappings)
+    c.learn("drift")
+    armed = c.state
+    assert armed is not before and armed.learning == "drift" and before.learning is None
+    assert armed.version > before.version
+    c._control("cc", 21, 0.5, 0)               # the engine thread handles a CC while armed
+    after = c.state
+    assert after.learning is None and after.learned == Mapping("cc", 21, "drift")
+    assert [m.number for m in after.bound_to("drift")] == [21]
+    assert [m.number for m in armed.bound_to("drift")] == [71]     # the old snapshot is unchanged
+    with pytest.raises(KeyError):                                   # a bad list changes nothing
+        c.load_json([{"source": "cc", "number": 1, "param": "no_such_param"}])
+    assert c.state is after
+
+
+def test_view_requests_run_on_the_engine_thread(small_bundle):
+    """The window's MIDI learn and mapping loads reach the controller as requests that the
+    engine thread runs between steps; a bad mapping list is refused before it is sent."""
+    import threading
+
+    from core.bundle import load_bundle
+    from realtime.engine import Engine
+    from realtime.view import EngineView
+    from tests.jackutil import wait_until
+
+    engine = Engine(load_bundle(small_bundle), 22050, threads=1)
+    view = EngineView(engine)
+    ran_on = []
+    engine.request(lambda e: ran_on.append(threading.current_thread().name))
+    view.learn("morph")
+    assert engine.controller.learning is None          # not yet: nothing ran it
+    view.load_mappings([{"source": "cc", "number": 30, "param": "gain"}])
+    with pytest.raises(KeyError):
+        view.load_mappings([{"source": "cc", "number": 31, "param": "no_such_param"}])
+    with pytest.raises(TypeError):
+        view.load_mappings([{"source": "cc", "wrong_field": 1}])
+    engine.request(lambda e: 1 / 0)                   # a failing request is reported, not fatal
+    engine.start(prefill=False)
+    try:
+        assert wait_until(lambda: view.controller.learning == "morph" and len(view.controller.mappings) == 1, 5)
+        assert ran_on == ["driftwave-engine"]
+        assert [m.number for m in view.controller.bound_to("gain")] == [30]
+        assert wait_until(lambda: any("ZeroDivisionError" in m for m in engine.errors), 5)
+        assert engine._thread.is_alive()                              # and it plays on
+    finally:
+        engine.stop()

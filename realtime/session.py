@@ -1,0 +1,184 @@
+"""A playing session: startup and shutdown, the same for headless play and the window.
+
+:class:`Session` builds the engine and its audio output from :class:`~realtime.settings.Settings`,
+loads the saved MIDI mappings, opens MIDI, starts the sound (after freezing the startup heap:
+:func:`~realtime.gc_pauses.freeze_heap`), switches devices, and stops everything in the one
+order that is safe with JACK (audio first, then MIDI: :meth:`AudioOutput.paused_if_jack`).
+It runs on the thread that owns the program (the main thread, or the GUI thread); the
+engine's own threads are listed in :mod:`realtime.engine`.
+"""
+from __future__ import annotations
+
+import sys
+
+from core.bundle import load_bundle
+from core.compute import compute_device
+
+from .engine import Engine
+from .gc_pauses import freeze_heap
+from .midi import MidiInput, open_input
+from .presets import load_mappings, save_mappings
+from .settings import Settings
+from .view import EngineView
+
+
+class NoAudioDevice(Exception):
+    pass
+
+
+def describe_devices() -> str:
+    try:
+        import sounddevice as sd
+        devs = str(sd.query_devices())
+    except Exception as e:  # PortAudio missing or broken
+        devs = f"(cannot list audio devices: {e})"
+    return devs or "(no audio devices)"
+
+
+def build(settings: Settings):
+    """Loads the bundle onto the compute device (:func:`core.compute.compute_device`; raises
+    its ``ComputeUnavailable``), opens the audio device at a rate it takes (raises
+    :class:`NoAudioDevice`), builds the engine. Returns ``(engine, output)``, not started."""
+    from .audio_output import AudioOutput, pick_samplerate
+
+    s = settings
+    bundle = load_bundle(s.bundle, compute_device(s.compute))
+    try:
+        import sounddevice as sd
+        sd.query_devices(s.device, "output")
+        rate = pick_samplerate(s.device, s.samplerate or bundle.sample_rate)
+    except Exception as e:
+        raise NoAudioDevice(f"no usable audio output device ({e}).\nDevices:\n{describe_devices()}\n"
+                            f"('driftwave render' works without a device.)") from None
+    engine = Engine(bundle, rate, frames_per_step=s.frames_per_step, target_fill_s=s.latency_ms / 1e3,
+                    threads=s.threads, precision=s.precision, seed=s.seed, voices=s.voices,
+                    mel_match=s.mel_match)
+    out = AudioOutput(engine.ring, device=s.device, samplerate=rate, blocksize=s.blocksize,
+                      latency=s.device_latency)
+    engine.attach_output(out)
+    return engine, out
+
+
+class Session:
+    """One engine and its output, started and stopped as a whole.
+
+    ``warnings``: one-line messages for the user collected at startup (a broken mappings
+    file, the MIDI backend that opened instead of the default, a recording that could not
+    start); the caller shows them (stderr, or the window's banner)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.warnings: list[str] = []
+        self.engine, self.output = build(settings)
+        self.midi: MidiInput | None = None
+        self._stopped = False
+        try:
+            load_mappings(self.engine.controller)       # before start: no engine thread yet
+        except ValueError as e:
+            self.warnings.append(f"{e}; using the default MIDI map")
+
+    @property
+    def view(self) -> EngineView:
+        """The read-only view of the engine playing now (a new one after a device switch)."""
+        return EngineView(self.engine)
+
+    # ---- MIDI ---------------------------------------------------------------------------
+    def open_midi(self, api: str = "default", port: str | int | None = None, virtual: str | None = None) -> MidiInput:
+        """Opens a MIDI input for the engine (closing the one before); raises MidiError. With
+        the default API and no ALSA sequencer, the other compiled backends are tried (JACK)."""
+        # NB: python-rtmidi holds the GIL through JACK server calls; see AudioOutput.paused_if_jack
+        with self.output.paused_if_jack():
+            self._close_midi()
+            midi, note = open_input(self.engine.events, api, port, virtual)
+            self.midi = midi
+            self.engine.midi_input = midi
+        if note:
+            self.warnings.append(note)
+        return midi
+
+    def open_midi_from_settings(self) -> MidiInput | None:
+        s = self.settings
+        if s.midi is None and not s.midi_virtual:
+            return None
+        return self.open_midi(s.midi_api, s.midi, s.midi_virtual)
+
+    def close_midi(self) -> None:
+        with self.output.paused_if_jack():
+            self._close_midi()
+
+    def _close_midi(self) -> None:
+        midi, self.midi = self.midi, None
+        if midi is not None:
+            self.engine.midi_input = None
+            midi.close()
+
+    # ---- sound --------------------------------------------------------------------------
+    def start(self, wait_for_reference: bool = True) -> None:
+        """Reference tokens (if asked for), heap freeze, engine, device, recording."""
+        if self.settings.reference:
+            job = self.engine.load_reference(self.settings.reference)   # its error lands in engine.errors
+            if wait_for_reference:
+                job.join()
+        freeze_heap()           # before the sound: a full GC of the startup heap would be a dropout
+        self.engine.start()
+        self.output.start()
+        if self.settings.record:
+            try:
+                self.engine.start_recording(self.settings.record)
+            except OSError as e:
+                self.warnings.append(f"cannot record to '{self.settings.record}': {e}")
+
+    def pause(self) -> None:
+        """Transport stop: the device stops pulling; the engine waits with a full ring."""
+        self.output.pause()
+
+    def resume(self) -> None:
+        self.output.resume()
+
+    def switch_device(self, device, latency_ms: float) -> tuple[Engine, object]:
+        """A new engine on ``device`` with the ring at ``latency_ms``: parameters, mappings,
+        seeds, bundle, compute device and MIDI input carry over. Raises what :func:`build`
+        raises, with the old engine still playing."""
+        old_engine, old_out = self.engine, self.output
+        state = old_engine.bus.state()
+        settings = self.settings.but(bundle=old_engine.player.bundle.path, device=device, samplerate=None,
+                                     latency_ms=float(latency_ms), seed=int(state["seed_a"]),
+                                     compute=str(old_engine.compute_device), mel_match=old_engine.mel_match)
+        engine, output = build(settings)
+        old_out.stop()
+        old_engine.stop()                 # its thread has ended: its controller is ours to read
+        for k, v in state.items():
+            engine.bus.set(k, v)
+        engine.controller.load_json(old_engine.controller.to_json())
+        engine.controller.dirty = old_engine.controller.dirty
+        engine.controller.learned = old_engine.controller.learned
+        if self.midi is not None:         # the queue first: the new engine polls once it sees midi_input
+            self.midi.queue = engine.events
+            engine.midi_input = self.midi
+        engine.start()
+        output.start()
+        self.engine, self.output, self.settings = engine, output, settings
+        return engine, output
+
+    def stop(self) -> dict:
+        """Stops the sound, then MIDI (never a JACK MIDI call while a JACK stream of ours runs),
+        saves mappings a MIDI learn changed; returns the engine's final stats. Idempotent."""
+        rec = self.engine.recorder
+        if not self._stopped:
+            self._stopped = True
+            try:
+                self.output.stop()
+            finally:
+                self.engine.stop()
+                self._final_stats = self.engine.stats()     # with the MIDI input's counters
+                self._close_midi()
+            c = self.engine.controller
+            if c.dirty and c.learned is not None:
+                try:
+                    save_mappings(c)
+                except OSError as e:
+                    print(f"warning: cannot save the MIDI mappings: {e}", file=sys.stderr)
+        stats = dict(self._final_stats)
+        if rec is not None:
+            stats["recording"] = {"path": rec.path, "seconds": rec.seconds, "error": rec.error}
+        return stats

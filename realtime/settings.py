@@ -1,0 +1,43 @@
+"""What a playing session is asked for: one dataclass, filled by ``main.py`` from the command
+line (the only place that knows argparse), read by :class:`~realtime.session.Session`.
+
+Every field has the command line's default, so ``Settings(bundle=path)`` is a session as
+``driftwave play --bundle path`` starts it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+
+@dataclass(frozen=True)
+class Settings:
+    bundle: str                                 # the .dwb file to play
+    # audio device
+    device: int | str | None = None             # PortAudio device number or name; None: the default
+    samplerate: int | None = None               # device rate wish, Hz; None: the model's rate if taken
+    blocksize: int = 0                          # device block, frames; 0: the host API chooses
+    device_latency: str | float = "high"        # PortAudio's suggested latency ("low", "high" or s)
+    # engine
+    seed: int = 0
+    frames_per_step: int = 2                    # mel frames per engine step (one frame: 11.6 ms)
+    latency_ms: float = 50.0                    # ring-buffer target fill, ms
+    threads: int | None = None                  # torch threads; None: cores - 1
+    precision: str = "float32"
+    mel_match: str = "full"                     # core/mel_match.py: full, low-latency, off
+    compute: str = "auto"                       # core/compute.py: auto, cpu, cuda[:N], mps
+    voices: int = 4                             # polyphony
+    # inputs
+    midi: int | str | None = None               # MIDI input port number or name
+    midi_virtual: str | None = None             # open a virtual input port of this name
+    midi_api: str = "default"                   # default, alsa, jack, coremidi, winmm
+    reference: str | None = None                # audio file whose tokens play (token models)
+    # output
+    record: str | None = None                   # WAV to record what plays into
+
+    def but(self, **changes) -> "Settings":
+        """A copy with ``changes`` (unknown names raise TypeError)."""
+        return replace(self, **changes)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
