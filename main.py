@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+# torch's OpenMP workers wait by sleeping, not spinning, between steps: spinning, they took
+# the core the engine thread and the audio device need (set before torch loads)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from models import default_bundle_path
 
@@ -72,7 +77,12 @@ def _playback_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bundle", default=str(DEFAULT_BUNDLE))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frames-per-step", type=_positive(int), default=2, help="mel frames per engine step")
-    p.add_argument("--latency-ms", type=_positive(float), default=50.0, help="ring-buffer target fill")
+    p.add_argument("--latency", default="normal", choices=["low", "normal", "safe"],
+                   help="the ring buffer sized from the engine's measured step times: low (a quiet machine), "
+                        "normal, safe (a loaded one)")
+    p.add_argument("--latency-ms", type=_positive(float), default=None, help="a fixed ring-buffer fill instead")
+    p.add_argument("--no-realtime", dest="realtime", action="store_false",
+                   help="do not ask for real-time scheduling for the engine thread")
     p.add_argument("--threads", type=_positive(int), default=None, help="torch threads (default: cores - 1)")
     p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     _mel_match_option(p)

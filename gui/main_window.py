@@ -127,10 +127,18 @@ class MainWindow(QtWidgets.QMainWindow):
         self.recent.activated.connect(lambda i: self.load_bundle(self.recent.itemData(i)))
         self.device_box = QtWidgets.QComboBox()
         self.device_box.setMinimumWidth(150)
+        self.latency_mode = QtWidgets.QComboBox()
+        self.latency_mode.setToolTip("low / normal / safe: the ring sized from measured step times; "
+                                     "ms: a fixed ring fill")
+        self.latency_mode.addItems(["low", "normal", "safe", "ms"])
+        mode = self.session.settings.latency if self.session.settings.latency_ms is None else "ms"
+        self.latency_mode.setCurrentText(mode)
         self.latency_box = QtWidgets.QSpinBox()
-        self.latency_box.setRange(10, 1000)
+        self.latency_box.setRange(5, 1000)
         self.latency_box.setSuffix(" ms")
         self.latency_box.setValue(int(round(self.view.ring_target_ms)))
+        self.latency_box.setEnabled(mode == "ms")
+        self.latency_mode.currentTextChanged.connect(lambda m: self.latency_box.setEnabled(m == "ms"))
         self.apply_device = QtWidgets.QPushButton("Apply")
         self.apply_device.clicked.connect(self._apply_device)
         self.midi_box = QtWidgets.QComboBox()
@@ -144,7 +152,8 @@ class MainWindow(QtWidgets.QMainWindow):
         load = QtWidgets.QPushButton("Load")
         load.clicked.connect(lambda: self.load_preset(self.preset_box.currentText()))
         for w in (self.open_button, self.recent, self.reference_button, QtWidgets.QLabel("Device"), self.device_box,
-                  self.latency_box, self.apply_device, QtWidgets.QLabel("MIDI"), self.midi_box,
+                  QtWidgets.QLabel("Latency"), self.latency_mode, self.latency_box, self.apply_device,
+                  QtWidgets.QLabel("MIDI"), self.midi_box,
                   QtWidgets.QLabel("Preset"), self.preset_box, save, load):
             row.addWidget(w)
         row.addStretch(1)
@@ -308,7 +317,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def _apply_device(self) -> None:
         device = self.device_box.currentData()
         try:
-            self.session.switch_device(device, float(self.latency_box.value()))
+            mode = self.latency_mode.currentText()
+            self.session.switch_device(device, float(self.latency_box.value()) if mode == "ms" else mode)
         except Exception as e:
             self.show_error(f"cannot switch the audio device: {e}")
             return
@@ -435,7 +445,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.record_button.setChecked(False)
         self.status.setText(
             f"{s['model']} on {s['compute']}  |  {s['device']} {s['device_rate']} Hz (model {s['model_rate']} Hz)  |  "
-            f"RTF {s['rtf']:.2f}  ring {s['ring_fill_ms']:.0f} ms  latency {s['latency_ms']:.0f} ms  |  "
+            f"RTF {s['rtf']:.2f}  ring {s['ring_fill_ms']:.0f} ms  note-to-sound {s['note_to_sound_ms']:.0f} ms  "
+            f"({s['latency_mode']})  engine {s['priority']}  |  "
             f"underruns {s['underruns']}  NaN {s['nan_events']}  |  voices {s['voices']}  "
             f"MIDI {s['midi_messages_received']} ({s['midi_messages_ignored']} ignored)")
 

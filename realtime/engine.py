@@ -4,11 +4,16 @@ Threads (and what each may touch):
 
 * **audio callback** (PortAudio's thread, :class:`~realtime.audio_output.AudioOutput`):
   copies ring -> device, counts underruns. Nothing else.
-* **driftwave-engine** (:meth:`Engine._run`): takes a control snapshot, drains MIDI events,
+* **driftwave-engine** (:meth:`Engine._run`): asks the OS for real-time scheduling for
+  itself (:mod:`realtime.priority`; what it got is in ``stats()["priority"]``), takes a
+  control snapshot, drains MIDI events,
   advances the noise/token/pitch sources, runs one generator + vocoder step, guards
   against NaN/Inf, resamples to the device rate, applies gain and the safety limiter,
   writes the ring buffer, hands the block to the recorder, updates the taps. It sleeps
-  while the ring holds at least ``target_fill`` frames: that fill is the latency setting.
+  while the ring holds at least ``target_fill`` frames. With a latency *mode* ("low",
+  "normal", "safe": :data:`LATENCY_MARGINS_MS`) that fill is sized from the step times the
+  engine measures on itself in its first :data:`SIZING_STEPS` steps (:meth:`Engine._size_ring`);
+  with a fixed ``target_fill_s`` it is that.
 * **driftwave-loader**: loads a bundle for a hot swap and builds its player (which runs
   the model's settling pre-roll, :meth:`core.synth.Synth.settle`), so a slow load never
   stalls the sound; hands it over through ``_incoming``, and sets the token parameter
@@ -74,6 +79,7 @@ from .gc_pauses import GC_PAUSES
 from .midi_parse import MidiEvent
 from .params import ControlBus
 from .player import BundlePlayer
+from .priority import Priority, raise_priority
 from .recorder import Recorder
 from .ringbuffer import RingBuffer
 from .voices import VoiceBank
@@ -83,6 +89,13 @@ def default_threads() -> int:
     """Leave at least one core to the audio path (TESTING.md: two intra-op threads on a
     2-core machine starved the callback)."""
     return max(1, (os.cpu_count() or 2) - 1)
+
+
+# What the ring holds beyond one step and the measured step-time jitter, per latency mode
+# (ms): "low" for a quiet machine, "normal" for one with other programs running, "safe" for a
+# loaded one. The ring never holds less than a step, nor less than a device block minus a step.
+LATENCY_MARGINS_MS = {"low": 2.0, "normal": 6.0, "safe": 40.0}
+SIZING_STEPS = 48           # steps measured before the ring is sized (the first 8 are dropped)
 
 
 class EngineRequest:
@@ -96,14 +109,23 @@ class EngineRequest:
 
 class Engine:
     def __init__(self, bundle: Bundle, out_rate: int, *, frames_per_step: int = 2,
-                 target_fill_s: float = 0.05, threads: int | None = None,
+                 target_fill_s: float | None = 0.05, latency: str = "normal", threads: int | None = None,
                  precision: str = "float32", seed: int = 0, fade_s: float = 0.25,
-                 mel_tap_frames: int = 512, voices: int = 1, mel_match: str = "full"):
+                 mel_tap_frames: int = 512, voices: int = 1, mel_match: str = "full",
+                 realtime: bool = True):
+        """``target_fill_s``: a fixed ring fill, seconds; None: sized by ``latency`` (a key of
+        :data:`LATENCY_MARGINS_MS`) from measured step times. ``realtime``: ask the OS for
+        real-time scheduling for the engine thread (else only a better nice value)."""
+        if latency not in LATENCY_MARGINS_MS:
+            raise ValueError(f"latency must be one of {', '.join(LATENCY_MARGINS_MS)}; got {latency!r}")
         self.out_rate = int(out_rate)
         self.frames_per_step = int(frames_per_step)
         self.threads = threads or default_threads()
         self.precision = precision
         self.mel_match = mel_match      # core/mel_match.py's mode: full, low-latency or off
+        self.latency_mode = "fixed" if target_fill_s is not None else latency
+        self.realtime = realtime
+        self.priority = Priority("normal", None, "the engine thread has not started")
         self.bus = ControlBus()
         self.bus.set("seed_a", seed)
         self.bus.set("seed_b", seed + 1)
@@ -119,9 +141,13 @@ class Engine:
         self.fade_len = max(1, int(fade_s * self.out_rate))
         self._incoming: BundlePlayer | None = None
         self._gc_mark = (time.monotonic(), GC_PAUSES.count, GC_PAUSES.long)   # reset by start()
-        step_out = int(np.ceil(self.frames_per_step * bundle.hop * self.out_rate / bundle.sample_rate)) + 64
-        self.target_fill = max(int(target_fill_s * self.out_rate), step_out)
-        self.ring = RingBuffer(self.target_fill + 4 * step_out + self.out_rate // 2)
+        self.step_out = int(np.ceil(self.frames_per_step * bundle.hop * self.out_rate / bundle.sample_rate))
+        if target_fill_s is not None:
+            self.target_fill = max(int(target_fill_s * self.out_rate), self.step_out + 64)
+        else:       # until measured: one step plus the mode's margin plus a step's time of compute
+            self.target_fill = self._fill_for(self.step_s)
+        self._sized = target_fill_s is not None
+        self.ring = RingBuffer(max(self.target_fill, int(0.25 * self.out_rate)) + 4 * self.step_out + self.out_rate // 2)
         self.limiter = SafetyLimiter(self.out_rate)
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.event_handler = self.controller.handle   # applies MIDI/keyboard events
@@ -157,6 +183,8 @@ class Engine:
         # holding the GIL and the import lock); paid here, before the sound, it no longer
         # underran the ring 1 s into every headless start (4 of 4 runs; 0 of 4 after)
         self.stats()
+        if not self._sized:     # until measured: one step's compute at worst, now that the device is known
+            self.target_fill = self._fill_for(self.step_s)
         if prefill:     # fill the ring before the device starts pulling
             torch.set_num_threads(self.threads)
             while self.ring.available() < self.target_fill:
@@ -271,8 +299,30 @@ class Engine:
     def step_s(self) -> float:
         return self.frames_per_step * self.player.bundle.hop / self.model_rate
 
+    def _device_block(self) -> int:
+        """Frames the device takes per callback (its reported latency, when it has one)."""
+        out = getattr(self, "output", None)
+        return int(round(out.latency_s * self.out_rate)) if out is not None and out.latency_s else 0
+
+    def _fill_for(self, step_time_s: float) -> int:
+        """Ring target (frames) for steps that take ``step_time_s`` at worst: the ring must
+        hold what plays while a step computes, the mode's margin, at least one step, and at
+        least a device block less the step that refills it."""
+        margin_s = LATENCY_MARGINS_MS[self.latency_mode] / 1e3
+        need = int((step_time_s + margin_s) * self.out_rate)
+        return max(need, self.step_out, self._device_block() - self.step_out + int(margin_s * self.out_rate))
+
+    def _size_ring(self) -> None:
+        """Engine thread, once, after :data:`SIZING_STEPS` steps: the ring target from the
+        99th percentile of the measured step times (the first 8, warming up, dropped)."""
+        times = self._step_ms[8:SIZING_STEPS].astype(np.float64) / 1e3
+        self.target_fill = self._fill_for(float(np.percentile(times, 99)))
+        self._sized = True
+
     def latency_parts_ms(self) -> dict[str, float]:
-        """Where the latency goes: ring fill, one step, model look-ahead (+resampler), device."""
+        """Where a note's latency goes: waiting for the next step (half a step on average),
+        the ring's target fill, the model's look-ahead and the resampler's holdback, the
+        device buffer."""
         parts = {
             "ring_fill_ms": 1e3 * self.target_fill / self.out_rate,
             "step_ms": 1e3 * self.step_s,
@@ -280,6 +330,12 @@ class Engine:
             "device_buffer_ms": 1e3 * (self.output.latency_s if self.output is not None else 0.0),
         }
         return parts
+
+    def note_to_sound_ms(self, parts: dict[str, float] | None = None) -> float:
+        """The expected time from a note-on to its first sound, ms (the sum of
+        :meth:`latency_parts_ms`, half a step for the wait)."""
+        p = parts or self.latency_parts_ms()
+        return p["step_ms"] / 2 + p["ring_fill_ms"] + p["model_lookahead_ms"] + p["device_buffer_ms"]
 
     def stats(self) -> dict:
         n = min(self.steps, len(self._step_ms))
@@ -303,7 +359,12 @@ class Engine:
             "step_ms_p99": float(np.percentile(ms, 99)),
             "rtf": self.compute_s / audio_s if audio_s else 0.0,
             "latency_ms": parts["ring_fill_ms"] + parts["model_lookahead_ms"] + parts["device_buffer_ms"],
+            "note_to_sound_ms": self.note_to_sound_ms(parts),
             "latency_parts_ms": parts,
+            "latency_mode": self.latency_mode,
+            "ring_sized": self._sized,
+            "priority": str(self.priority),
+            "priority_note": self.priority.note,
             "frames_per_step": self.frames_per_step,
             "threads": self.threads,
             "precision": self.precision,
@@ -329,9 +390,14 @@ class Engine:
 
     # ---- the engine thread -------------------------------------------------------------
     def _run(self) -> None:
+        # NB: before torch makes any worker thread from this one (they would inherit it);
+        # OMP_WAIT_POLICY=PASSIVE (main.py) keeps such workers from spinning between steps
+        self.priority = raise_priority(self.realtime)
         torch.set_num_threads(self.threads)
-        poll = min(0.002, self.step_s / 4)
+        poll = min(0.001, self.step_s / 8)
         while not self._stop.is_set():
+            if not self._sized and self.steps >= SIZING_STEPS:
+                self._size_ring()
             if self.ring.available() >= self.target_fill:
                 time.sleep(poll)
                 continue

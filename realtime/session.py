@@ -50,9 +50,10 @@ def build(settings: Settings):
     except Exception as e:
         raise NoAudioDevice(f"no usable audio output device ({e}).\nDevices:\n{describe_devices()}\n"
                             f"('driftwave render' works without a device.)") from None
-    engine = Engine(bundle, rate, frames_per_step=s.frames_per_step, target_fill_s=s.latency_ms / 1e3,
+    engine = Engine(bundle, rate, frames_per_step=s.frames_per_step,
+                    target_fill_s=None if s.latency_ms is None else s.latency_ms / 1e3, latency=s.latency,
                     threads=s.threads, precision=s.precision, seed=s.seed, voices=s.voices,
-                    mel_match=s.mel_match)
+                    mel_match=s.mel_match, realtime=s.realtime)
     out = AudioOutput(engine.ring, device=s.device, samplerate=rate, blocksize=s.blocksize,
                       latency=s.device_latency)
     engine.attach_output(out)
@@ -135,14 +136,17 @@ class Session:
     def resume(self) -> None:
         self.output.resume()
 
-    def switch_device(self, device, latency_ms: float) -> tuple[Engine, object]:
-        """A new engine on ``device`` with the ring at ``latency_ms``: parameters, mappings,
+    def switch_device(self, device, latency: str | float) -> tuple[Engine, object]:
+        """A new engine on ``device`` with the ring at ``latency`` (a mode of
+        :data:`realtime.engine.LATENCY_MARGINS_MS`, or a fixed fill in ms): parameters, mappings,
         seeds, bundle, compute device and MIDI input carry over. Raises what :func:`build`
         raises, with the old engine still playing."""
         old_engine, old_out = self.engine, self.output
         state = old_engine.bus.state()
+        fixed = not isinstance(latency, str)
         settings = self.settings.but(bundle=old_engine.player.bundle.path, device=device, samplerate=None,
-                                     latency_ms=float(latency_ms), seed=int(state["seed_a"]),
+                                     latency=self.settings.latency if fixed else latency,
+                                     latency_ms=float(latency) if fixed else None, seed=int(state["seed_a"]),
                                      compute=str(old_engine.compute_device), mel_match=old_engine.mel_match)
         engine, output = build(settings)
         old_out.stop()

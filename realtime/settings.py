@@ -20,7 +20,9 @@ class Settings:
     # engine
     seed: int = 0
     frames_per_step: int = 2                    # mel frames per engine step (one frame: 11.6 ms)
-    latency_ms: float = 50.0                    # ring-buffer target fill, ms
+    latency: str = "normal"                     # low, normal, safe: the ring sized from measured step times
+    latency_ms: float | None = None             # a fixed ring-buffer target fill instead, ms
+    realtime: bool = True                       # ask for real-time scheduling for the engine thread
     threads: int | None = None                  # torch threads; None: cores - 1
     precision: str = "float32"
     mel_match: str = "full"                     # core/mel_match.py: full, low-latency, off
