@@ -107,8 +107,8 @@ def save_bundle(path: os.PathLike | str, *, name: str, generator: StreamingUNAGA
     for prefix, module in modules:
         for k, v in module.state_dict().items():
             v = v.detach().cpu().contiguous()
-            # the token encoder stays float32: its argmax is categorical (float16 weights
-            # renamed 15 of the default corpus's 40683 frames)
+            # the token encoder stays float32: its argmax is categorical, and float16 weights
+            # rename some frames (docs/history.md)
             tensors[prefix + k] = v.half() if half and v.is_floating_point() and prefix != "encoder." else v.float()
     tensors["norm.mean"] = mean.detach().float().cpu().contiguous()
     tensors["norm.std"] = std.detach().float().cpu().contiguous()

@@ -20,8 +20,8 @@ def run_gui(settings: Settings, screenshot: str | None = None, quit_after: float
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     # Ctrl-C / SIGTERM close the window cleanly (the mapping save and shutdown below run);
     # Python handles a signal between bytecodes, which the window's timer provides. The
-    # handlers go in first: a signal while the bundle loads or the ring prefills (seconds on a
-    # busy machine) used to end the process with a KeyboardInterrupt traceback or rc -15
+    # handlers go in first, so that a signal while the bundle loads or the ring prefills ends
+    # the process cleanly too (tests/test_gui.py::test_ctrl_c_or_sigterm_closes_the_window_cleanly)
     quit_requested = []
 
     def on_signal(*_):
@@ -55,7 +55,7 @@ def _run_window(app, settings: Settings, quit_requested: list, screenshot, quit_
     window.resize(w, h)
     window.show()
     # the first layout and paint run before the sound starts: they hold the GIL for longer
-    # than the ring's 50 ms, and the first seconds of playback underran (1-3 per start)
+    # than the ring holds (tests/test_gui.py::test_the_sound_starts_after_the_window_has_painted)
     app.processEvents()
     if not quit_requested:
         session.start(wait_for_reference=False)      # a reference file's error reaches the banner

@@ -53,8 +53,8 @@ NB: shared values, and why each is safe without a lock:
   callback in whichever thread collects (holding the GIL), read by ``stats()``.
 
 The cyclic garbage collector is the one pause the engine cannot schedule: a full
-collection holds the GIL for as long as it walks the heap (145 ms with the default bundle
-and the window). ``main.py`` freezes the startup heap before the sound starts
+collection holds the GIL for as long as it walks the heap (far longer than the ring, with
+the default bundle and the window: docs/measurements.md). ``main.py`` freezes the startup heap before the sound starts
 (:func:`~realtime.gc_pauses.freeze_heap`), and ``stats()`` reports every pause.
 """
 from __future__ import annotations
@@ -179,9 +179,9 @@ class Engine:
     def start(self, prefill: bool = True) -> None:
         GC_PAUSES.install()
         self._gc_mark = (time.monotonic(), GC_PAUSES.count, GC_PAUSES.long)
-        # NB: the first stats() pays for a lazy numpy import (its first percentile: ~10 ms
-        # holding the GIL and the import lock); paid here, before the sound, it no longer
-        # underran the ring 1 s into every headless start (4 of 4 runs; 0 of 4 after)
+        # NB: the first stats() pays for a lazy numpy import (its first percentile) holding the
+        # GIL and the import lock: paid here, before the sound, not a second into it
+        # (tests/test_realtime_units.py::test_engine_stats_import_nothing_once_started)
         self.stats()
         if not self._sized:     # until measured: one step's compute at worst, now that the device is known
             self.target_fill = self._fill_for(self.step_s)

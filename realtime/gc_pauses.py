@@ -1,9 +1,9 @@
 """Python's cyclic garbage collector, and the sound.
 
 A full collection walks every object the collector tracks while it holds the GIL, and
-while it does, neither the engine thread nor the audio callback runs Python. With the
-default bundle and the window open that is about 219,000 objects and 145 ms on this
-project's CPU, three times the ring's 50 ms: a full collection during play is a dropout.
+while it does, no other Python thread runs. With the default bundle and the window open
+that takes several times what the ring holds (docs/measurements.md): a full collection
+during play starves the engine thread.
 Python 3.11 runs one only when the objects that survived since the last grow by a quarter
 of the old ones, so it is rare (minutes to hours), but a performance is long.
 
@@ -28,9 +28,8 @@ LONG_MS = 20.0
 def freeze_heap() -> int:
     """Collects, then freezes every object now tracked; returns how many are frozen and
     keeps that count in ``GC_PAUSES.frozen`` for the stats. Ask nothing else for it:
-    ``gc.get_freeze_count()`` walks the whole frozen list (19 ms for 170,000 objects,
-    holding the GIL), and called from the window's status line, 4 times a second, it gave
-    381 underruns in a 10-minute soak."""
+    ``gc.get_freeze_count()`` walks the whole frozen list holding the GIL, far too long for
+    the window's status line (``tests/test_gc_pauses.py``)."""
     gc.collect()
     gc.freeze()
     GC_PAUSES.frozen = gc.get_freeze_count()

@@ -5,16 +5,16 @@ once per step, before it applies events (:meth:`MidiInput.poll`, from
 :meth:`realtime.engine.Engine._drain_events`): it parses each message, counts it, and puts a
 timestamped :class:`~realtime.midi_parse.MidiEvent` on the engine's event queue, which the
 same step then applies (:class:`~realtime.controller.MidiController`). Messages wait in
-RtMidi's queue exactly as long as they waited in ours when RtMidi's callback filled it: the
-engine applies events once per step either way. (A 1 ms polling thread instead added 6 ms to
-the median note-to-sound latency: it waited for the GIL behind the engine's Python code.)
+RtMidi's queue exactly as long as they would wait in the engine's own queue: the engine
+applies events once per step either way. (A polling thread instead would wait for the GIL
+behind the engine's Python code: docs/history.md.)
 
 Why poll rather than take RtMidi's callback: with JACK, RtMidi calls the callback on JACK's
 process thread, which must then wait for Python's GIL, and python-rtmidi holds the GIL through
 its own JACK server calls (open, connect, close), which JACK finishes only after the current
 process cycle. Any JACK thread of this process waiting for the GIL then stalls JACK's graph:
-with our audio callback in that place, it froze JACK, the sound and the app for good
-(reproduced; see :meth:`realtime.audio_output.AudioOutput.paused_if_jack`). Polled, no JACK
+with a Python audio callback in that place, it froze JACK, the sound and the app for good
+(see :meth:`realtime.audio_output.AudioOutput.paused_if_jack`). Polled, no JACK
 thread runs Python for MIDI.
 
 NB: ``received`` and ``ignored`` are ints written by the engine thread alone (read by the

@@ -150,7 +150,7 @@ class Session:
                                      compute=str(old_engine.compute_device), mel_match=old_engine.mel_match)
         engine, output = build(settings)
         old_out.stop()
-        old_engine.stop()                 # its thread has ended: its controller is ours to read
+        old_engine.stop()                 # its thread has ended: this thread may read its controller
         for k, v in state.items():
             engine.bus.set(k, v)
         engine.controller.load_json(old_engine.controller.to_json())
@@ -165,7 +165,7 @@ class Session:
         return engine, output
 
     def stop(self) -> dict:
-        """Stops the sound, then MIDI (never a JACK MIDI call while a JACK stream of ours runs),
+        """Stops the sound, then MIDI (no JACK MIDI call while this process's JACK stream runs),
         saves mappings a MIDI learn changed; returns the engine's final stats. Idempotent."""
         rec = self.engine.recorder
         if not self._stopped:

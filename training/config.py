@@ -73,7 +73,7 @@ PRESETS: dict[str, dict] = {
                               optim={"lr": 1e-4, "betas": [0.5, 0.9], "batch": 16, "steps": 400000},
                               loss={"stft": 0.0, "gan": 1.0, "feature_matching": 10.0, "gan_start": 0}),
     # The CPU-friendly recipe: multi-resolution STFT loss alone first, then the GAN on top.
-    # (lr 1e-3 during the STFT-only warm-up, as multi-band MelGAN's recipe; 1e-4 stalled here)
+    # (lr 1e-3 during the STFT-only warm-up, as multi-band MelGAN's recipe; docs/history.md for 1e-4)
     "vocoder-stft": _preset("vocoder", model={"ngf": 32, "causal": True},
                             optim={"lr": 1e-3, "betas": [0.5, 0.9], "batch": 4, "steps": 20000},
                             data={"segment_samples": 8192},

@@ -33,7 +33,7 @@ from .metrics import (cents, griffin_lim, griffin_lim_from_magnitude, logmel_l1,
 def heldout_clips(corpus: AudioCorpus, seconds: float, max_clips: int) -> list[tuple[str, np.ndarray]]:
     """Up to ``max_clips`` (file name, 2-s clip) pairs, taking the held-out files in turn (clip 1
     of each file, then clip 2, ...) so that every held-out file is heard; clips quieter than
-    1e-3 RMS are skipped. (Until this, all clips came from the first held-out file.)"""
+    1e-3 RMS are skipped."""
     n = int(seconds * corpus.sample_rate) // 256 * 256
     per_file = []
     for it in corpus.val or corpus.train:
@@ -66,7 +66,7 @@ def small_change_distances(clips: list[np.ndarray]) -> dict:
 def eval_vocoder(bundle: Bundle, corpus: AudioCorpus, clip_seconds: float = 2.0, max_clips: int = 32) -> dict:
     """Copy synthesis of held-out clips by the vocoder and by Griffin-Lim: log-mel L1 and
     multi-resolution STFT distance, over all clips and per held-out file. Up to 32 clips of
-    2 s (the default corpus's held-out files give 31: 8 clips moved the figure by 0.02-0.2).
+    2 s (fewer clips move the figure: docs/measurements.md).
     ``vocoder_*`` is the vocoder as the instrument plays it by default, mel-matched
     (:mod:`core.mel_match`, "full"); ``vocoder_low_latency_*`` with the low-latency mel
     matching; ``vocoder_alone_*`` without mel matching."""

@@ -6,8 +6,7 @@ checkpoint by BEGAN's convergence measure L(x) + |gamma L(x) - L(G(z))| is kept 
 Optional auxiliary losses: ``loss.pitch`` (a pitch classifier's cross-entropy on generated
 frames against the requested pitch, AC-GAN style) and ``loss.envelope`` (L1 between the
 coarse spectral envelopes, 8 bands, of a generated segment and the real segment whose
-conditions it was given: BEGAN alone left the note condition unused, 1000 steps changed
-nothing in the generated dynamics).
+conditions it was given: BEGAN alone leaves the note condition unused, docs/history.md).
 
 Noise is drawn as the player draws it: per-frame AR(1) walks on the prior with a random
 drift per sequence, so training sees what the instrument will feed the model.
