@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--quit-after", type=_positive(float), default=None, metavar="S",
                    help="close after S seconds (the screenshot is taken then)")
     g.add_argument("--size", type=_size, default=(1280, 800), metavar="WxH")
+    g.add_argument("--stats-json", default=None, help="write run statistics here when the window closes")
 
     sub.add_parser("devices", help="list audio devices and MIDI ports")
 
@@ -361,7 +362,7 @@ def cmd_play(a) -> int:
     if not a.headless:
         from gui.app import run_gui
 
-        return run_gui(play_settings(a), quit_after=a.seconds)
+        return run_gui(play_settings(a), quit_after=a.seconds, stats_json=a.stats_json)
     from realtime.headless import run_headless
 
     return run_headless(play_settings(a), seconds=a.seconds, stats_json=a.stats_json, quiet=a.quiet)
@@ -370,7 +371,8 @@ def cmd_play(a) -> int:
 def cmd_gui(a) -> int:
     from gui.app import run_gui
 
-    return run_gui(play_settings(a), screenshot=a.screenshot, quit_after=a.quit_after, size=a.size)
+    return run_gui(play_settings(a), screenshot=a.screenshot, quit_after=a.quit_after, size=a.size,
+                   stats_json=a.stats_json)
 
 
 def cmd_devices(a) -> int:

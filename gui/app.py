@@ -14,9 +14,10 @@ from realtime.settings import Settings
 
 
 def run_gui(settings: Settings, screenshot: str | None = None, quit_after: float | None = None,
-            size: tuple[int, int] = (1280, 800)) -> int:
+            size: tuple[int, int] = (1280, 800), stats_json: str | None = None) -> int:
     """The window playing ``settings``; ``screenshot``: a PNG of the window saved at
-    ``quit_after`` seconds, when it closes. Returns the exit code."""
+    ``quit_after`` seconds, when it closes; ``stats_json``: the engine's final stats, written
+    when it closes. Returns the exit code."""
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     # Ctrl-C / SIGTERM close the window cleanly (the mapping save and shutdown below run);
     # Python handles a signal between bytecodes, which the window's timer provides. The
@@ -30,13 +31,13 @@ def run_gui(settings: Settings, screenshot: str | None = None, quit_after: float
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     print(f"loading '{settings.bundle}'", file=sys.stderr, flush=True)
     try:
-        return _run_window(app, settings, quit_requested, screenshot, quit_after, size)
+        return _run_window(app, settings, quit_requested, screenshot, quit_after, size, stats_json)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def _run_window(app, settings: Settings, quit_requested: list, screenshot, quit_after, size) -> int:
+def _run_window(app, settings: Settings, quit_requested: list, screenshot, quit_after, size, stats_json) -> int:
     """Builds the session and the window, plays until quit; ``quit_requested`` is non-empty
     once a signal asked to quit."""
     from .main_window import MainWindow
@@ -75,7 +76,11 @@ def _run_window(app, settings: Settings, quit_requested: list, screenshot, quit_
         app.exec()
     if window.isVisible():
         window.close()          # closeEvent stops the session (sound, then MIDI; saves learned mappings)
-    session.stop()
+    stats = session.stop()
+    if stats_json:
+        import json
+        with open(stats_json, "w") as f:
+            json.dump(stats, f, indent=1)
     window.deleteLater()
     app.processEvents()
     return 0

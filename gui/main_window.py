@@ -81,6 +81,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setCentralWidget(central)
         self.status = QtWidgets.QLabel()
         self.status.setObjectName("status")
+        self.status.setSizePolicy(QtWidgets.QSizePolicy.Ignored, QtWidgets.QSizePolicy.Preferred)   # never widens the window
         self.statusBar().addWidget(self.status, 1)
 
     def _transport_row(self):
@@ -126,7 +127,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.recent.setToolTip("the bundle playing; pick another you opened before to swap to it")
         self.recent.activated.connect(lambda i: self.load_bundle(self.recent.itemData(i)))
         self.device_box = QtWidgets.QComboBox()
-        self.device_box.setMinimumWidth(150)
+        self.device_box.setMinimumWidth(120)
         self.latency_mode = QtWidgets.QComboBox()
         self.latency_mode.setToolTip("low / normal / safe: the ring sized from measured step times; "
                                      "ms: a fixed ring fill")
@@ -142,7 +143,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.apply_device = QtWidgets.QPushButton("Apply")
         self.apply_device.clicked.connect(self._apply_device)
         self.midi_box = QtWidgets.QComboBox()
-        self.midi_box.setMinimumWidth(150)
+        self.midi_box.setMinimumWidth(120)
         self.midi_box.activated.connect(self._midi_selected)
         self.preset_box = QtWidgets.QComboBox()
         self.preset_box.setEditable(True)
@@ -152,7 +153,7 @@ class MainWindow(QtWidgets.QMainWindow):
         load = QtWidgets.QPushButton("Load")
         load.clicked.connect(lambda: self.load_preset(self.preset_box.currentText()))
         for w in (self.open_button, self.recent, self.reference_button, QtWidgets.QLabel("Device"), self.device_box,
-                  QtWidgets.QLabel("Latency"), self.latency_mode, self.latency_box, self.apply_device,
+                  self.latency_mode, self.latency_box, self.apply_device,
                   QtWidgets.QLabel("MIDI"), self.midi_box,
                   QtWidgets.QLabel("Preset"), self.preset_box, save, load):
             row.addWidget(w)
@@ -444,11 +445,12 @@ class MainWindow(QtWidgets.QMainWindow):
             if rec.error:
                 self.record_button.setChecked(False)
         self.status.setText(
-            f"{s['model']} on {s['compute']}  |  {s['device']} {s['device_rate']} Hz (model {s['model_rate']} Hz)  |  "
-            f"RTF {s['rtf']:.2f}  ring {s['ring_fill_ms']:.0f} ms  note-to-sound {s['note_to_sound_ms']:.0f} ms  "
-            f"({s['latency_mode']})  engine {s['priority']}  |  "
+            f"{s['model']} on {s['compute']}  |  {s['device']} {s['device_rate']} Hz  |  "
+            f"note-to-sound {s['note_to_sound_ms']:.0f} ms ({s['latency_mode']})  ring {s['ring_fill_ms']:.0f} ms  "
+            f"RTF {s['rtf']:.2f}  engine {s['priority']}  |  "
             f"underruns {s['underruns']}  NaN {s['nan_events']}  |  voices {s['voices']}  "
             f"MIDI {s['midi_messages_received']} ({s['midi_messages_ignored']} ignored)")
+        self.status.setToolTip(self.status.text())
 
     def shutdown(self) -> None:
         self.timer.stop()
