@@ -147,6 +147,8 @@ class Engine:
         else:       # until measured: one step plus the mode's margin plus a step's time of compute
             self.target_fill = self._fill_for(self.step_s)
         self._sized = target_fill_s is not None
+        self.ring_grown = 0                 # frames added to the sized target after underruns
+        self._underruns_seen = 0
         self.ring = RingBuffer(max(self.target_fill, int(0.25 * self.out_rate)) + 4 * self.step_out + self.out_rate // 2)
         self.limiter = SafetyLimiter(self.out_rate)
         self.events: queue.SimpleQueue = queue.SimpleQueue()
@@ -305,12 +307,25 @@ class Engine:
         return int(round(out.latency_s * self.out_rate)) if out is not None and out.latency_s else 0
 
     def _fill_for(self, step_time_s: float) -> int:
-        """Ring target (frames) for steps that take ``step_time_s`` at worst: the ring must
-        hold what plays while a step computes, the mode's margin, at least one step, and at
-        least a device block less the step that refills it."""
-        margin_s = LATENCY_MARGINS_MS[self.latency_mode] / 1e3
-        need = int((step_time_s + margin_s) * self.out_rate)
-        return max(need, self.step_out, self._device_block() - self.step_out + int(margin_s * self.out_rate))
+        """Ring target (frames) for steps that take ``step_time_s`` at worst. The device takes
+        a block at a time, and a step starts once the ring is below its target, so just after
+        the device took a block: what is left must outlast the step's compute, and the mode's
+        margin on top. Never less than one step."""
+        margin = int(LATENCY_MARGINS_MS[self.latency_mode] / 1e3 * self.out_rate)
+        return max(self._device_block() + int(step_time_s * self.out_rate) + margin, self.step_out + margin)
+
+    def _grow_after_underrun(self) -> None:
+        """Engine thread: an underrun in a sized mode says the steps took longer than they were
+        sized for (a busier machine): the ring grows by half a device block, up to the "safe"
+        size; ``stats()["ring_grown_ms"]`` says by how much."""
+        out = self.output
+        if out is None or self.latency_mode == "fixed" or out.underruns == self._underruns_seen:
+            return
+        self._underruns_seen = out.underruns
+        ceiling = int((self.step_s + LATENCY_MARGINS_MS["safe"] / 1e3) * self.out_rate) + self._device_block()
+        grown = min(self.target_fill + max(self._device_block() // 2, self.step_out // 2), max(ceiling, self.target_fill))
+        self.ring_grown += grown - self.target_fill
+        self.target_fill = grown
 
     def _size_ring(self) -> None:
         """Engine thread, once, after :data:`SIZING_STEPS` steps: the ring target from the
@@ -363,6 +378,7 @@ class Engine:
             "latency_parts_ms": parts,
             "latency_mode": self.latency_mode,
             "ring_sized": self._sized,
+            "ring_grown_ms": 1e3 * self.ring_grown / self.out_rate,
             "priority": str(self.priority),
             "priority_note": self.priority.note,
             "frames_per_step": self.frames_per_step,
@@ -398,6 +414,8 @@ class Engine:
         while not self._stop.is_set():
             if not self._sized and self.steps >= SIZING_STEPS:
                 self._size_ring()
+            elif self._sized:
+                self._grow_after_underrun()
             if self.ring.available() >= self.target_fill:
                 time.sleep(poll)
                 continue
