@@ -10,8 +10,9 @@ The filter: a Kaiser-windowed low-pass (:data:`STOPBAND_DB` = 80 dB design rejec
 taps at 22050 Hz) turned minimum-phase (homomorphic, magnitude kept). A linear-phase filter
 of that magnitude delays everything by half its length (2.5 ms); the minimum-phase one has
 its energy at the start and delays the passband by 0.13-0.16 ms (100 Hz - 5 kHz; 0.25 ms at
-8 kHz, 0.5 ms at 9.5 kHz for 22050 -> 48000 Hz). Its phase is not linear, a difference of
-a few tenths of a millisecond across the band that the ear does not hear. The passband runs
+8 kHz, 0.5 ms at 9.5 kHz for 22050 -> 48000 Hz). Its phase is not linear: the delay
+differs by 0.03 ms across 100 Hz - 5 kHz and 0.4 ms up to 9.5 kHz, under the 1-2 ms of
+group-delay difference that listening tests find audible (Blauert and Laws 1978). The passband runs
 to :data:`PASSBAND_FRACTION` of the lower Nyquist and the stopband starts at that Nyquist
 (10.0 kHz and 11025 Hz from 22050 Hz): the model's log-mel spans 0 Hz to its Nyquist
 (``MelConfig.fmax`` None -> 11025 Hz), so the passband reaches as near 11025 Hz as the
@@ -26,11 +27,17 @@ is the filter's group delay, and ``holdback_s`` is its largest value over
 :data:`HOLDBACK_BAND` (100 Hz - 5 kHz), computed from the designed taps
 (``tests/test_resample.py`` measures it through the stream).
 
-Computation per call: one matrix product. The outputs of one cycle (``L`` outputs, ``M``
-inputs) read a window of ``M + taps - 1`` inputs, and a window starts every ``M`` inputs, so
-the windows of a call are a strided view and ``windows @ cycle_matrix`` gives every output
-of the cycles it touches (``cycle_matrix``: ``[M + taps - 1 x L]``, phase ``(r * M) mod L``
-placed where output ``r`` of the cycle reads). Ratios whose cycle matrix would be too large
+Computation per call: one matrix product. The outputs of one cycle (``S * L`` outputs from
+``S * M`` inputs, ``S`` whole ratio periods) read a window of ``S * M + taps - 1`` inputs,
+and a window starts every ``S * M`` inputs, so the windows of a call are a strided view and
+``windows @ cycle_matrix`` gives every output of the cycles it touches (``cycle_matrix``:
+``[S * M + taps - 1 x S * L]``, phase ``(r * M) mod L`` placed where output ``r`` reads).
+``S`` is 1 unless ``M`` is small against ``taps`` (28 for 2 / 1), so that neighbouring
+windows do not overlap by nearly all their length. Blocks are cut so that one product
+stays under :data:`MAX_PRODUCT` multiply-adds, or touches at most 3 cycles where one cycle
+is larger than a third of that (96 kHz: 3 x 165120): OpenBLAS runs products of that size
+on the calling thread (``benchmarks/resampler.py`` reports its worker threads' CPU time; it
+woke them for 1.3 M). Ratios whose cycle matrix would be too large
 (:data:`MAX_CYCLE_MATRIX`, e.g. 22050 -> 44101) gather each output's inputs instead.
 
 ``in_rate == out_rate`` passes the input through unchanged (holdback 0).
@@ -51,8 +58,7 @@ HOLDBACK_BAND = (100.0, 5000.0)    # Hz: the band whose largest group delay is t
 MAX_OVERSAMPLE = 512               # prototype rate at most this x in_rate; finer phases interpolated
 MAX_CYCLE_MATRIX = 1 << 21         # float32 entries; larger cycles gather per output
 MAX_BLOCK_OUT = 2048               # outputs one gathering block computes, about
-MAX_PRODUCT = 1 << 18              # multiply-adds of one cycle product: OpenBLAS keeps it on one
-                                   # thread (benchmarks/resampler.py counts its worker threads' CPU)
+MAX_PRODUCT = 1 << 18              # multiply-adds of one block's product (see the module notes)
 
 
 @dataclass(frozen=True)
@@ -145,7 +151,7 @@ def design(in_rate: int, out_rate: int) -> PolyphaseDesign:
     pos = (np.arange(taps)[None, :] * up + np.arange(up)[:, None]) * (oversample / up)
     phases = np.ascontiguousarray(np.interp(pos, np.arange(len(proto)), proto, right=0.0)[:, ::-1],
                                   dtype=np.float32)
-    periods = -(-taps // (4 * down))          # cycle window at least 4/5 taps where down is small
+    periods = -(-taps // (4 * down))    # a cycle advances >= taps / 4 inputs; its columns stay ~4/5 taps
     if periods * up * (periods * down + taps - 1) > MAX_CYCLE_MATRIX:
         periods = 1
     dense = up * (down + taps - 1) <= MAX_CYCLE_MATRIX
