@@ -46,7 +46,9 @@ _ffi = rtmixer._ffi
 _lib = rtmixer._lib
 
 FETCH_EVERY_S = 0.05        # how stale ``callbacks``, ``xruns`` and ``frames_played`` may be
-WATCH_EVERY_S = 0.002       # the watcher's poll: a ring action ended is restarted within it
+# the watcher's poll: a quarter of a device block within these bounds, so that a ring action
+# that ended is restarted before the next callback (a 2 ms poll: about 2 % of a core)
+WATCH_EVERY_S = (0.001, 0.005)
 
 
 def pick_samplerate(device, wanted: float | None) -> int:
@@ -99,6 +101,7 @@ class AudioOutput:
         self.xruns = 0
         self.frames_played = 0
         self.callbacks = 0
+        self._block_max = 0
         self.restarts = 0               # ring actions started after one ran empty
         self._settled = 0               # underruns of gaps whose next action has started
         self._flush_request = (0, 0)    # (ring.written at the request, request number)
@@ -135,6 +138,8 @@ class AudioOutput:
         self.xruns += int(stats.output_underflows)
         # exact for the fixed block size of JACK and ALSA; else the mean of the extremes
         self.frames_played += blocks * (int(stats.min_blocksize) + int(stats.max_blocksize)) // 2
+        if blocks:
+            self._block_max = max(self._block_max, int(stats.max_blocksize))
 
     def _pending_gap(self, exact: bool) -> None:
         """Underruns of the open gap (the latest action ran empty, the next has not started),
@@ -220,8 +225,12 @@ class AudioOutput:
             self._fetch, self._fetch_t = self._new_fetch(), now
             self._enqueue(self._fetch)
 
+    def _poll_s(self) -> float:
+        lo, hi = WATCH_EVERY_S
+        return min(hi, max(lo, self._block_max / self.samplerate / 4)) if self._block_max else lo
+
     def _watch(self) -> None:
-        while not self._quit.wait(WATCH_EVERY_S):
+        while not self._quit.wait(self._poll_s()):
             with self._lock:
                 self._service()
 
@@ -235,6 +244,11 @@ class AudioOutput:
             self._pending_gap(exact=True)
 
     # ---- the stream ------------------------------------------------------------------
+    @property
+    def block_frames(self) -> int:
+        """Frames per device callback: the largest block counted so far (0 before any)."""
+        return self._block_max
+
     @property
     def latency_s(self) -> float:
         return float(self._mixer.latency)
@@ -274,22 +288,18 @@ class AudioOutput:
 
     @contextlib.contextmanager
     def paused_if_jack(self):
-        """Pauses a JACK stream for the duration (and starts it again after), for JACK server
-        calls made while holding the GIL: python-rtmidi's open, connect and close.
+        """Kept for callers around python-rtmidi's JACK calls (open, connect, close); it no
+        longer pauses anything.
 
         JACK finishes such a call only after its current process cycle, and that cycle waits
-        for this stream's callback. With the old Python callback, which waited for the GIL,
-        that deadlocked (audio, JACK's graph and the app froze for good: reproduced with
-        rtmidi JACK clients opened and closed while a JACK stream played, stuck within 25-41
-        tries, never in 200 with the stream paused)."""
-        pause = self.on_jack and self._mixer.active
-        if pause:
-            self.pause()
-        try:
-            yield
-        finally:
-            if pause:
-                self.resume()
+        for this stream's callback. The old Python callback waited for the GIL, which the
+        rtmidi call held: a deadlock that froze the audio, JACK's graph and the app (stuck
+        within 25-41 tries), so the stream was paused around those calls, a gap in the sound
+        at every MIDI port switch. The C callback never waits for the GIL, so the cycle ends
+        and the call returns: 1000 and more JACK MIDI switches while playing froze nothing,
+        without the pause (tests/test_gui.py,
+        test_switching_jack_midi_inputs_while_playing_on_jack_never_freezes)."""
+        yield
 
     def stop(self) -> None:
         self._quit.set()
