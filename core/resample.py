@@ -36,8 +36,8 @@ and a window starts every ``S * M`` inputs, so the windows of a call are a strid
 windows do not overlap by nearly all their length. Blocks are cut so that one product
 stays under :data:`MAX_PRODUCT` multiply-adds, or touches at most 3 cycles where one cycle
 is larger than a third of that (96 kHz: 3 x 165120): OpenBLAS runs products of that size
-on the calling thread (``benchmarks/resampler.py`` reports its worker threads' CPU time; it
-woke them for 1.3 M). Ratios whose cycle matrix would be too large
+on the calling thread (``benchmarks/resampler.py`` reports other threads' CPU time during
+its timing; OpenBLAS woke its workers for 8 x 258 x 640 = 1.3 M). Ratios whose cycle matrix would be too large
 (:data:`MAX_CYCLE_MATRIX`, e.g. 22050 -> 44101) gather each output's inputs instead.
 
 ``in_rate == out_rate`` passes the input through unchanged (holdback 0).
