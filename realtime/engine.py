@@ -200,10 +200,6 @@ class Engine:
         if self._thread is not None:
             self._thread.join(5.0)
         self.stop_recording()
-        if self._thread is None or not self._thread.is_alive():
-            # NB: the native resampler is released now, not whenever the interpreter gets to
-            # it: one still alive at exit made nanobind print a screen of "leaked" lines
-            self.player.resampler = None
 
     def _use_default_token(self, bundle) -> None:
         """The token knob spans the bundle's own tokens (0 .. n_tokens - 1), and starts on

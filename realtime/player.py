@@ -5,31 +5,17 @@ Owned by the engine thread alone (the loader thread builds it, then hands it ove
 from __future__ import annotations
 
 import numpy as np
-import soxr
 
 from core.bundle import Bundle
 from core.inputs import frame_inputs
 from core.latent import NoiseSource
 from core.limiter import is_runaway
+from core.resample import LowDelayResampler
 from core.synth import Synth
 
 from .params import Snapshot
 from .sources import TokenSource
 from .voices import VoiceBank
-
-
-def resampler_delay(in_rate: int, out_rate: int, chunk: int = 512) -> float:
-    """Output samples a soxr stream holds back, on average, when fed ``chunk`` samples at a
-    time (measured over 3 s after 1 s of warm-up; soxr works in internal blocks, so the
-    holdback swings around this mean, between about 5 and 42 ms for 22050 -> 48000 Hz)."""
-    s = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality="HQ")
-    got, deficits = 0, []
-    n_chunks = 4 * in_rate // chunk
-    for i in range(1, n_chunks + 1):
-        got += len(s.resample_chunk(np.zeros(chunk, np.float32)))
-        if i > n_chunks // 4:
-            deficits.append(i * chunk * out_rate / in_rate - got)
-    return float(np.mean(deficits))
 
 
 class BundlePlayer:
@@ -60,7 +46,9 @@ class BundlePlayer:
     def _new_resampler(self):
         if self.bundle.sample_rate == self.out_rate:
             return None
-        return soxr.ResampleStream(self.bundle.sample_rate, self.out_rate, 1, dtype="float32", quality="HQ")
+        # a minimum-phase polyphase FIR: holdback <= 2 ms, images and aliases >= 70 dB down
+        # (core/resample.py; tests/test_resample.py)
+        return LowDelayResampler(self.bundle.sample_rate, self.out_rate)
 
     @property
     def delay_s(self) -> float:
@@ -68,14 +56,15 @@ class BundlePlayer:
         if self._delay_s is None:
             d = self.synth.delay / self.bundle.sample_rate
             if self.resampler is not None:
-                d += resampler_delay(self.bundle.sample_rate, self.out_rate) / self.out_rate
+                d += self.resampler.holdback_s
             self._delay_s = d
         return self._delay_s
 
     def reset(self) -> None:
         """Panic: model state, resampler and anything pending."""
         self.synth.reset()
-        self.resampler = self._new_resampler()
+        if self.resampler is not None:
+            self.resampler.reset()
         self.pending = np.zeros(0, np.float32)
         self._env_delay[:] = 0
         self._last_level[:] = 0
@@ -143,7 +132,7 @@ class BundlePlayer:
         elif mel is not None:
             self.last_mel = mel[loudest].T.cpu().numpy()
         if self.resampler is not None:
-            block = self.resampler.resample_chunk(block)
+            block = self.resampler.process(block)
         self.pending = np.concatenate((self.pending, block)) if len(self.pending) else block
 
     def _envelope(self, level: np.ndarray, samples: int) -> np.ndarray:

@@ -6,11 +6,11 @@ the engine's streaming resampler.
 import time
 
 import numpy as np
-import soxr
 import torch
 
 from core.bundle import load_bundle
 from core.latent import NoiseSource
+from core.resample import LowDelayResampler
 from core.synth import Synth
 from realtime.audio_output import AudioOutput
 from realtime.engine import Engine
@@ -29,7 +29,7 @@ def offline_reference(bundle_path, seconds: float, out_rate: int = RATE, seed: i
     z = torch.from_numpy(NoiseSource(b.generator.config.z_dim, seed, seed + 1).next(n, 0.0, 0.05, 1.0).T.copy())[None]
     audio, _ = synth.step(z, torch.zeros(1, n, dtype=torch.long), torch.full((1, n), 60.0))
     audio = audio[0].numpy() * np.float32(10 ** (GAIN_DB / 20))         # as start_engine plays it
-    return soxr.resample(audio, b.sample_rate, out_rate, quality="HQ").astype(np.float32)
+    return LowDelayResampler(b.sample_rate, out_rate).process(audio.astype(np.float32))
 
 
 def align(segment: np.ndarray, reference: np.ndarray) -> int:
