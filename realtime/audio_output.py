@@ -16,7 +16,12 @@ the callback index where the action started. An action that ended on an empty ri
 callback ``e`` (its start + its blocks - 1), followed by one that started at ``s``, leaves
 ``s - e`` blocks that were not filled from the ring: ``e``, partly silent, and every block
 in between, wholly silent. Those are the underruns, as the old Python callback counted
-them (one per callback short of frames). Guarded by tests/test_audio_path.py.
+them (one per callback short of frames). While the device plays, the counts trail it by a
+poll of the watcher (underruns) or ``FETCH_EVERY_S`` (the others); after ``pause()`` or
+``stop()`` they are exact. Guarded by tests/test_audio_path.py.
+
+The watcher drives rtmixer's queues itself (``_action_q``, ``_result_q``, ``_state``, as
+rtmixer 0.1.7 lays them out): rtmixer's own methods would discard the results it counts.
 
 Panic (``flush_requested = True``, the engine thread): the audio written before the request
 is dropped, the audio written after it is kept. The ring keeps one reader at any time: the
