@@ -1,11 +1,19 @@
-"""Soak: headless play on a JACK dummy server at default settings, for minutes.
+"""Soak: headless play (or the window) on a JACK dummy server at the product's default settings, for minutes, optionally with one core kept busy by another process.
 
 Prints one JSON object: underruns (and an empty-callback client's underruns in the same
-run, as the baseline for this shared machine), p50/p99 engine step time, real-time factor,
-RSS growth, and control latency: time from a parameter change (gain -60 dB -> 0 dB) to the
-first captured device sample that reflects it, with the parts it is made of.
+run, as the baseline for this shared machine), PortAudio xruns and the JACK server's xruns
+(its xrun notifications, and the clients its log names as not finished), p50/p99 engine
+step time, real-time factor, RSS growth, and control latency: time from a parameter change
+(gain -60 dB -> 0 dB) to the first captured device sample that reflects it, with the
+parts it is made of.
 
-    python -m benchmarks.soak [--seconds 600] [--bundle models/default.dwb] [--gui]
+The engine is the product's: ``Session(Settings(bundle))`` with every setting at its default
+(voices, latency mode, step, mel matching, threads) unless an option names it. ``--load``
+starts a second process that keeps one core 100 % busy at normal priority from before the
+baseline to the end (tests/jackutil.BusyCore; killed at the end, on error too); the JSON
+says that it ran and the CPU it used.
+
+    python -m benchmarks.soak [--seconds 600] [--load] [--gui] [--period 512] [--json PATH]
 """
 from __future__ import annotations
 
@@ -13,6 +21,7 @@ import argparse
 import json
 import os
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -96,49 +105,74 @@ def control_latency(engine, cap, rate: int) -> float | None:
     return cap.time_of_frame(start + int(hits[0])) - t0
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def engine_settings(a: argparse.Namespace) -> dict:
+    """The Settings fields the options name (the rest stay the product's defaults)."""
+    given = {"frames_per_step": a.frames_per_step, "latency": a.latency, "latency_ms": a.latency_ms,
+             "threads": a.threads, "precision": a.precision, "mel_match": a.mel_match, "voices": a.voices}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="benchmarks.soak", description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=600.0)
     ap.add_argument("--bundle", default=str(ROOT / "models" / "default.dwb"))
-    ap.add_argument("--frames-per-step", type=int, default=2)
-    ap.add_argument("--latency-ms", type=float, default=50.0)
+    ap.add_argument("--period", type=int, default=512, choices=[512, 1024, 2048], help="JACK period, frames (48 kHz)")
+    ap.add_argument("--load", action="store_true",
+                    help="a second process keeps one core 100 %% busy (normal priority) for the whole run")
+    ap.add_argument("--frames-per-step", type=int, default=None, help="default: the product's")
+    ap.add_argument("--latency", default=None, choices=["low", "normal", "safe"], help="default: the product's")
+    ap.add_argument("--latency-ms", type=float, default=None, help="a fixed ring fill instead of --latency")
+    ap.add_argument("--voices", type=int, default=None, help="default: the product's")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--precision", default="float32")
+    ap.add_argument("--precision", default=None, choices=["float32", "bfloat16"])
+    ap.add_argument("--json", default=None, metavar="PATH", help="also write the JSON here")
     ap.add_argument("--baseline-seconds", type=float, default=20.0)
     ap.add_argument("--probe-every", type=float, default=30.0, help="seconds between latency probes")
     ap.add_argument("--gui", action="store_true", help="with the window open (offscreen Qt)")
-    ap.add_argument("--mel-match", default="full", choices=MODES)
+    ap.add_argument("--no-probes", action="store_true",
+                    help="no capture client and no control-latency probes: only driftwave's own client in "
+                         "the JACK graph (the capture's process callback runs Python in this process)")
+    ap.add_argument("--mel-match", default=None, choices=MODES)
     ap.add_argument("--no-gc-freeze", action="store_true",
                     help="leave the startup heap to the cyclic GC (main.py freezes it: realtime/gc_pauses.py)")
-    a = ap.parse_args()
+    return ap.parse_args(argv)
 
-    from tests.jackutil import Capture, JackServer
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    from tests.jackutil import BusyCore, Capture, JackServer, XrunCounter, graph_errors_by_client
     rate = 48000
-    server = JackServer(rate=rate, period=1024)
+    load_before = os.getloadavg()
+    load = BusyCore() if a.load else None       # before the baseline: the whole run carries it
+    server = xruns = None
     try:
+        server = JackServer(rate=rate, period=a.period)
+        xruns = XrunCounter(server)
+        xruns0 = xruns.count
         baseline = empty_callback_underruns(a.baseline_seconds, rate)
+        baseline_jack_xruns = xruns.count - xruns0
         from realtime.session import Session
         from realtime.settings import Settings
-        session = Session(Settings(a.bundle, samplerate=rate, frames_per_step=a.frames_per_step,
-                                   latency_ms=a.latency_ms, threads=a.threads, precision=a.precision,
-                                   mel_match=a.mel_match, voices=1))
+        overrides = engine_settings(a)
+        session = Session(Settings(a.bundle, **overrides))
         engine, out = session.engine, session.output
         window = None
         if a.gui:       # before the capture client: the window lists MIDI ports with rtmidi, whose
             window = _open_gui(session)         # JACK calls hold the GIL (AudioOutput.paused_if_jack)
             window.pump(1.0)                    # painted before the sound starts, as main.py does it
-        cap = Capture(server, seconds=15.0, ring=True)   # recent audio is all a probe looks at
+        cap = None if a.no_probes else Capture(server, seconds=15.0, ring=True)   # a probe looks at recent audio
         if not a.no_gc_freeze:
             freeze_heap()                       # as main.py does before the sound
         engine.start()
         out.start()
-        cap.connect_program_outputs()
+        if cap is not None:
+            cap.connect_program_outputs()
         if window is not None:
             window.pump(5.0)
         else:
             time.sleep(5.0)
         rss0, t_start = rss_mb(), time.monotonic()
-        under0 = out.underruns
+        under0, xruns_start, log_start = out.underruns, xruns.count, server.log_size()
         lat, probe_times, underrun_times = [], [], []
         seen = under0
         next_probe = t_start + 5.0
@@ -155,14 +189,17 @@ def main() -> None:
             if time.monotonic() >= next_cpu:
                 other_cpu.sample(time.monotonic() - t_start)
                 next_cpu += 1.0
-            if time.monotonic() >= next_probe:
+            if cap is not None and time.monotonic() >= next_probe:
                 probe_times.append(round(time.monotonic() - t_start, 2))
                 v = control_latency(engine, cap, rate)
                 if v is not None:
                     lat.append(v)
                 next_probe = time.monotonic() + a.probe_every
         rss1 = rss_mb()
-        cap.close()
+        jack_xruns = xruns.count - xruns_start
+        graph_errors = graph_errors_by_client(server.graph_errors(log_start))
+        if cap is not None:
+            cap.close()
         if window is not None:
             window.close()
         out.stop()
@@ -170,9 +207,14 @@ def main() -> None:
         s = engine.stats()
         result = {
             "benchmark": "soak", "gui": a.gui, "seconds": a.seconds, "bundle": a.bundle, "model": s["model"],
+            "settings_given": overrides, "jack_period": a.period, "period_ms": round(1e3 * a.period / rate, 2),
             "device_rate": s["device_rate"], "model_rate": s["model_rate"], "threads": s["threads"],
             "precision": s["precision"], "mel_match": s["mel_match"], "frames_per_step": s["frames_per_step"],
+            "voices": s["voices"], "latency_mode": s["latency_mode"], "priority": s["priority"],
+            "priority_note": s["priority_note"], "note_to_sound_ms": s["note_to_sound_ms"],
             "underruns": out.underruns - under0, "underruns_total": out.underruns, "xruns": out.xruns,
+            "jack_xruns": jack_xruns, "jack_graph_errors_by_client": graph_errors,
+            "baseline_jack_xruns": baseline_jack_xruns,
             "underrun_times_s": underrun_times, "probe_times_s": probe_times, "started_unix": round(started_unix, 1),
             "other_processes_cores": {
                 "median": float(np.median([c for _, c in other_cpu.samples])) if other_cpu.samples else None,
@@ -198,9 +240,20 @@ def main() -> None:
             },
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
-        print(json.dumps(result, indent=1))
     finally:
-        server.stop()
+        if xruns is not None:
+            xruns.close()
+        load_report = load.stop() if load is not None else {"ran": False}
+        if server is not None:
+            server.stop()
+    result["load"] = load_report
+    result["loadavg_before"] = [round(x, 2) for x in load_before]
+    result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    text = json.dumps(result, indent=1)
+    print(text)
+    if a.json:
+        Path(a.json).write_text(text + "\n")
+    return 0
 
 
 def _open_gui(session):
@@ -209,4 +262,4 @@ def _open_gui(session):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

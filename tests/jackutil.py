@@ -217,3 +217,122 @@ class CaptureProcess:
             if self.proc.poll() is None:
                 self.proc.kill()
             shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def graph_errors_by_client(lines: list[str]) -> dict[str, int]:
+    """Of the server's lines from :meth:`JackServer.graph_errors`: the cycles that did not
+    finish (key ``"failed_cycles"``: its "Process error" lines) and, per client, how often
+    the server named it as not finished in one (``client = NAME was not finished``)."""
+    import re
+    out: dict[str, int] = {"failed_cycles": sum("Process error" in line for line in lines)}
+    for line in lines:
+        m = re.search(r"client = (.+?) was not finished", line)
+        if m:
+            out[m.group(1)] = out.get(m.group(1), 0) + 1
+    return out
+
+
+class XrunCounter:
+    """A JACK client that counts the server's xruns (JACK's xrun notification, which runs
+    on the client's notification thread, never the process thread). It has no process
+    callback, so no Python runs in the graph for it."""
+
+    def __init__(self, server: JackServer, name: str = "xrun-counter"):
+        import jack
+        self.client = jack.Client(name, servername=server.name, no_start_server=True)
+        self.count = 0
+        self.client.set_xrun_callback(self._on_xrun)
+        self.client.activate()
+
+    def _on_xrun(self, delayed_usecs: float) -> None:
+        self.count += 1
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+def playback_latency_frames(client, port_name: str) -> int:
+    """The playback latency JACK reports for ``port_name`` (frames, the range's maximum):
+    for ``system:playback_1``, what the driver adds between a cycle's output and the
+    speaker. JACK-Client does not wrap ``jack_port_get_latency_range``; ctypes calls it on
+    the port that ``client`` looks up."""
+    import ctypes
+    import ctypes.util
+
+    import jack
+
+    class Range(ctypes.Structure):
+        _fields_ = [("min", ctypes.c_uint32), ("max", ctypes.c_uint32)]
+
+    lib = ctypes.CDLL(ctypes.util.find_library("jack") or "libjack.so.0")
+    lib.jack_port_get_latency_range.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(Range)]
+    lib.jack_port_get_latency_range.restype = None
+    port = client.get_port_by_name(port_name)
+    r = Range()
+    playback_mode = 1                   # JackPlaybackLatency (JackCaptureLatency is 0)
+    lib.jack_port_get_latency_range(int(jack._ffi.cast("uintptr_t", port._ptr)), playback_mode, ctypes.byref(r))
+    return int(r.max)
+
+
+def _normal_priority() -> None:
+    """In a child before exec: nice 0 where allowed (a niced parent may not lower it)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, 0)
+    except OSError:
+        pass
+
+
+_BUSY_CHILD = r"""
+import os, sys
+parent = int(sys.argv[1])
+while os.getppid() == parent:       # ends by itself if its parent dies without stopping it
+    for _ in range(200000):
+        pass
+"""
+
+
+class BusyCore:
+    """A second process that keeps one core 100 % busy at normal priority (a Python busy
+    loop, nice 0, SCHED_OTHER) until :meth:`stop`, the load a performer's laptop carries
+    (another program computing). It checks its parent every few ms and ends if that is gone,
+    so a benchmark killed without cleanup leaves no spinning process. A context manager."""
+
+    def __init__(self):
+        import sys
+        self.proc = subprocess.Popen([sys.executable, "-c", _BUSY_CHILD, str(os.getpid())],
+                                     preexec_fn=_normal_priority)
+        self.t0 = time.monotonic()
+        self.report: dict | None = None
+
+    def cpu_seconds(self) -> float:
+        """CPU time the busy process has used so far (user + system), seconds."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> dict:
+        """Ends the load; returns what it did: ``ran``, ``seconds`` (wall), ``cpu_seconds``,
+        ``cpu_share`` (cores it kept busy on average, 1.0 = one core all the time), ``nice``."""
+        if self.report is not None:
+            return self.report
+        wall = time.monotonic() - self.t0
+        try:
+            cpu = self.cpu_seconds()
+            nice = os.getpriority(os.PRIO_PROCESS, self.proc.pid)
+        except (OSError, IndexError):       # it ended early: its CPU time is lost with it
+            cpu, nice = None, None
+        alive = self.proc.poll() is None
+        self.proc.kill()
+        self.proc.wait(5)
+        self.report = {"ran": alive, "kind": "python busy loop, one process", "pid": self.proc.pid,
+                       "nice": nice, "seconds": round(wall, 2),
+                       "cpu_seconds": None if cpu is None else round(cpu, 2),
+                       "cpu_share": None if cpu is None or wall <= 0 else round(cpu / wall, 3)}
+        return self.report
+
+    def __enter__(self) -> "BusyCore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
