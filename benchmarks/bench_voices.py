@@ -1,10 +1,19 @@
-"""Real-time factor of the engine's model step with 1, 2 and 4 voices (one batch).
+"""Real-time factor of the engine's model step: 1, 2 and 4 voices at 1, 2 and 4 frames per step.
 
-Prints JSON. RTF = compute time of ``BundlePlayer.render`` (sources, generator, vocoder,
-envelopes, mix, resampling to 48 kHz) / audio time. ``--compute cpu cuda`` measures each
-compute device (on a GPU the step includes copying the audio back, which waits for it).
+RTF = compute time of one engine step (``VoiceBank.render`` and ``BundlePlayer.render``:
+sources, generator, vocoder, mel matching, envelopes, mix, resampling to 48 kHz) / the
+audio time it makes (``frames * 256 / 22050`` s: 11.6 ms a frame). Every voice sounds
+(one batch of ``voices`` rows). One torch thread by default, as the engine runs.
 
-    python -m benchmarks.bench_voices [--bundle models/default.dwb] [--seconds 5] [--compute cpu cuda]
+Prints a table to stderr and the JSON to stdout, and writes the JSON to ``--out``
+(``benchmarks/results/voices.json``). The JSON carries the load average before and after
+each run (the machine may be shared), and, under ``"before"``, the runs of ``--before``
+(``benchmarks/results/voices_before.json`` when it exists: the same benchmark on an older
+engine, for comparison). ``--compute cpu cuda`` measures each compute device (on a GPU the
+step includes copying the audio back, which waits for it).
+
+    python -m benchmarks.bench_voices [--voices 1 2 4] [--frames 1 2 4] [--threads 1]
+        [--mel-match low-latency full off] [--seconds 4] [--compute cpu] [--out PATH]
 """
 from __future__ import annotations
 
@@ -12,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -26,60 +36,87 @@ from realtime.player import BundlePlayer
 from realtime.voices import VoiceBank
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+WARMUP_STEPS = 8
 
 
 def rtf(bundle_path: str, voices: int, frames: int, seconds: float, precision: str,
         compute: str = "cpu", mel_match: str = "full") -> dict:
+    """One run: ``voices`` voices sounding, ``frames`` frames a step, for ``seconds`` of audio."""
     bundle = load_bundle(bundle_path, compute_device(compute))
     player = BundlePlayer(bundle, 48000, precision=precision, n_voices=voices, mel_match=mel_match)
     bank = VoiceBank(voices, bundle.sample_rate / bundle.hop)
     for i in range(voices):
         bank.note_on(48 + 5 * i, 100)         # every voice sounding
     bus = ControlBus()
-    steps = int(seconds * bundle.sample_rate / bundle.hop / frames)
+    steps = max(1, int(seconds * bundle.sample_rate / bundle.hop / frames))
+    load_before = os.getloadavg()[0]
     times = []
-    for i in range(steps + 5):
+    for i in range(steps + WARMUP_STEPS):
         snap = bus.snapshot(0.02)
         t0 = time.perf_counter()
         ctl = bank.render(frames, 60.0, 0.05, 0.01, 0.3)
         player.render(frames, snap, bank, ctl)
         player.take(len(player.pending))
-        if i >= 5:
+        if i >= WARMUP_STEPS:
             times.append(time.perf_counter() - t0)
     step_s = frames * bundle.hop / bundle.sample_rate
     t = np.array(times)
     return {"voices": voices, "frames_per_step": frames, "precision": precision, "compute": compute,
-            "mel_match": mel_match,
-            "rtf": float(t.sum() / (len(t) * step_s)), "step_ms_p50": float(np.median(t) * 1e3),
-            "step_ms_p99": float(np.percentile(t, 99) * 1e3)}
+            "mel_match": mel_match, "steps": len(t),
+            "rtf": float(t.sum() / (len(t) * step_s)), "step_ms_mean": float(t.mean() * 1e3),
+            "step_ms_p50": float(np.median(t) * 1e3), "step_ms_p99": float(np.percentile(t, 99) * 1e3),
+            "loadavg_1min_before": load_before, "loadavg_1min_after": os.getloadavg()[0]}
+
+
+def _table(runs: list[dict]) -> str:
+    lines = [f"{'mel match':12s} {'thr':>3s} {'voices':>6s} {'frames':>6s} {'rtf':>6s} {'p50 ms':>7s} "
+             f"{'p99 ms':>7s} {'load':>5s}"]
+    for r in runs:
+        lines.append(f"{r['mel_match']:12s} {r['threads']:3d} {r['voices']:6d} {r['frames_per_step']:6d} "
+                     f"{r['rtf']:6.3f} {r['step_ms_p50']:7.2f} {r['step_ms_p99']:7.2f} "
+                     f"{r['loadavg_1min_after']:5.2f}")
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bundle", default=str(ROOT / "models" / "default.dwb"))
-    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--voices", type=int, nargs="+", default=[1, 2, 4])
-    ap.add_argument("--frames", type=int, nargs="+", default=[2, 4])
-    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--frames", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--threads", type=int, nargs="+", default=[1])
     ap.add_argument("--precision", nargs="+", default=["float32"])
     ap.add_argument("--compute", nargs="+", default=["cpu"], help="compute devices to measure (cpu, cuda, ...)")
-    ap.add_argument("--mel-match", nargs="+", default=["full"], choices=MODES,
+    ap.add_argument("--mel-match", nargs="+", default=["low-latency", "full"], choices=MODES,
                     help="mel matching modes to measure (core/mel_match.py)")
+    ap.add_argument("--out", default=str(RESULTS / "voices.json"), help="JSON file to write ('-': none)")
+    ap.add_argument("--before", default=str(RESULTS / "voices_before.json"),
+                    help="an earlier result whose runs go under 'before' ('-' or missing: none)")
     a = ap.parse_args()
     runs = []
     for compute in a.compute:
         for threads in a.threads:
             torch.set_num_threads(threads)
             for precision in a.precision:
-                for frames in a.frames:
-                    for v in a.voices:
-                        for mm in a.mel_match:
+                for mm in a.mel_match:
+                    for frames in a.frames:
+                        for v in a.voices:
                             r = rtf(a.bundle, v, frames, a.seconds, precision, compute, mm)
                             r["threads"] = threads
                             runs.append(r)
-    print(json.dumps({"benchmark": "voices_rtf", "bundle": a.bundle, "machine": describe(),
-                      "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                      "runs": runs}, indent=1))
+    result = {"benchmark": "voices_rtf", "bundle": os.path.relpath(a.bundle, ROOT), "machine": describe(),
+              "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+              "seconds": a.seconds, "command": " ".join(["python -m benchmarks.bench_voices"] + sys.argv[1:]),
+              "runs": runs}
+    before = Path(a.before) if a.before != "-" else None
+    if before is not None and before.exists() and before.resolve() != Path(a.out).resolve():
+        result["before"] = json.loads(before.read_text())
+    text = json.dumps(result, indent=1)
+    if a.out != "-":
+        Path(a.out).write_text(text + "\n")
+    print(_table(runs), file=sys.stderr)
+    print(text)
 
 
 if __name__ == "__main__":
