@@ -2,8 +2,12 @@
 
 Threads (and what each may touch):
 
-* **audio callback** (PortAudio's thread, :class:`~realtime.audio_output.AudioOutput`):
-  copies ring -> device, counts underruns. Nothing else.
+* **audio callback** (rtmixer's C callback on PortAudio's thread; no Python runs there):
+  copies ring -> device, zero-fills what the ring lacks.
+* **driftwave-audio-watch** (:class:`~realtime.audio_output.AudioOutput`, not real-time):
+  restarts rtmixer's ring action after the ring ran empty, counts underruns, xruns and
+  frames from rtmixer's stats, and carries out panic flushes (the ring's reader only while
+  the C callback is not reading it).
 * **driftwave-engine** (:meth:`Engine._run`): asks the OS for real-time scheduling for
   itself (:mod:`realtime.priority`; what it got is in ``stats()["priority"]``), takes a
   control snapshot, drains MIDI events,
@@ -24,12 +28,12 @@ Threads (and what each may touch):
   stats. It never waits for the engine. MIDI has no Python thread: RtMidi queues messages
   in C++ and the engine thread takes them at the start of each step
   (:meth:`~realtime.midi.MidiInput.poll`, a try-lock it never waits for). No JACK thread of
-  this process runs Python except the audio callback's (see
-  :meth:`~realtime.audio_output.AudioOutput.paused_if_jack`).
+  this process runs Python.
 
 NB: shared values, and why each is safe without a lock:
 
-* ``ring``: single producer (engine), single consumer (callback); see ringbuffer.py.
+* ``ring``: single producer (engine), single consumer (the C callback; the watcher during a
+  flush); see ringbuffer.py.
 * ``bus``: see params.py (whole-item stores, monotonic trigger counters; the loader
   replaces the token parameter's spec whole when a bundle with another token count loads).
 * ``_incoming``: one reference; the loader stores it, the engine takes it and stores

@@ -22,6 +22,11 @@ import os
 import sys
 from dataclasses import dataclass
 
+try:        # imported here, not on the engine thread (tests/test_realtime_units.py: no imports once started)
+    import resource
+except ImportError:     # Windows
+    resource = None
+
 RT_PRIORITY = 5      # above every normal thread, below the device's own real-time thread (jackd -P 10 by default)
 NICE = -11           # what many distributions' audio limits allow (e.g. rtkit's floor)
 
@@ -43,7 +48,6 @@ class Priority:
 
 
 def _linux_realtime(wanted: int) -> Priority | None:
-    import resource
     soft, _ = resource.getrlimit(resource.RLIMIT_RTPRIO)
     allowed = wanted if os.geteuid() == 0 or soft == resource.RLIM_INFINITY else min(wanted, int(soft))
     if allowed < 1:
@@ -56,7 +60,6 @@ def _linux_realtime(wanted: int) -> Priority | None:
 
 
 def _linux_nice(wanted: int) -> Priority | None:
-    import resource
     tid = getattr(os, "gettid", lambda: 0)()
     now = os.getpriority(os.PRIO_PROCESS, tid)
     soft, _ = resource.getrlimit(resource.RLIMIT_NICE)

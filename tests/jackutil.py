@@ -11,6 +11,14 @@ import uuid
 import numpy as np
 
 
+def _may_realtime() -> bool:
+    try:
+        import resource
+        return os.geteuid() == 0 or resource.getrlimit(resource.RLIMIT_RTPRIO)[0] >= 11
+    except (ImportError, AttributeError):
+        return False
+
+
 class JackServer:
     def __init__(self, rate: int = 48000, period: int = 1024):
         if shutil.which("jackd") is None:
@@ -20,8 +28,12 @@ class JackServer:
         # the server's own messages (xruns, clients it drops) go to a file, for a failing test
         self.log_path = os.path.join(tempfile.gettempdir(), f"{self.name}.log")
         self._log = open(self.log_path, "wb")
+        # real-time, as a user's JACK runs, where this user may (root, or RLIMIT_RTPRIO): the
+        # engine thread asks for FIFO 5 and must stay below the server's threads (FIFO 10)
+        self.realtime = _may_realtime()
+        mode = ["-R", "-P", "10"] if self.realtime else ["--no-realtime"]
         self.proc = subprocess.Popen(
-            ["jackd", "-n", self.name, "--no-realtime", "-d", "dummy", "-r", str(rate), "-p", str(period)],
+            ["jackd", "-n", self.name, *mode, "-d", "dummy", "-r", str(rate), "-p", str(period)],
             stdout=self._log, stderr=subprocess.STDOUT)
         self.env = {"JACK_DEFAULT_SERVER": self.name, "JACK_NO_START_SERVER": "1"}
         os.environ.update(self.env)
