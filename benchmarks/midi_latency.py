@@ -21,12 +21,16 @@ probability 1e-23, so the floor never triggers it) and -40 dB of the note's own 
 digital silence before the note, the first numerical ripple of the resampler or model is
 not yet sound; at -40 dB the attack is under way). A sample magnitude is causal: the
 onset is never early, and late by at most a fraction of a cycle of the note's waveform
-(an envelope such as the Hilbert transform's would spread the onset earlier).
+(an envelope such as the Hilbert transform's would spread the onset earlier). The
+recording is indexed by frame number, so a cycle the probe's own callback missed leaves a
+hole, never a shift; a probe whose onset follows such a hole is flagged
+(``capture_hole_before_onset``: its onset may be late by the hole).
 
 Between probes the note is released (the release set short by CC 76, driftwave's default
 release knob) and the benchmark waits for the output to fall silent (-50 dB of the note's
-peak, at most 3 s), so that each note starts from silence; the first note, before the
-probes, switches the gate on (until then voice 0 drones).
+peak, no sooner than 0.3 s after the note-off, at most 3 s more), so that each note starts
+from silence; the first note, before the probes, switches the gate on (until then voice 0
+drones).
 
 What JACK's driver adds after the graph (``system:playback_1``'s playback latency, which the
 dummy driver reports as 2 periods) is reported beside the measured figure: the measured
@@ -57,6 +61,7 @@ PRE_NOTE_S = 0.1                # the level before a note: RMS of this long befo
 RMS_FACTOR = 10.0               # onset threshold: this many times the pre-note RMS ...
 PEAK_DB = -40.0                 # ... and at least this far below the note's peak (dB)
 QUIET_DB = -50.0                # between probes: wait until the output is this far below the peak
+SETTLE_S = 0.3                  # ... and at least this long after the note-off (latency + release)
 
 
 def sound_onset(pre: np.ndarray, post: np.ndarray, rms_factor: float = RMS_FACTOR,
@@ -93,6 +98,7 @@ class KeyProbe:
         self.first_frame: int | None = None     # JACK frame of buf[0]
         self.n = 0                              # frames recorded into buf
         self.skipped_cycles = 0                 # cycles whose first frame did not follow the last
+        self.holes: list[tuple[int, int]] = []  # [start, stop) of buf those cycles left unrecorded
         self.overflow = False
         self._recording = False
         self._out: collections.deque = collections.deque()    # (bytes, offset), this thread appends
@@ -115,6 +121,7 @@ class KeyProbe:
         i = (start - self.first_frame) & 0xFFFFFFFF        # jack_nframes_t wraps at 2**32
         if i != self.n:
             self.skipped_cycles += 1
+            self.holes.append((self.n, i))
         if i + frames > len(self.buf):
             self.overflow = True
             return
@@ -180,11 +187,14 @@ def play_command(a, midi_port_name: str, stats_path: str) -> list[str]:
     return cmd
 
 
-def wait_quiet(probe: KeyProbe, peak: float, rate: int, timeout: float = 3.0) -> bool:
-    """Until the last 50 ms recorded are :data:`QUIET_DB` below ``peak``; False on timeout."""
+def wait_quiet(probe: KeyProbe, peak: float, after: int, timeout: float = 3.0) -> bool:
+    """Until the recording has passed frame ``after`` (a note-off plus more than its latency
+    and release: before that a quiet moment is not the end of the note) and its last 50 ms
+    are :data:`QUIET_DB` below ``peak``; False on timeout."""
+    probe.wait_for(after)
     limit = peak * 10.0 ** (QUIET_DB / 20.0)
     deadline = time.monotonic() + timeout
-    window = rate // 20
+    window = probe.rate // 20
     while time.monotonic() < deadline:
         seg = probe.segment(probe.n - window, probe.n)
         if len(seg) == window and float(np.max(np.abs(seg))) <= limit:
@@ -204,11 +214,11 @@ def run_probes(probe: KeyProbe, n_probes: int, hold_s: float) -> list[dict]:
     """The first note (gate on), then ``n_probes`` notes from silence; one dict per probe."""
     rate, period = probe.rate, probe.period
     on = probe.send([0xB0, *RELEASE_CC])
-    first = probe.send([0x90, 60, 100])
+    probe.send([0x90, 60, 100])
     time.sleep(0.4)
-    probe.send([0x80, 60, 0])
-    probe.wait_for(first + int(0.4 * rate))
-    wait_quiet(probe, float(np.max(np.abs(probe.segment(on, probe.n)))) or 1.0, rate)
+    off = probe.send([0x80, 60, 0])
+    settle = int(SETTLE_S * rate)
+    wait_quiet(probe, float(np.max(np.abs(probe.segment(on, probe.n)))) or 1.0, off + settle)
     probes = []
     for i in range(n_probes):
         note = 48 + (i * 5) % 24
@@ -221,8 +231,10 @@ def run_probes(probe: KeyProbe, n_probes: int, hold_s: float) -> list[dict]:
         post = probe.segment(frame, off)
         k = sound_onset(pre, post)
         peak = float(np.max(np.abs(post))) if len(post) else 0.0
-        quiet = wait_quiet(probe, peak if peak > 0 else 1.0, rate)
-        probes.append({"note": note, "offset_in_cycle": offset, "onset_frames": k,
+        quiet = wait_quiet(probe, peak if peak > 0 else 1.0, off + settle)
+        # an onset right after (or inside) frames the probe did not record may be late
+        hole = k is not None and any(h0 <= frame + k and h1 >= frame for h0, h1 in list(probe.holes))
+        probes.append({"note": note, "offset_in_cycle": offset, "onset_frames": k, "capture_hole_before_onset": hole,
                        "latency_ms": None if k is None else round(1e3 * k / rate, 3),
                        "pre_note_rms": float(np.sqrt(np.mean(pre.astype(np.float64) ** 2))) if len(pre) else None,
                        "peak": peak, "silent_after_release": quiet})
@@ -311,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         "engine_note_to_sound_ms": s["note_to_sound_ms"], "engine_latency_parts_ms": s["latency_parts_ms"],
         "underruns": s["underruns"], "xruns": s["xruns"], "jack_xruns_during_probes": jack_xruns,
         "jack_graph_errors_during_probes": graph_errors_by_client(graph),
-        "probe_skipped_cycles": probe.skipped_cycles, "probe_buffer_overflow": probe.overflow,
+        "probe_skipped_cycles": probe.skipped_cycles,
+        "probes_with_capture_hole_before_onset": sum(p["capture_hole_before_onset"] for p in probes),
+        "probe_buffer_overflow": probe.overflow,
         "midi_messages_received": s["midi_messages_received"], "step_ms_p50": s["step_ms_p50"],
         "step_ms_p99": s["step_ms_p99"], "rtf": s["rtf"], "errors": s["errors"],
         "load": load_report, "loadavg_before": [round(x, 2) for x in load_before],
