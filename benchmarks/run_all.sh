@@ -12,7 +12,11 @@ $PY -m benchmarks.bench_vocoders --seconds 6 > benchmarks/results/vocoders.json 
 $PY -m benchmarks.bench_voices --seconds 4 --precision float32 bfloat16 --mel-match full low-latency off > benchmarks/results/voices.json 2>/dev/null
 $PY -m benchmarks.vocoder_ceiling > benchmarks/results/vocoder_ceiling.json 2>/dev/null
 $PY -m benchmarks.noise_floor > benchmarks/results/noise_floor.json 2>/dev/null
-$PY -m benchmarks.midi_latency --probes 20 > benchmarks/results/midi_latency.json 2>/dev/null
-$PY -m benchmarks.soak --seconds "$S" > benchmarks/results/soak.json 2>/dev/null
-$PY -m benchmarks.soak --seconds "$S" --gui > benchmarks/results/soak_gui.json 2>/dev/null
+$PY -m benchmarks.resampler > benchmarks/results/resampler.json 2>/dev/null
+$PY -m benchmarks.midi_latency --period 512 --probes 20 --json benchmarks/results/midi_latency.json > /dev/null 2>&1
+$PY -m benchmarks.midi_latency --period 1024 --probes 20 --json benchmarks/results/midi_latency_1024.json > /dev/null 2>&1
+$PY -m benchmarks.soak --seconds "$S" --load > benchmarks/results/soak_load.json 2>/dev/null
+$PY -m benchmarks.soak --seconds "$S" --load --gui > benchmarks/results/soak_gui_load.json 2>/dev/null
+$PY -m benchmarks.startup_underruns --starts 10 --load > benchmarks/results/startup_load.json 2>/dev/null
+$PY -m benchmarks.startup_underruns --starts 10 --load --gui > benchmarks/results/startup_gui_load.json 2>/dev/null
 echo done
