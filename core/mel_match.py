@@ -17,7 +17,7 @@ the vocoder's; the energy of each band becomes the mel's.
 
 Streaming: ``forward(audio, mel)`` takes the next ``n`` vocoder blocks ``Tensor[B x n*hop]``
 and the ``n`` log10-mel frames ``Tensor[B x n_mels x n]`` they were made from, and returns
-``n*hop`` samples (float32; computed in float64 except on MPS) that lag the input by
+``n*hop`` samples (float32, computed in float32) that lag the input by
 :attr:`MelMatch.delay` samples: a frame can only be analysed once the audio up to its window's end has arrived (``lookahead`` frames), and
 a sample is final once the last window over it has been added. At the MelGAN sizes (n_fft
 1024, hop 256) and a vocoder without look-ahead that is 2 frames + 384 samples = 896
@@ -122,9 +122,10 @@ class MelMatch(nn.Module):
         self._cache = self._tail = self._mel = self._mel_seen = None
 
     def _working_dtype(self, audio: torch.Tensor) -> torch.dtype:
-        # float64 where the device has it: float32 rounding in the FFTs and products differs
-        # with the chunk size, and the gains amplify it past 1e-5
-        return torch.float32 if audio.device.type == "mps" else torch.float64
+        # float32: within 4e-7 of float64's output (relative to its peak) in every mode,
+        # chunked == whole within 2e-7 (test_chunked_equals_whole asserts 1e-5), and a
+        # 1-frame step of 4 rows faster in every mode (benchmarks/mel_match_modes.py)
+        return torch.float32
 
     def _targets(self, mel: torch.Tensor, dtype: torch.dtype, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The last ``keep`` requested frames before this call's, then this call's:
@@ -231,7 +232,12 @@ class CausalMelMatch(MelMatch):
     overlap-save convolution to each block as it arrives; each block crossfades linearly
     from the last block's filter to its own, so the filter changes without clicks.
     :attr:`delay` is ``output_delay``: 0 by default. Frames before the stream's start
-    (``seen`` 0) give unity gain, as in :class:`MelMatch`."""
+    (``seen`` 0) give unity gain, as in :class:`MelMatch`.
+
+    On held-out copy synthesis (benchmarks/results/mel_match_modes.json) it keeps about
+    three quarters of what full mel matching gains in log-mel L1 and MR-STFT, as much as
+    the low-latency mode; 110 samples of ``output_delay`` (5 ms, the gains 110 samples
+    nearer the frames they were measured on) gain a little more."""
 
     state_attrs = MelMatch.state_attrs + (("_short", 0), ("_fir_prev", 0))
 
@@ -291,8 +297,8 @@ class CausalMelMatch(MelMatch):
         -40 dB on held-out copy synthesis (below -54 dB in 99 % of the blocks; uncut, up to
         -22 dB) and below -35 dB for random band gains within the clamp
         (test_the_filter_is_minimum_phase_and_short)."""
-        cep = torch.fft.irfft(log_gain, n=self.conv_len) * fold
-        return torch.exp(torch.fft.rfft(cep))
+        log_spec = torch.fft.rfft(torch.fft.irfft(log_gain, n=self.conv_len) * fold)
+        return torch.polar(torch.exp(log_spec.real), log_spec.imag)        # exp(log_spec): faster
 
     def forward(self, audio: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
         """``audio: Tensor[B x n*hop]``, ``mel: Tensor[B x n_mels x n]`` (log10) ->
