@@ -64,11 +64,13 @@ def _compute_option(p: argparse.ArgumentParser) -> None:
                    help="where the models run: auto (a CUDA GPU, else MPS, else CPU), cpu, cuda, cuda:N, mps")
 
 
-def _mel_match_option(p: argparse.ArgumentParser) -> None:
+def _mel_match_option(p: argparse.ArgumentParser, default: str = "full") -> None:
+    """Live play defaults to "zero-latency" (no look-ahead; docs/measurements.md has what each
+    mode costs in quality), offline commands to "full"."""
     # core.mel_match.MODES (not imported here: it imports torch, and --help should not)
-    p.add_argument("--mel-match", default="full", choices=["full", "low-latency", "off"],
+    p.add_argument("--mel-match", default=default, choices=["full", "low-latency", "zero-latency", "off"],
                    help="the post-filter that gives the vocoder's audio the requested mel (core/mel_match.py): "
-                        "full (40.6 ms of latency), low-latency (17.4 ms, less exact), off")
+                        "full (40.6 ms of latency), low-latency (17.4 ms), zero-latency (none, gains a frame late), off")
 
 
 def _playback_options(p: argparse.ArgumentParser) -> None:
@@ -76,7 +78,8 @@ def _playback_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samplerate", type=_positive(int), default=None, help="device rate wish")
     p.add_argument("--bundle", default=str(DEFAULT_BUNDLE))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--frames-per-step", type=_positive(int), default=2, help="mel frames per engine step")
+    p.add_argument("--frames-per-step", type=_positive(int), default=1,
+                   help="mel frames per engine step (1 frame: 11.6 ms; more: less CPU, more delay)")
     p.add_argument("--latency", default="normal", choices=["low", "normal", "safe"],
                    help="the ring buffer sized from the engine's measured step times: low (a quiet machine), "
                         "normal, safe (a loaded one)")
@@ -85,7 +88,7 @@ def _playback_options(p: argparse.ArgumentParser) -> None:
                    help="do not ask for real-time scheduling for the engine thread")
     p.add_argument("--threads", type=_positive(int), default=None, help="torch threads (default: cores - 1)")
     p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
-    _mel_match_option(p)
+    _mel_match_option(p, "zero-latency")
     _compute_option(p)
     p.add_argument("--midi", default=None, help="MIDI input port (number or name); see 'devices'")
     p.add_argument("--midi-virtual", default=None, metavar="NAME", help="open a virtual MIDI input port")

@@ -251,7 +251,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--hold", type=float, default=0.4, help="seconds each note is held")
     ap.add_argument("--latency", default=None, choices=["low", "normal", "safe"],
                     help="driftwave's latency mode (default: the product's)")
-    ap.add_argument("--mel-match", default=None, choices=["full", "low-latency", "off"])
+    ap.add_argument("--mel-match", default=None, choices=["full", "low-latency", "zero-latency", "off"])
     ap.add_argument("--frames-per-step", type=int, default=None)
     ap.add_argument("--voices", type=int, default=None, help="default: the product's (4)")
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds of play before the first note")

@@ -149,7 +149,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--bundle", default=str(ROOT / "models" / "default.dwb"))
     ap.add_argument("--period", type=int, default=512, choices=[512, 1024, 2048], help="JACK period, frames")
     ap.add_argument("--latency", default=None, choices=["low", "normal", "safe"], help="default: the product's")
-    ap.add_argument("--mel-match", default=None, choices=["full", "low-latency", "off"])
+    ap.add_argument("--mel-match", default=None, choices=["full", "low-latency", "zero-latency", "off"])
     ap.add_argument("--frames-per-step", type=int, default=None)
     ap.add_argument("--voices", type=int, default=None)
     ap.add_argument("--startup-timeout", type=float, default=120.0)

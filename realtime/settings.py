@@ -19,13 +19,13 @@ class Settings:
     device_latency: str | float = "high"        # PortAudio's suggested latency ("low", "high" or s)
     # engine
     seed: int = 0
-    frames_per_step: int = 2                    # mel frames per engine step (one frame: 11.6 ms)
+    frames_per_step: int = 1                    # mel frames per engine step (one frame: 11.6 ms)
     latency: str = "normal"                     # low, normal, safe: the ring sized from measured step times
     latency_ms: float | None = None             # a fixed ring-buffer target fill instead, ms
     realtime: bool = True                       # ask for real-time scheduling for the engine thread
     threads: int | None = None                  # torch threads; None: cores - 1
     precision: str = "float32"
-    mel_match: str = "full"                     # core/mel_match.py: full, low-latency, off
+    mel_match: str = "zero-latency"             # core/mel_match.py: full, low-latency, zero-latency, off
     compute: str = "auto"                       # core/compute.py: auto, cpu, cuda[:N], mps
     voices: int = 4                             # polyphony
     # inputs

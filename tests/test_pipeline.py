@@ -107,7 +107,8 @@ def test_mel_matching_is_on_by_default_and_can_be_turned_off(small_bundle, tmp_p
     off = Synth(b, mel_match="off").delay
     assert b.vocoder.delay == 1425 and Synth(b).delay - off == 1007
     assert Synth(b, mel_match="low-latency").delay - off == 495
-    with pytest.raises(ValueError, match="full, low-latency, off"):
+    assert Synth(b, mel_match="zero-latency").delay - off == 0
+    with pytest.raises(ValueError, match="full, low-latency, zero-latency, off"):
         Synth(b, mel_match="sometimes")
     from core.mel_match import MODES
     r = run_main("render", tmp_path / "x.wav", "--seconds", 1, "--mel-match", "sometimes", check=False)

@@ -69,9 +69,11 @@ def eval_vocoder(bundle: Bundle, corpus: AudioCorpus, clip_seconds: float = 2.0,
     2 s (fewer clips move the figure: docs/measurements.md).
     ``vocoder_*`` is the vocoder as the instrument plays it by default, mel-matched
     (:mod:`core.mel_match`, "full"); ``vocoder_low_latency_*`` with the low-latency mel
-    matching; ``vocoder_alone_*`` without mel matching."""
+    matching; ``vocoder_zero_latency_*`` with the zero-latency one (live play's default);
+    ``vocoder_alone_*`` without mel matching."""
     logmel = LogMel(bundle.mel)
     keys = ("vocoder_logmel_l1", "vocoder_mrstft", "vocoder_low_latency_logmel_l1", "vocoder_low_latency_mrstft",
+            "vocoder_zero_latency_logmel_l1", "vocoder_zero_latency_mrstft",
             "vocoder_alone_logmel_l1", "vocoder_alone_mrstft",
             "griffin_lim_logmel_l1", "griffin_lim_mrstft")
     rows: list[tuple[str, dict]] = []
@@ -79,6 +81,7 @@ def eval_vocoder(bundle: Bundle, corpus: AudioCorpus, clip_seconds: float = 2.0,
     for name, clip in clips:
         voc = resynthesize(bundle, clip)
         low = resynthesize(bundle, clip, mel_match="low-latency")
+        zero = resynthesize(bundle, clip, mel_match="zero-latency")
         alone = resynthesize(bundle, clip, mel_match="off")
         with torch.no_grad():
             m = logmel(torch.from_numpy(clip)).numpy()
@@ -86,6 +89,8 @@ def eval_vocoder(bundle: Bundle, corpus: AudioCorpus, clip_seconds: float = 2.0,
         rows.append((name, {"vocoder_logmel_l1": logmel_l1(clip, voc, bundle.mel), "vocoder_mrstft": mr_stft_distance(clip, voc),
                             "vocoder_low_latency_logmel_l1": logmel_l1(clip, low, bundle.mel),
                             "vocoder_low_latency_mrstft": mr_stft_distance(clip, low),
+                            "vocoder_zero_latency_logmel_l1": logmel_l1(clip, zero, bundle.mel),
+                            "vocoder_zero_latency_mrstft": mr_stft_distance(clip, zero),
                             "vocoder_alone_logmel_l1": logmel_l1(clip, alone, bundle.mel),
                             "vocoder_alone_mrstft": mr_stft_distance(clip, alone),
                             "griffin_lim_logmel_l1": logmel_l1(clip, gl, bundle.mel),
