@@ -132,7 +132,7 @@ class Capture:
         return self.buf[np.arange(start, stop) % len(self.buf)]
 
     def connect_program_outputs(self, timeout: float = 5.0) -> list[str]:
-        """Connects every audio output port of other clients (not system) to our input."""
+        """Connects every audio output port of other clients (not system) to this client's input."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             ports = [p.name for p in self.client.get_ports(is_audio=True, is_output=True)

@@ -339,12 +339,11 @@ print("done", received, flush=True)
 
 def test_switching_jack_midi_inputs_while_playing_on_jack_never_freezes(jack_server, small_bundle, tmp_path):
     """python-rtmidi holds the GIL through its JACK server calls, and JACK finishes those only
-    after a process cycle that waits for our stream's callback, which waits for the GIL. Before
-    the window paused a JACK stream around them, opening and closing JACK MIDI inputs while it
-    played stalled JACK's graph, and now and then froze JACK, the sound and the app for good
-    (a bare rtmidi loop: within 25-41 tries; 3 of 16 loaded runs of these tests hung, aborted
-    or lost a MIDI message, and it most likely hung CI).
-    Run in a child process, so that a freeze fails this test instead of hanging the suite."""
+    after a process cycle. With a Python audio callback that cycle waited for the GIL: opening
+    and closing JACK MIDI inputs while playing froze JACK, the sound and the app
+    (docs/history.md). The C callback (rtmixer) never waits for the GIL, so the switches play on
+    with no pause. Run in a child process, so that a freeze fails this test instead of hanging
+    the suite."""
     import os
     import subprocess
     import sys
@@ -366,8 +365,7 @@ def test_switching_jack_midi_inputs_while_playing_on_jack_never_freezes(jack_ser
     switches = [line for line in out.splitlines() if line.split()[0].isdigit()]
     assert "done" in out and len(switches) == 60
     assert int(out.split("done")[1]) == 60          # each input got the CC sent after it opened
-    # Without the pause no switch froze for good in this window (a few did in the test suite),
-    # but the JACK server then reported its graph stuck on our stream on 50 of 60 switches and
-    # each switch took a second of silence; with it, none (a rare xrun of a busy machine passes)
+    # the JACK server reports a graph cycle stuck on a client each time one stalls; a rare
+    # one of a busy machine passes, one per switch does not
     stuck = jack_server.graph_errors(log_start)
     assert len(stuck) <= 5, stuck
