@@ -32,7 +32,7 @@ from torch.nn import functional as F
 
 from .config import DictConfig
 from .notes import held_note
-from .streaming import CachedConv1d, reset_streams
+from .streaming import CachedConv1d, _PreparedWeight, keep_state, reset_streams
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,10 @@ class FrameGroupNorm(nn.GroupNorm):
     """GroupNorm of each frame on its own: ``Tensor[B x T x C]``, statistics over C/groups."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # torch's group norm of B*T samples of C channels: one fused op (a real-time step
+        # normalizes ~8 frames of a few rows); statistics as var_mean's to float rounding
         b, t, c = x.shape
-        xg = x.view(b, t, self.num_groups, c // self.num_groups)
-        var, mean = torch.var_mean(xg, -1, unbiased=False, keepdim=True)
-        xn = ((xg - mean) * torch.rsqrt(var + self.eps)).view(b, t, c)
-        return torch.addcmul(self.bias, xn, self.weight)
+        return F.group_norm(x.reshape(b * t, c), self.num_groups, self.weight, self.bias, self.eps).view(b, t, c)
 
 
 class RCBlock(nn.Module):
@@ -103,10 +102,21 @@ class RCBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self._h if self._h is not None and self._h.shape[1] == x.shape[0] else None
-        gru_dtype = self.gru.weight_ih_l0.dtype
-        g, self._h = self.gru(x.to(gru_dtype), None if h is None else h.to(gru_dtype))
+        gru = self.gru
+        w_ih = gru.weight_ih_l0
+        gru_dtype = w_ih.dtype
+        if x.shape[1] == 1 and x.device.type == "cpu":
+            # one frame: the GRU's cell alone (the same arithmetic as nn.GRU on the CPU,
+            # without its sequence machinery; tests/test_generator.py: chunk size 1 == whole)
+            hx = h[0].to(gru_dtype) if h is not None else x.new_zeros(x.shape[0], gru.hidden_size, dtype=gru_dtype)
+            hn = torch.gru_cell(x[:, 0].to(gru_dtype), hx, w_ih, gru.weight_hh_l0, gru.bias_ih_l0, gru.bias_hh_l0)
+            g = hn[:, None]
+            keep_state(self, "_h", hn[None])
+        else:
+            g, h = gru(x.to(gru_dtype), None if h is None else h.to(gru_dtype))
+            keep_state(self, "_h", h)
         g = g.to(x.dtype)
-        return x + g + F.leaky_relu(self.norm(self.conv(g)), 0.2)
+        return x + g + F.leaky_relu(self.norm.forward(self.conv.forward(g)), 0.2, inplace=True)
 
 
 class GBlock(nn.Module):
@@ -118,11 +128,12 @@ class GBlock(nn.Module):
         self.conv_out = CachedConv1d(hidden, out_dim, 3, causal=True)
 
     def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.conv_in(x)
+        # submodules' forward called directly: a real-time step runs ~10 GBlocks a frame
+        h = self.conv_in.forward(x)
         if extra is not None:
             h = h + extra
-        h = F.leaky_relu(self.norm(h), 0.2)
-        return self.conv_out(self.rc(h))
+        h = F.leaky_relu(self.norm.forward(h), 0.2, inplace=True)
+        return self.conv_out.forward(self.rc.forward(h))
 
 
 class _Held(nn.Module):
@@ -165,66 +176,123 @@ class StreamingUNAGAN(nn.Module):
         self.frame = 0
 
     def features(self, z: torch.Tensor, tokens: torch.Tensor | None = None,
-                 pitch: torch.Tensor | None = None) -> torch.Tensor:
+                 pitch: torch.Tensor | None = None, note: torch.Tensor | None = None) -> torch.Tensor:
         """Per-frame input ``Tensor[B x n x feature_dim]`` from ``z: Tensor[B x z_dim x n]``:
-        z, one-hot token, soft one-hot pitch."""
+        z, one-hot token, soft one-hot pitch; with ``note`` (``Tensor[B x n x note_dim]``)
+        its features follow (``Tensor[B x n x feature_dim + note_dim]``)."""
         c = self.config
         b, _, n = z.shape
         parts = [z.transpose(1, 2)]
         if c.n_tokens:
             if tokens is None:
                 tokens = torch.zeros(b, n, dtype=torch.long, device=z.device)
-            parts.append(F.one_hot(tokens.clamp(0, c.n_tokens - 1), c.n_tokens).to(z.dtype))
+            # one-hot rows of an identity matrix (exactly F.one_hot's values, without its range check)
+            parts.append(F.embedding(tokens.clamp(0, c.n_tokens - 1), self._constant("eye", z)))
         if c.has_pitch:
             if pitch is None:
                 pitch = torch.full((b, n), (c.pitch_min + c.pitch_max) / 2, device=z.device)
-            parts.append(pitch_features(pitch, c.pitch_min, c.pitch_max).to(z.dtype))
+            parts.append(_soft_one_hot(pitch, c.pitch_min, self._constant("semitones", z)).to(z.dtype))
+        if note is not None:
+            parts.append(note.to(z.dtype))
         return torch.cat(parts, 2) if len(parts) > 1 else parts[0]
+
+    def _constant(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        """Made once per device and dtype: "eye" (``n_tokens`` one-hot rows), "semitones"
+        (``0 .. pitch_max - pitch_min``, float32)."""
+        key = (name, like.device, like.dtype)
+        consts = self.__dict__.setdefault("_constants", {})
+        if key not in consts:
+            c = self.config
+            consts[key] = (torch.eye(c.n_tokens, dtype=like.dtype, device=like.device) if name == "eye" else
+                           torch.arange(c.n_pitch, device=like.device, dtype=torch.float32))
+        return consts[key]
 
     def forward(self, z: torch.Tensor, tokens: torch.Tensor | None = None,
                 pitch: torch.Tensor | None = None, note: torch.Tensor | None = None) -> torch.Tensor:
         """Next ``n`` frames: ``z: Tensor[B x z_dim x n]`` -> mel ``Tensor[B x n_mels x n]``.
         ``note``: ``Tensor[B x n x note_dim]`` (default: a long-held note)."""
         t0, n = self.frame, z.shape[2]
+        c = self.config
         if n == 0:
-            return z.new_zeros(z.shape[0], self.config.n_mels, 0)
-        feat = self.features(z, tokens, pitch)
-        if self.config.note_dim:
-            if note is None:
-                note = torch.from_numpy(held_note((z.shape[0], n))).to(z.device, z.dtype)
-            note = note.to(z.dtype)
+            return z.new_zeros(z.shape[0], c.n_mels, 0)
+        if c.note_dim and note is None:
+            note = torch.from_numpy(held_note((z.shape[0], n))).to(z.device, z.dtype)
+        feat = self.features(z, tokens, pitch, note if c.note_dim else None)
+        hid = c.hidden
+        # what enters each level from the inputs, one linear for all levels and frames
+        # (level l reads its own rows and columns, :meth:`_projection`)
+        proj = F.linear(feat, *self._projection())                     # [B x n x (n_levels + 1)*H]
+        feat = feat[..., :c.feature_dim]
         parent = None  # (body, head, index of their first sample) of the level above
-        for level in range(self.config.n_levels + 1):
+        for level in range(c.n_levels + 1):
             s = self.stride >> level                   # frames per sample at this level
             first, last = -(-t0 // s), -(-(t0 + n) // s)   # new sample indices [first, last)
             held = self.held[level]
             if last == first:                          # nothing new: children reuse the held one
                 parent = (held.body, held.head, first - 1)
                 continue
-            f = feat[:, first * s - t0::s]
-            extra = self.note_in[level](note[:, first * s - t0::s]) if self.config.note_dim else None
+            rows = slice(first * s - t0, None, s)      # the frames of the new samples
+            into = proj[:, rows, level * hid:(level + 1) * hid]
             if level == 0:
-                body = self.block0(f, extra)
-                head = self.head0(body)
+                body = self.block0.forward(feat[:, rows], into if c.note_dim else None)
+                head = self.head0.forward(body)
             else:
                 pbody, phead, pbase = parent
-                idx = torch.arange(first, last, device=z.device) // 2 - pbase   # nearest x2
-                body, head = pbody.index_select(1, idx), phead.index_select(1, idx)
-                h = body + self.inject[level - 1](f)
-                body = body + self.blocks[level - 1](h if extra is None else h + extra)
-                head = head + self.heads[level - 1](body)
-            if held.body is not None:
+                body, head = _nearest_x2(pbody, first, last, pbase), _nearest_x2(phead, first, last, pbase)
+                body = body + self.blocks[level - 1].forward(body + into)
+                head = head + self.heads[level - 1].forward(body)
+            # the next level's new samples read this level's from index (its first) // 2
+            child_first = -(-t0 // (s >> 1)) if s > 1 else last
+            if held.body is not None and child_first // 2 < first:
                 parent = (torch.cat((held.body, body), 1), torch.cat((held.head, head), 1), first - 1)
             else:
                 parent = (body, head, first)
-            held.body, held.head = body[:, -1:], head[:, -1:]
+            keep_state(held, "body", body[:, -1:])
+            keep_state(held, "head", head[:, -1:])
         self.frame = t0 + n
         return head.transpose(1, 2)
+
+    def _projection(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight ``[(n_levels + 1)*H x (feature_dim + note_dim)]``, bias) of the inputs'
+        projection into every level, stacked: level 0 gets ``note_in[0](note)`` (zeros without
+        the note condition: nothing is added there), level l > 0 ``inject[l-1](features) +
+        note_in[l](note)``. Cached for inference."""
+        params = [p for m in (*self.inject, *(self.note_in if self.config.note_dim else ())) for p in (m.weight, m.bias)]
+        st = self.__dict__.get("_stack")
+        if st is None:
+            st = self.__dict__["_stack"] = _PreparedWeight(self._stack)
+        return st.get(*params)
+
+    def _stack(self, *params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c, w, b = self.config, params[0::2], params[1::2]
+        w_inject, w_note = w[:c.n_levels], w[c.n_levels:]
+        b_inject, b_note = b[:c.n_levels], b[c.n_levels:]
+        if not w_note:      # no note condition: level 0 gets nothing, its rows are zeros
+            w_note = [w[0].new_zeros(c.hidden, 0)] * (c.n_levels + 1)
+            b_note = [torch.zeros_like(b[0])] * (c.n_levels + 1)
+        weight = torch.cat([torch.cat((w[0].new_zeros(c.hidden, c.feature_dim), w_note[0]), 1)] +
+                           [torch.cat((w_inject[i], w_note[i + 1]), 1) for i in range(c.n_levels)])
+        bias = torch.cat([b_note[0]] + [b_inject[i] + b_note[i + 1] for i in range(c.n_levels)])
+        return weight, bias
+
+
+def _nearest_x2(x: torch.Tensor, first: int, last: int, base: int) -> torch.Tensor:
+    """Samples ``[first, last)`` of the x2 nearest upsampling of ``x: Tensor[B x L x C]``,
+    whose sample 0 is index ``base`` of the coarser level: ``x[:, i // 2 - base]``."""
+    if last - first == 1:
+        i = first // 2 - base
+        return x[:, i:i + 1]
+    idx = torch.arange(first, last, device=x.device) // 2 - base
+    return x.index_select(1, idx)
 
 
 def pitch_features(pitch: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
     """MIDI pitch ``Tensor[B x n]`` -> soft one-hot ``Tensor[B x n x (hi-lo+1)]``: a
     fractional pitch splits its weight linearly between the two nearest semitones."""
-    p = (pitch.float().clamp(lo, hi) - lo)
-    k = torch.arange(hi - lo + 1, device=pitch.device, dtype=torch.float32)
-    return torch.clamp(1 - (p[:, :, None] - k).abs(), min=0)
+    return _soft_one_hot(pitch, lo, torch.arange(hi - lo + 1, device=pitch.device, dtype=torch.float32))
+
+
+def _soft_one_hot(pitch: torch.Tensor, lo: int, semitones: torch.Tensor) -> torch.Tensor:
+    """:func:`pitch_features` with its ``semitones = 0 .. hi-lo`` (float32) given."""
+    p = (pitch.float().clamp(lo, lo + semitones.shape[0] - 1) - lo)
+    return torch.clamp(1 - (p[:, :, None] - semitones).abs(), min=0)

@@ -27,23 +27,32 @@ from torch.nn import functional as F
 
 
 class _PreparedWeight:
-    """Caches a re-laid-out copy of a weight for inference; recomputes it when the weight
-    changes (in-place updates bump ``_version``) or when autograd needs the graph."""
+    """Caches a re-laid-out copy of one or more weights (or a tuple of such copies) for
+    inference; recomputes it when a weight changes (in-place updates bump ``_version``;
+    ``.to()`` moves it) or when autograd needs the graph."""
 
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]):
+    def __init__(self, fn: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]]):
         self.fn = fn
         self.key = None
-        self.value: torch.Tensor | None = None
+        self.value = None
 
-    def get(self, w: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() and w.requires_grad:
-            return self.fn(w)
-        key = (w.data_ptr(), w._version, w.dtype, w.device, w.shape)
+    def get(self, *ws: torch.Tensor):
+        if torch.is_grad_enabled() and any(w.requires_grad for w in ws):
+            return self.fn(*ws)
+        key = [(w.data_ptr(), w._version, w.dtype, w.device) for w in ws]
         if key != self.key:
             with torch.no_grad():
-                self.value = self.fn(w).contiguous()
+                value = self.fn(*ws)
+                self.value = (tuple(v.contiguous() for v in value) if isinstance(value, tuple)
+                              else value.contiguous())
             self.key = key
         return self.value
+
+
+def keep_state(module: nn.Module, name: str, value: torch.Tensor | None) -> None:
+    """Sets a stream-state attribute (never a parameter, buffer or submodule) without
+    ``nn.Module.__setattr__``'s bookkeeping: a real-time step writes dozens of them."""
+    object.__setattr__(module, name, value)
 
 
 class CachedConv1d(nn.Conv1d):
@@ -79,22 +88,31 @@ class CachedConv1d(nn.Conv1d):
         self._cache = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.cache_len:
-            cache = self._cache
-            if cache is None or cache.shape[0] != x.shape[0]:
-                cache = x.new_zeros(x.shape[0], self.cache_len, x.shape[2])
-            x = torch.cat((cache, x), dim=1)
-            self._cache = x[:, x.shape[1] - self.cache_len:]
         k, d, g = self.kernel_size[0], self.dilation[0], self.groups
-        t = x.shape[1] - self.cache_len
         if k == 1 and g == 1:
             return F.linear(x, self.weight.view(self.out_channels, -1), self.bias)
+        b, t, c, cl = x.shape[0], x.shape[1], x.shape[2], self.cache_len
+        if cl:
+            cache = self._cache
+            if cache is None or cache.shape[0] != b:
+                cache = x.new_zeros(b, cl, c)
+            if t == 1 and d == 1:   # one frame: its window is the cache and the frame, end to end
+                cols = torch.cat((cache.reshape(b, 1, cl * c), x), dim=2)             # [B, 1, k*C]
+                keep_state(self, "_cache", cols[:, :, c:].view(b, cl, c))
+                return self._conv_cols(cols)
+            x = torch.cat((cache, x), dim=1)
+            keep_state(self, "_cache", x[:, t:])
+        # cols[b, t, j*C + c] = x[b, t + j*d, c]: whole rows copied, no gather
+        return self._conv_cols(torch.cat([x[:, j * d:j * d + t] for j in range(k)], dim=2) if k > 1 else x)
+
+    def _conv_cols(self, cols: torch.Tensor) -> torch.Tensor:
+        """The convolution of its windows ``cols: Tensor[B x T x k*C]`` (tap-major)."""
         w = self._matrix.get(self.weight)
-        if g == 1:   # cols[b, t, j*C + c] = x[b, t + j*d, c]: whole rows copied, no gather
-            cols = torch.cat([x[:, j * d:j * d + t] for j in range(k)], dim=2) if k > 1 else x
+        g = self.groups
+        if g == 1:
             return F.linear(cols, w[0], self.bias)
-        b, cin_g = x.shape[0], self.in_channels // g
-        cols = torch.stack([x[:, j * d:j * d + t] for j in range(k)], dim=2)      # [B, T, k, C]
+        b, t, k = cols.shape[0], cols.shape[1], self.kernel_size[0]
+        cin_g = self.in_channels // g
         cols = cols.view(b * t, k, g, cin_g).permute(2, 0, 1, 3).reshape(g, b * t, k * cin_g)
         out = torch.bmm(cols, w.transpose(1, 2))                                   # [g, B*T, Cout/g]
         out = out.transpose(0, 1).reshape(b, t, self.out_channels)
@@ -135,17 +153,27 @@ class CachedConvTranspose1d(nn.ConvTranspose1d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
         r, m, cout = self.stride[0], self.blocks, self.out_channels
-        p = F.linear(x, self._matrix.get(self.weight)).view(b, t, m, r, cout)
-        y = p[:, :, 0]
-        if m > 1:
-            y = torch.cat((y, x.new_zeros(b, m - 1, r, cout)), 1)
-            for i in range(1, m):
-                y[:, i:i + t] += p[:, :, i]
-            if self._tail is not None and self._tail.shape[0] == b:
-                y[:, :m - 1] += self._tail
-            self._tail = y[:, t:]
-            y = y[:, :t]
-        y = y.reshape(b, t * r, cout)
+        p = F.linear(x, self._matrix.get(self.weight))
+        tail = self._tail if self._tail is not None and self._tail.shape[0] == b else None
+        if m == 2:   # y[i] = p0[i] + p1[i-1] (the carried tail before the first): one cat, one add
+            p = p.view(b, t, 2, r * cout)
+            if tail is None:
+                tail = x.new_zeros(b, 1, r * cout)
+            q = torch.cat((tail, p[:, :, 1]), 1)
+            keep_state(self, "_tail", q[:, t:])
+            y = (p[:, :, 0] + q[:, :t]).view(b, t * r, cout)
+        else:
+            p = p.view(b, t, m, r, cout)
+            y = p[:, :, 0]
+            if m > 1:
+                y = torch.cat((y, x.new_zeros(b, m - 1, r, cout)), 1)
+                for i in range(1, m):
+                    y[:, i:i + t] += p[:, :, i]
+                if tail is not None:
+                    y[:, :m - 1] += tail.view(b, m - 1, r, cout)
+                keep_state(self, "_tail", y[:, t:].reshape(b, m - 1, r * cout))
+                y = y[:, :t]
+            y = y.reshape(b, t * r, cout)
         return y + self.bias if self.bias is not None else y
 
 
@@ -173,7 +201,7 @@ class DelayLine(nn.Module):
         if cache is None or cache.shape[0] != x.shape[0]:
             cache = x.new_zeros(x.shape[0], self.length, x.shape[2])
         xc = torch.cat((cache, x), dim=1)
-        self._cache = xc[:, xc.shape[1] - self.length:]
+        keep_state(self, "_cache", xc[:, xc.shape[1] - self.length:])
         return xc[:, :x.shape[1]]
 
 

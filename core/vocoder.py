@@ -38,10 +38,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .config import DictConfig
 from .pqmf import PQMFSynthesis
-from .streaming import CachedConv1d, CachedConvTranspose1d, DelayLine, reset_streams
+from .streaming import CachedConv1d, CachedConvTranspose1d, DelayLine, keep_state, reset_streams
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,13 @@ class ResnetBlock(nn.Module):
         return self.block[2].delay
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.shortcut(self.align(x)) + self.block(x)
+        # self.block's layers called directly (no module dispatch per layer), same ops in the
+        # same order: shortcut(align(x)) + conv1x1(lrelu(conv(lrelu(x))))
+        conv, conv1 = self.block[2], self.block[4]
+        slope = self.block[0].negative_slope
+        h = F.leaky_relu(conv.forward(F.leaky_relu(x, slope)), self.block[3].negative_slope, inplace=True)
+        s = self.align.forward(x) if self.align.length else x
+        return conv1.forward(h).add_(self.shortcut.forward(s))
 
 
 class HarmonicSource(nn.Module):
@@ -111,8 +118,12 @@ class HarmonicSource(nn.Module):
     def phase(self, f0: torch.Tensor, phase_dtype: torch.dtype | None = None) -> torch.Tensor:
         """f0 ``Tensor[B x T]`` (Hz) -> phase ``Tensor[B x T*hop]`` (rad, float32); advances the
         carried phase. ``phase_dtype`` overrides the integration dtype (tests)."""
-        two_pi = 2 * math.pi
         f = f0.float().clamp_min(0)                                                   # [B x T]
+        return self._phase_of(f, phase_dtype).flatten(1)
+
+    def _phase_of(self, f: torch.Tensor, phase_dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Clamped f0 ``Tensor[B x T]`` -> phase ``Tensor[B x T x hop]``; advances the carried phase."""
+        two_pi = 2 * math.pi
         dt = phase_dtype or self.phase_dtype(f.device)
         advance = torch.remainder(f.to(dt) * (two_pi * self.hop / self.sample_rate), two_pi)
         start = self._phase
@@ -124,19 +135,31 @@ class HarmonicSource(nn.Module):
             ends = start[:, None] + torch.cumsum(advance[:, i:i + self.BLOCK], 1)
             blocks.append(torch.cat([start[:, None], ends[:, :-1]], 1))
             start = torch.remainder(ends[:, -1], two_pi)
-        starts = torch.remainder(torch.cat(blocks, 1), two_pi)                        # [B x T]
-        self._phase = start
-        step = torch.arange(1, self.hop + 1, dtype=torch.float32, device=f.device) * (two_pi / self.sample_rate)
-        within = f[..., None] * step                                                  # [B x T x hop]
-        return (starts.float()[..., None] + within).flatten(1)
+        starts = torch.remainder(blocks[0] if len(blocks) == 1 else torch.cat(blocks, 1), two_pi)   # [B x T]
+        keep_state(self, "_phase", start)
+        within = f[..., None] * self._step(f.device)                                  # [B x T x hop]
+        return starts.float()[..., None] + within
+
+    def _step(self, device: torch.device) -> torch.Tensor:
+        """``2 pi n / sr`` for n = 1..hop (float32), made once per device."""
+        step = self.__dict__.get("_step_rad")
+        if step is None or step.device != device:
+            step = torch.arange(1, self.hop + 1, dtype=torch.float32, device=device) * (2 * math.pi / self.sample_rate)
+            self.__dict__["_step_rad"] = step
+        return step
 
     def forward(self, f0: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        phase = self.phase(f0)                                                        # [B x L]
-        f = f0.float().clamp_min(0).repeat_interleave(self.hop, dim=1)
-        k = torch.arange(1, self.harmonics + 1, dtype=torch.float32, device=f.device)
-        fk = f[..., None] * k
-        out = torch.sin(phase[..., None] * k) * ((fk > 0) & (fk < self.sample_rate / 2))
-        return out.to(dtype)
+        f = f0.float().clamp_min(0)                                                   # [B x T]
+        phase = self._phase_of(f)                                                     # [B x T x hop]
+        k = self.__dict__.get("_k")
+        if k is None or k.device != f.device:
+            k = torch.arange(1, self.harmonics + 1, dtype=torch.float32, device=f.device)
+            self.__dict__["_k"] = k
+        fk = f[..., None] * k                                                         # [B x T x H]
+        audible = ((fk > 0) & (fk < self.sample_rate / 2)).to(torch.float32)          # f0 is held over a frame
+        b, t = f.shape
+        out = torch.sin(phase[..., None] * k) * audible[:, :, None]                   # [B x T x hop x H]
+        return out.view(b, t * self.hop, self.harmonics).to(dtype)
 
 
 class MelGANVocoder(nn.Module):
@@ -218,20 +241,25 @@ class MelGANVocoder(nn.Module):
         """Next chunk: ``Tensor[B x n_mels x n]`` (and, with harmonics, f0 ``Tensor[B x n]``
         in Hz, 0 = unvoiced; None = all unvoiced) -> ``Tensor[B x n * hop]``."""
         x = mel.transpose(1, 2)
-        if self.source is None:
-            y = self.model(x)
-        else:
-            if f0 is None:
-                f0 = mel.new_zeros(mel.shape[0], mel.shape[2])
-            e = self.source_align(self.source(f0, mel.dtype))
-            y = x
-            for i, m in enumerate(self.model):
-                y = m(y)
-                if i == self.inject_at:
-                    y = y + self.source_proj(e) * (1 + self.source_gate(y))
+        y = x
+        for i, m in self._layers():      # the Sequential's layers called directly (no per-layer dispatch)
+            y = m.forward(y)
+            if i == self.inject_at:
+                if f0 is None:
+                    f0 = mel.new_zeros(mel.shape[0], mel.shape[2])
+                e = self.source_align.forward(self.source.forward(f0, mel.dtype))
+                y = y + self.source_proj(e) * (1 + self.source_gate(y))
         if self.pqmf is not None:
-            y = self.pqmf(y)
+            y = self.pqmf.forward(y)
         return y[:, :, 0]
+
+    def _layers(self) -> list[tuple[int, nn.Module]]:
+        """(index, layer) of ``self.model`` without its ``nn.Identity`` placeholders."""
+        layers = self.__dict__.get("_layer_list")
+        if layers is None:
+            layers = [(i, m) for i, m in enumerate(self.model) if not isinstance(m, nn.Identity)]
+            self.__dict__["_layer_list"] = layers
+        return layers
 
 
 def fold_weight_norm(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
