@@ -40,8 +40,12 @@ class FrameInputs:
         return self.z.shape[2]
 
     def select(self, rows: Sequence[int]) -> "FrameInputs":
-        """The inputs of the batch rows ``rows`` only (the voices that sound)."""
-        r = torch.as_tensor(list(rows), dtype=torch.long)
+        """The inputs of the batch rows ``rows`` only (the voices that sound); all of them, in
+        order: these inputs themselves."""
+        rows = list(rows)
+        if rows == list(range(self.rows)):
+            return self
+        r = torch.as_tensor(rows, dtype=torch.long)
         pick = lambda t: None if t is None else t[r]          # noqa: E731
         return FrameInputs(self.z[r], pick(self.tokens), pick(self.pitch), pick(self.note))
 

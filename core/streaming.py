@@ -19,6 +19,7 @@ Every layer follows the streaming contract of DESIGN.md:
 """
 from __future__ import annotations
 
+import weakref
 from typing import Callable
 
 import torch
@@ -218,29 +219,52 @@ class BatchSubset:
     sound). ``with BatchSubset(model, idx, full_batch):`` narrows every state tensor to the rows
     ``idx`` (a LongTensor), and on exit writes the advanced rows back into the full state;
     the other rows keep their state untouched. Every stateful module declares its state
-    tensors in ``state_attrs`` as (attribute, batch dimension)."""
+    tensors in ``state_attrs`` as (attribute, batch dimension).
+
+    Rows that form one run (``[1, 2, 3]``) are narrowed as views, others gathered; the full
+    state is never written in place (it may share memory with what a step returned), a new
+    one is made on exit (``tests/test_batch_subset.py``)."""
 
     def __init__(self, model: nn.Module, idx: torch.Tensor, full_batch: int):
         self.model, self.idx, self.full_batch = model, idx, full_batch
         self.saved: list = []
+        rows = idx.tolist()
+        self._run = (rows[0], len(rows)) if rows and rows == list(range(rows[0], rows[0] + len(rows))) else None
 
     def __enter__(self) -> "BatchSubset":
-        for m in self.model.modules():
-            for attr, dim in getattr(m, "state_attrs", ()):
-                full = getattr(m, attr)
-                self.saved.append((m, attr, dim, full))
-                if full is not None:
-                    setattr(m, attr, full.index_select(dim, self.idx))
+        run, idx = self._run, self.idx
+        for m, attr, dim, plain in stream_states(self.model):
+            full = getattr(m, attr)
+            self.saved.append((m, attr, dim, plain, full))
+            if full is not None:
+                sub = full.narrow(dim, run[0], run[1]) if run is not None else full.index_select(dim, idx)
+                keep_state(m, attr, sub) if plain else setattr(m, attr, sub)
         return self
 
     def __exit__(self, *exc) -> None:
-        for m, attr, dim, full in self.saved:
+        for m, attr, dim, plain, full in self.saved:
             sub = getattr(m, attr)
             if sub is None:
-                setattr(m, attr, full)
-                continue
-            if full is None:
-                shape = list(sub.shape)
-                shape[dim] = self.full_batch
-                full = sub.new_zeros(shape)
-            setattr(m, attr, full.index_copy(dim, self.idx, sub))
+                new = full
+            else:
+                if full is None:
+                    shape = list(sub.shape)
+                    shape[dim] = self.full_batch
+                    full = sub.new_zeros(shape)
+                new = full.index_copy(dim, self.idx, sub)
+            keep_state(m, attr, new) if plain else setattr(m, attr, new)
+
+
+_STREAM_STATES: "weakref.WeakKeyDictionary[nn.Module, list]" = weakref.WeakKeyDictionary()
+
+
+def stream_states(model: nn.Module) -> list[tuple[nn.Module, str, int, bool]]:
+    """(module, attribute, batch dimension, plain) of every state tensor below ``model``
+    (each module's ``state_attrs``), listed once per model; ``plain``: an ordinary attribute
+    (not a buffer or parameter), which :func:`keep_state` may set."""
+    found = _STREAM_STATES.get(model)
+    if found is None:
+        found = [(m, attr, dim, attr not in m._buffers and attr not in m._parameters)
+                 for m in model.modules() for attr, dim in getattr(m, "state_attrs", ())]
+        _STREAM_STATES[model] = found
+    return found
