@@ -45,6 +45,7 @@ import time
 
 import rtmixer
 
+from .priority import RT_PRIORITY, raise_priority
 from .ringbuffer import RingBuffer
 
 _ffi = rtmixer._ffi
@@ -235,6 +236,10 @@ class AudioOutput:
         return min(hi, max(lo, self._block_max / self.samplerate / 4)) if self._block_max else lo
 
     def _watch(self) -> None:
+        # NB: the watcher takes the GIL 500 times a second; preempted by a busy program while it
+        # holds it, it would stall the real-time engine thread behind it (priority inversion),
+        # so it asks for the same class of scheduling, one level below the engine's
+        raise_priority(rt_priority=RT_PRIORITY - 1)
         while not self._quit.wait(self._poll_s()):
             with self._lock:
                 self._service()

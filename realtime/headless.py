@@ -10,6 +10,7 @@ import time
 from core.compute import ComputeUnavailable
 
 from .midi import MidiError
+from .priority import raise_priority
 from .session import NoAudioDevice, Session, build, describe_devices  # noqa: F401  (the CLI's imports)
 from .settings import Settings
 
@@ -42,6 +43,7 @@ def run_headless(settings: Settings, seconds: float | None = None, stats_json: s
     for msg in session.warnings:
         _warn(msg)
     out = session.output
+    raise_priority(rt_priority=1)     # this loop takes the GIL too: never preempted while it holds it
     print(f"playing '{engine.model_name}' on {out.device_name} at {out.samplerate} Hz "
           f"(model {engine.model_rate} Hz); Ctrl-C stops", file=sys.stderr, flush=True)
     t0 = time.monotonic()
