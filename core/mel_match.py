@@ -1,17 +1,15 @@
 """Mel matching: a streaming spectral post-filter that gives the vocoder's audio the mel it
 was asked for.
 
-The vocoder is given a log-mel frame and misses it: on held-out notes its partials come out
-up to 10-15 dB off and its level several dB low (log-mel L1 0.25 against the input, where
-Griffin-Lim is 0.11). This filter closes that loop at run time. Each ``core.mel.LogMel``
+The vocoder is given a log-mel frame and misses it: on held-out notes its partials and its
+level come out several dB off (docs/measurements.md). This filter closes that loop at run time. Each ``core.mel.LogMel``
 frame of the vocoder's audio (Hann window ``n_fft``; frame ``k`` covers samples
 ``[k*hop - (n_fft-hop)/2, k*hop + (n_fft+hop)/2)``) is analysed, its mel energies are
 compared with the requested frame's, and every FFT bin is scaled by the geometric mean of
 the gains of the bands it feeds (weighted by the filterbank, normalised per bin). A band is
 cut by at most ``max_cut_db`` (24) and lifted by at most ``max_boost_db`` (12): lifted
-further, the generator's blurred mel between the partials of a note came out as noise (a
-rendered A3 then read an octave low by YIN; held-out copy synthesis gains 0.015 in MR-STFT
-from lifts up to 24 dB). Weighted overlap-add resynthesises the frames with the
+further, the generator's blurred mel between the partials of a note comes out as noise
+(docs/history.md). Weighted overlap-add resynthesises the frames with the
 vocoder's own phase. The fine structure inside a band (harmonic peaks and valleys) stays
 the vocoder's; the energy of each band becomes the mel's.
 
