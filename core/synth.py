@@ -14,6 +14,7 @@ from .inputs import FrameInputs, frame_inputs
 from .latent import NoiseSource
 from .mel_match import mel_matcher
 from .pitch import midi_to_hz
+from .step_graph import StepGraphs
 from .streaming import BatchSubset
 from .vocoders import Vocoder
 
@@ -31,9 +32,14 @@ class Synth:
     ``mel_match`` passes the vocoder's audio through :class:`core.mel_match.MelMatch`, which
     gives each frame the mel the generator asked for: "full" (the default; held-out copy
     synthesis MR-STFT 1.42 -> 1.03) at 896 samples (40.6 ms) more latency, "low-latency"
-    (1.10) at 384 (17.4 ms), "off": the vocoder's audio as it is."""
+    (1.10) at 384 (17.4 ms), "off": the vocoder's audio as it is.
 
-    def __init__(self, bundle: Bundle, precision: str = "float32", mel_match: str = "full"):
+    ``graphs``: run the steady-state step as CUDA graphs (:mod:`core.step_graph`); None
+    (the default) means on a CUDA device only. True elsewhere runs the graphs' static-buffer
+    step without recording it (for tests)."""
+
+    def __init__(self, bundle: Bundle, precision: str = "float32", mel_match: str = "full",
+                 graphs: bool | None = None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}")
         self.bundle = bundle
@@ -46,6 +52,8 @@ class Synth:
         self.mel_match = mel_matcher(mel_match, bundle.mel, self.vocoder.delay)
         if self.mel_match is not None:
             self.mel_match.to(self.device)
+        self.use_graphs = self.device.type == "cuda" if graphs is None else graphs
+        self.graphs: StepGraphs | None = None
 
     @property
     def sample_rate(self) -> int:
@@ -66,6 +74,7 @@ class Synth:
         return self.vocoder.delay + matching + self.generator.delay * self.hop
 
     def reset(self) -> None:
+        self.graphs = None
         self.generator.reset()
         self.vocoder.reset()
         if self.mel_match is not None:
@@ -92,14 +101,17 @@ class Synth:
                   note: torch.Tensor | None = None):
         """Like :meth:`step` for the batch rows ``rows`` of a ``full_batch``-row stream
         (inputs have ``len(rows)`` rows); the other rows' state stays as it is."""
+        out = self._graph_step(rows, full_batch, z, tokens, pitch, note)
+        if out is not None:
+            return out
         if len(rows) == full_batch:
-            return self.step(z, tokens, pitch, note)
+            return self._compute(z, tokens, pitch, note)
         idx = torch.tensor(rows, dtype=torch.long, device=self.device)
         with BatchSubset(self.generator, idx, full_batch), BatchSubset(self.vocoder, idx, full_batch):
             if self.mel_match is None:
-                return self.step(z, tokens, pitch, note)
+                return self._compute(z, tokens, pitch, note)
             with BatchSubset(self.mel_match, idx, full_batch):
-                return self.step(z, tokens, pitch, note)
+                return self._compute(z, tokens, pitch, note)
 
     def step_inputs(self, inputs: FrameInputs) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`step` on inputs built by :func:`core.inputs.frame_inputs`."""
@@ -111,6 +123,22 @@ class Synth:
         """``z: Tensor[B x z_dim x n]`` -> (audio ``Tensor[B x n*hop]``, standardized mel
         ``Tensor[B x n_mels x n]``). ``note``: ``Tensor[B x n x note_dim]`` for generators
         with the note condition (:mod:`core.notes`; default: a long-held note)."""
+        b = z.shape[0]
+        out = self._graph_step(list(range(b)), b, z, tokens, pitch, note)
+        return out if out is not None else self._compute(z, tokens, pitch, note)
+
+    def _graph_step(self, rows: list[int], full_batch: int, z, tokens, pitch, note):
+        """The step through :attr:`graphs` when they are on and can run it, else None."""
+        if not self.use_graphs:
+            return None
+        g = self.graphs
+        if g is None or g.rows != full_batch or g.stale:
+            g = self.graphs = StepGraphs(self, full_batch, record=self.device.type == "cuda")
+        return g.step(rows, z, tokens, pitch, note)
+
+    def _compute(self, z: torch.Tensor, tokens: torch.Tensor | None = None,
+                 pitch: torch.Tensor | None = None, note: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The eager step (:meth:`step`), every row."""
         if tokens is not None:
             tokens = tokens.to(self.device)
         if pitch is not None:
