@@ -42,7 +42,7 @@ from torch.nn import functional as F
 
 from .config import DictConfig
 from .pqmf import PQMFSynthesis
-from .streaming import CachedConv1d, CachedConvTranspose1d, DelayLine, keep_state, reset_streams
+from .streaming import CachedConv1d, CachedConvTranspose1d, DelayLine, _PreparedWeight, keep_state, reset_streams
 
 
 @dataclass(frozen=True)
@@ -77,13 +77,23 @@ class ResnetBlock(nn.Module):
         return self.block[2].delay
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # self.block's layers called directly (no module dispatch per layer), same ops in the
-        # same order: shortcut(align(x)) + conv1x1(lrelu(conv(lrelu(x))))
+        # shortcut(align(x)) + conv1x1(lrelu(conv(lrelu(x)))), the layers called directly;
+        # both 1x1 convs accumulate into one output (one bias, the sum of theirs)
         conv, conv1 = self.block[2], self.block[4]
-        slope = self.block[0].negative_slope
-        h = F.leaky_relu(conv.forward(F.leaky_relu(x, slope)), self.block[3].negative_slope, inplace=True)
+        h = F.leaky_relu(conv.forward(F.leaky_relu(x, self.block[0].negative_slope)),
+                         self.block[3].negative_slope, inplace=True)
         s = self.align.forward(x) if self.align.length else x
-        return conv1.forward(h).add_(self.shortcut.forward(s))
+        b, t, c = h.shape
+        w1, ws = conv1.weight[:, :, 0], self.shortcut.weight[:, :, 0]
+        out = torch.addmm(self._bias.get(conv1.bias, self.shortcut.bias), h.reshape(b * t, c), w1.t())
+        return out.addmm_(s.reshape(b * t, c), ws.t()).view(b, t, -1)
+
+    @property
+    def _bias(self) -> _PreparedWeight:
+        prepared = self.__dict__.get("_bias_sum")
+        if prepared is None:
+            prepared = self.__dict__["_bias_sum"] = _PreparedWeight(torch.add)
+        return prepared
 
 
 class HarmonicSource(nn.Module):
@@ -248,10 +258,19 @@ class MelGANVocoder(nn.Module):
                 if f0 is None:
                     f0 = mel.new_zeros(mel.shape[0], mel.shape[2])
                 e = self.source_align.forward(self.source.forward(f0, mel.dtype))
-                y = y + self.source_proj(e) * (1 + self.source_gate(y))
+                # y + P(e) * (1 + G(y)); the 1 folded into G's bias
+                gate = F.linear(y, self.source_gate.weight, self._gate_bias.get(self.source_gate.bias))
+                y = torch.addcmul(y, self.source_proj(e), gate)
         if self.pqmf is not None:
             y = self.pqmf.forward(y)
         return y[:, :, 0]
+
+    @property
+    def _gate_bias(self) -> _PreparedWeight:
+        prepared = self.__dict__.get("_gate_bias_1")
+        if prepared is None:
+            prepared = self.__dict__["_gate_bias_1"] = _PreparedWeight(lambda b: b + 1)
+        return prepared
 
     def _layers(self) -> list[tuple[int, nn.Module]]:
         """(index, layer) of ``self.model`` without its ``nn.Identity`` placeholders."""
