@@ -1,9 +1,11 @@
 """Real-time factor of the engine's model step: 1, 2 and 4 voices at 1, 2 and 4 frames per step.
 
-RTF = compute time of one engine step (``VoiceBank.render`` and ``BundlePlayer.render``:
+RTF = wall time of one engine step (``VoiceBank.render`` and ``BundlePlayer.render``:
 sources, generator, vocoder, mel matching, envelopes, mix, resampling to 48 kHz) / the
-audio time it makes (``frames * 256 / 22050`` s: 11.6 ms a frame). Every voice sounds
-(one batch of ``voices`` rows). One torch thread by default, as the engine runs.
+audio time it makes (``frames * 256 / 22050`` s: 11.6 ms a frame); ``rtf_cpu`` the same
+with the thread's CPU time (what the step costs when other processes share the cores).
+Every voice sounds (one batch of ``voices`` rows). One torch thread by default, as the
+engine runs.
 
 Prints a table to stderr and the JSON to stdout, and writes the JSON to ``--out``
 (``benchmarks/results/voices.json``). The JSON carries the load average before and after
@@ -13,7 +15,7 @@ engine, for comparison). ``--compute cpu cuda`` measures each compute device (on
 step includes copying the audio back, which waits for it).
 
     python -m benchmarks.bench_voices [--voices 1 2 4] [--frames 1 2 4] [--threads 1]
-        [--mel-match low-latency full off] [--seconds 4] [--compute cpu] [--out PATH]
+        [--mel-match zero-latency low-latency full off] [--seconds 3] [--compute cpu] [--out PATH]
 """
 from __future__ import annotations
 
@@ -51,30 +53,32 @@ def rtf(bundle_path: str, voices: int, frames: int, seconds: float, precision: s
     bus = ControlBus()
     steps = max(1, int(seconds * bundle.sample_rate / bundle.hop / frames))
     load_before = os.getloadavg()[0]
-    times = []
+    times, cpu = [], []
     for i in range(steps + WARMUP_STEPS):
         snap = bus.snapshot(0.02)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         ctl = bank.render(frames, 60.0, 0.05, 0.01, 0.3)
         player.render(frames, snap, bank, ctl)
         player.take(len(player.pending))
         if i >= WARMUP_STEPS:
             times.append(time.perf_counter() - t0)
+            cpu.append(time.thread_time() - c0)
     step_s = frames * bundle.hop / bundle.sample_rate
     t = np.array(times)
     return {"voices": voices, "frames_per_step": frames, "precision": precision, "compute": compute,
             "mel_match": mel_match, "steps": len(t),
-            "rtf": float(t.sum() / (len(t) * step_s)), "step_ms_mean": float(t.mean() * 1e3),
+            "rtf": float(t.sum() / (len(t) * step_s)), "rtf_cpu": float(np.sum(cpu) / (len(t) * step_s)),
+            "step_ms_mean": float(t.mean() * 1e3),
             "step_ms_p50": float(np.median(t) * 1e3), "step_ms_p99": float(np.percentile(t, 99) * 1e3),
             "loadavg_1min_before": load_before, "loadavg_1min_after": os.getloadavg()[0]}
 
 
 def _table(runs: list[dict]) -> str:
-    lines = [f"{'mel match':12s} {'thr':>3s} {'voices':>6s} {'frames':>6s} {'rtf':>6s} {'p50 ms':>7s} "
+    lines = [f"{'mel match':12s} {'thr':>3s} {'voices':>6s} {'frames':>6s} {'rtf':>6s} {'cpu':>6s} {'p50 ms':>7s} "
              f"{'p99 ms':>7s} {'load':>5s}"]
     for r in runs:
         lines.append(f"{r['mel_match']:12s} {r['threads']:3d} {r['voices']:6d} {r['frames_per_step']:6d} "
-                     f"{r['rtf']:6.3f} {r['step_ms_p50']:7.2f} {r['step_ms_p99']:7.2f} "
+                     f"{r['rtf']:6.3f} {r['rtf_cpu']:6.3f} {r['step_ms_p50']:7.2f} {r['step_ms_p99']:7.2f} "
                      f"{r['loadavg_1min_after']:5.2f}")
     return "\n".join(lines)
 
@@ -82,13 +86,13 @@ def _table(runs: list[dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bundle", default=str(ROOT / "models" / "default.dwb"))
-    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--voices", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--frames", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--threads", type=int, nargs="+", default=[1])
     ap.add_argument("--precision", nargs="+", default=["float32"])
     ap.add_argument("--compute", nargs="+", default=["cpu"], help="compute devices to measure (cpu, cuda, ...)")
-    ap.add_argument("--mel-match", nargs="+", default=["low-latency", "full"], choices=MODES,
+    ap.add_argument("--mel-match", nargs="+", default=["zero-latency", "low-latency", "full"], choices=MODES,
                     help="mel matching modes to measure (core/mel_match.py)")
     ap.add_argument("--out", default=str(RESULTS / "voices.json"), help="JSON file to write ('-': none)")
     ap.add_argument("--before", default=str(RESULTS / "voices_before.json"),
