@@ -18,7 +18,6 @@ says that it ran and the CPU it used.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import sys
@@ -29,6 +28,8 @@ import numpy as np
 
 from core.mel_match import MODES
 from realtime.gc_pauses import GC_PAUSES, LONG_MS, freeze_heap
+
+from benchmarks import emit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         engine, out = session.engine, session.output
         window = None
         if a.gui:       # before the capture client: the window lists MIDI ports with rtmidi, whose
-            window = _open_gui(session)         # JACK calls hold the GIL (AudioOutput.paused_if_jack)
+            window = _open_gui(session)         # JACK calls hold the GIL (an in-process Python JACK client would stall: docs/history.md)
             window.pump(1.0)                    # painted before the sound starts, as main.py does it
         cap = None if a.no_probes else Capture(server, seconds=15.0, ring=True)   # a probe looks at recent audio
         if not a.no_gc_freeze:
@@ -249,10 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     result["load"] = load_report
     result["loadavg_before"] = [round(x, 2) for x in load_before]
     result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
-    text = json.dumps(result, indent=1)
-    print(text)
-    if a.json:
-        Path(a.json).write_text(text + "\n")
+    emit(result, a.json)
     return 0
 
 

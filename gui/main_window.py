@@ -335,8 +335,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.device_box.addItem(f"(no devices: {e})", None)
         self.midi_box.addItem("(no MIDI input)", None)
         try:
-            with self.session.output.paused_if_jack():    # rtmidi's JACK calls: see Session.open_midi
-                listed = list_ports()
+            listed = list_ports()
             for api, ports in listed.items():
                 for p in ports:
                     if not p.startswith("(unavailable"):

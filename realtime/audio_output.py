@@ -39,13 +39,12 @@ action back, or while the stream is stopped.
 """
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 
 import rtmixer
 
-from .priority import RT_PRIORITY, raise_priority
+from .priority import WATCHER_PRIORITY, raise_priority
 from .ringbuffer import RingBuffer
 
 _ffi = rtmixer._ffi
@@ -93,12 +92,15 @@ class _Play:
 
 class AudioOutput:
     def __init__(self, ring: RingBuffer, device=None, samplerate: int | None = None,
-                 blocksize: int = 0, latency: str | float = "high", channels: int | None = None):
+                 blocksize: int = 0, latency: str | float = "high", channels: int | None = None,
+                 realtime: bool = True):
+        """``realtime``: the watcher thread asks for real-time scheduling (as the engine does)."""
         import sounddevice as sd
 
         info = sd.query_devices(device, "output")
         self.device_name = info["name"]
         self.host_api = sd.query_hostapis(info["hostapi"])["name"]
+        self.realtime = realtime
         self.samplerate = pick_samplerate(device, samplerate)
         self.channels = channels or min(2, int(info["max_output_channels"]))
         self.ring = ring
@@ -239,7 +241,7 @@ class AudioOutput:
         # NB: the watcher takes the GIL 500 times a second; preempted by a busy program while it
         # holds it, it would stall the real-time engine thread behind it (priority inversion),
         # so it asks for the same class of scheduling, one level below the engine's
-        raise_priority(rt_priority=RT_PRIORITY - 1)
+        raise_priority(self.realtime, rt_priority=WATCHER_PRIORITY)
         while not self._quit.wait(self._poll_s()):
             with self._lock:
                 self._service()
@@ -291,25 +293,6 @@ class AudioOutput:
         with self._lock:
             if not self._mixer.active:
                 self._mixer.start()
-
-    @property
-    def on_jack(self) -> bool:
-        return "JACK" in self.host_api
-
-    @contextlib.contextmanager
-    def paused_if_jack(self):
-        """Kept for callers around python-rtmidi's JACK calls (open, connect, close); it no
-        longer pauses anything.
-
-        JACK finishes such a call only after its current process cycle, and that cycle waits
-        for this stream's callback. The old Python callback waited for the GIL, which the
-        rtmidi call held: a deadlock that froze the audio, JACK's graph and the app (stuck
-        within 25-41 tries), so the stream was paused around those calls, a gap in the sound
-        at every MIDI port switch. The C callback never waits for the GIL, so the cycle ends
-        and the call returns: 1000 and more JACK MIDI switches while playing froze nothing,
-        without the pause (tests/test_gui.py,
-        test_switching_jack_midi_inputs_while_playing_on_jack_never_freezes)."""
-        yield
 
     def stop(self) -> None:
         self._quit.set()

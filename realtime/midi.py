@@ -14,7 +14,7 @@ process thread, which must then wait for Python's GIL, and python-rtmidi holds t
 its own JACK server calls (open, connect, close), which JACK finishes only after the current
 process cycle. Any JACK thread of this process waiting for the GIL then stalls JACK's graph:
 with a Python audio callback in that place, it froze JACK, the sound and the app for good
-(see :meth:`realtime.audio_output.AudioOutput.paused_if_jack`). Polled, no JACK
+(docs/history.md). Polled, no JACK
 thread runs Python for MIDI.
 
 NB: ``received`` and ``ignored`` are ints written by the engine thread alone (read by the
@@ -138,8 +138,7 @@ class MidiInput:
             self.queue.put(ev)
 
     def close(self) -> None:
-        """Closes the port (waits for a poll in progress). With JACK, pause a JACK audio
-        stream of this process around it (:meth:`realtime.audio_output.AudioOutput.paused_if_jack`)."""
+        """Closes the port (waits for a poll in progress)."""
         with self._lock:
             if self._closed:
                 return

@@ -3,7 +3,7 @@
 :class:`Session` builds the engine and its audio output from :class:`~realtime.settings.Settings`,
 loads the saved MIDI mappings, opens MIDI, starts the sound (after freezing the startup heap:
 :func:`~realtime.gc_pauses.freeze_heap`), switches devices, and stops everything in the one
-order that is safe with JACK (audio first, then MIDI: :meth:`AudioOutput.paused_if_jack`).
+order that is safe with JACK (audio first, then MIDI).
 It runs on the thread that owns the program (the main thread, or the GUI thread); the
 engine's own threads are listed in :mod:`realtime.engine`.
 """
@@ -55,7 +55,7 @@ def build(settings: Settings):
                     threads=s.threads, precision=s.precision, seed=s.seed, voices=s.voices,
                     mel_match=s.mel_match, realtime=s.realtime)
     out = AudioOutput(engine.ring, device=s.device, samplerate=rate, blocksize=s.blocksize,
-                      latency=s.device_latency)
+                      latency=s.device_latency, realtime=s.realtime)
     engine.attach_output(out)
     return engine, out
 
@@ -87,12 +87,13 @@ class Session:
     def open_midi(self, api: str = "default", port: str | int | None = None, virtual: str | None = None) -> MidiInput:
         """Opens a MIDI input for the engine (closing the one before); raises MidiError. With
         the default API and no ALSA sequencer, the other compiled backends are tried (JACK)."""
-        # NB: python-rtmidi holds the GIL through JACK server calls; see AudioOutput.paused_if_jack
-        with self.output.paused_if_jack():
-            self._close_midi()
-            midi, note = open_input(self.engine.events, api, port, virtual)
-            self.midi = midi
-            self.engine.midi_input = midi
+        # NB: python-rtmidi holds the GIL through JACK server calls, which end only after a JACK
+        # cycle; no JACK thread of this process waits for the GIL (the C callback), so they need
+        # no pause (docs/history.md; tests/test_gui.py::test_switching_jack_midi_inputs_...)
+        self._close_midi()
+        midi, note = open_input(self.engine.events, api, port, virtual)
+        self.midi = midi
+        self.engine.midi_input = midi
         if note:
             self.warnings.append(note)
         return midi
@@ -104,8 +105,7 @@ class Session:
         return self.open_midi(s.midi_api, s.midi, s.midi_virtual)
 
     def close_midi(self) -> None:
-        with self.output.paused_if_jack():
-            self._close_midi()
+        self._close_midi()
 
     def _close_midi(self) -> None:
         midi, self.midi = self.midi, None
