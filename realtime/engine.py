@@ -4,7 +4,8 @@ Threads (and what each may touch):
 
 * **audio callback** (rtmixer's C callback on PortAudio's thread; no Python runs there):
   copies ring -> device, zero-fills what the ring lacks.
-* **driftwave-audio-watch** (:class:`~realtime.audio_output.AudioOutput`, not real-time):
+* **driftwave-audio-watch** (:class:`~realtime.audio_output.AudioOutput`; real-time one
+  level below the engine, since it takes the GIL):
   restarts rtmixer's ring action after the ring ran empty, counts underruns, xruns and
   frames from rtmixer's stats, and carries out panic flushes (the ring's reader only while
   the C callback is not reading it).
@@ -146,6 +147,7 @@ class Engine:
         self._incoming: BundlePlayer | None = None
         self._gc_mark = (time.monotonic(), GC_PAUSES.count, GC_PAUSES.long)   # reset by start()
         self.step_out = int(np.ceil(self.frames_per_step * bundle.hop * self.out_rate / bundle.sample_rate))
+        self.output = None
         if target_fill_s is not None:
             self.target_fill = max(int(target_fill_s * self.out_rate), self.step_out + 64)
         else:       # until measured: one step plus the mode's margin plus a step's time of compute
@@ -159,7 +161,6 @@ class Engine:
         self.event_handler = self.controller.handle   # applies MIDI/keyboard events
         self.errors: collections.deque[str] = collections.deque(maxlen=32)
         self.recorder: Recorder | None = None
-        self.output = None
         # taps for the GUI
         self.mel_tap = np.full((mel_tap_frames, bundle.mel.n_mels), -3.0, dtype=np.float32)
         self.mel_tap_written = 0
@@ -303,7 +304,7 @@ class Engine:
 
     def _device_block(self) -> int:
         """Frames the device takes per callback (its reported latency, when it has one)."""
-        out = getattr(self, "output", None)
+        out = self.output
         return int(round(out.latency_s * self.out_rate)) if out is not None and out.latency_s else 0
 
     def _fill_for(self, step_time_s: float) -> int:
@@ -333,6 +334,8 @@ class Engine:
         times = self._step_ms[8:SIZING_STEPS].astype(np.float64) / 1e3
         self.target_fill = self._fill_for(float(np.percentile(times, 99)))
         self._sized = True
+        # underruns of the start (before the sizing) say nothing about the sized ring
+        self._underruns_seen = self.output.underruns if self.output is not None else 0
 
     def latency_parts_ms(self) -> dict[str, float]:
         """Where a note's latency goes: waiting for the next step (half a step on average),
@@ -361,6 +364,7 @@ class Engine:
         played = out.frames_played / self.out_rate if out is not None else 0.0
         gc_t0, gc_count, gc_long = self._gc_mark
         audio_s = self.frames_generated * self.player.bundle.hop / self.model_rate
+        p50, p99 = np.percentile(ms, [50, 99])      # one pass over the step times
         return {
             "seconds_played": played,
             "model_rate": self.model_rate,
@@ -370,8 +374,8 @@ class Engine:
             "underruns": out.underruns if out is not None else 0,
             "xruns": out.xruns if out is not None else 0,
             "step_ms_mean": float(ms.mean()),
-            "step_ms_p50": float(np.percentile(ms, 50)),
-            "step_ms_p99": float(np.percentile(ms, 99)),
+            "step_ms_p50": float(p50),
+            "step_ms_p99": float(p99),
             "rtf": self.compute_s / audio_s if audio_s else 0.0,
             "latency_ms": parts["ring_fill_ms"] + parts["model_lookahead_ms"] + parts["device_buffer_ms"],
             "note_to_sound_ms": self.note_to_sound_ms(parts),

@@ -10,8 +10,8 @@ import time
 from core.compute import ComputeUnavailable
 
 from .midi import MidiError
-from .priority import raise_priority
-from .session import NoAudioDevice, Session, build, describe_devices  # noqa: F401  (the CLI's imports)
+from .priority import MAIN_LOOP_PRIORITY, raise_priority
+from .session import NoAudioDevice, Session
 from .settings import Settings
 
 
@@ -43,7 +43,8 @@ def run_headless(settings: Settings, seconds: float | None = None, stats_json: s
     for msg in session.warnings:
         _warn(msg)
     out = session.output
-    raise_priority(rt_priority=1)     # this loop takes the GIL too: never preempted while it holds it
+    # this loop takes the GIL too: a normal thread preempted while holding it stalls the engine
+    raise_priority(settings.realtime, rt_priority=MAIN_LOOP_PRIORITY)
     print(f"playing '{engine.model_name}' on {out.device_name} at {out.samplerate} Hz "
           f"(model {engine.model_rate} Hz); Ctrl-C stops", file=sys.stderr, flush=True)
     t0 = time.monotonic()

@@ -28,6 +28,8 @@ except ImportError:     # Windows
     resource = None
 
 RT_PRIORITY = 5      # above every normal thread, below the device's own real-time thread (jackd -P 10 by default)
+WATCHER_PRIORITY = RT_PRIORITY - 1   # the audio watcher: it takes the GIL, so never a normal thread
+MAIN_LOOP_PRIORITY = 1               # the headless main loop: takes the GIL now and then, lowest real-time
 NICE = -11           # what many distributions' audio limits allow (e.g. rtkit's floor)
 
 
