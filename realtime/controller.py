@@ -75,33 +75,45 @@ DEFAULT_MAPPINGS = (
 )
 
 
+def check_mapping(bus: ControlBus, m: Mapping) -> Mapping:
+    """``m`` if the bus has its parameter and its curve is known; raises KeyError / ValueError."""
+    if m.param not in bus.specs:
+        raise KeyError(f"unknown parameter {m.param!r}")
+    if m.curve not in CURVES:
+        raise ValueError(f"unknown curve {m.curve!r}")
+    return m
+
+
+def checked_mappings(bus: ControlBus, data: list[dict]) -> list[Mapping]:
+    """Mappings from their JSON form (``Mapping`` fields as dicts), every one checked; raises
+    KeyError / ValueError / TypeError on the first bad one (any thread: reads only ``bus.specs``)."""
+    return [check_mapping(bus, Mapping(**d)) for d in data]
+
+
 class MidiController:
     def __init__(self, bus: ControlBus, voices: VoiceBank | None = None,
                  mappings: list[Mapping] | None = None):
         self.bus = bus
         self.voices = voices
+        self.learning: str | None = None      # parameter armed for MIDI learn
+        self.learned: Mapping | None = None   # the last binding made by learn
+        self.on_program = None                 # callable(program number), e.g. load a preset
+        self.last_cc: tuple[int, int] | None = None
+        self.state = ControllerState(None, None, ())
         self.mappings: dict[tuple[str, int], Mapping] = {}
         for m in (DEFAULT_MAPPINGS if mappings is None else mappings):
             self.bind(m)
-        self.learning: str | None = None      # parameter armed for MIDI learn
-        self.learned: Mapping | None = None   # the last binding made by learn
         self.dirty = False                     # mappings changed since the last save
-        self.on_program = None                 # callable(program number), e.g. load a preset
-        self.last_cc: tuple[int, int] | None = None
         self._publish()
 
     def _publish(self) -> None:
         """Replaces :attr:`state` whole (see the module's NB)."""
-        old = getattr(self, "state", None)
-        self.state = ControllerState(getattr(self, "learning", None), getattr(self, "learned", None),
-                                     tuple(self.mappings.values()), 0 if old is None else old.version + 1)
+        self.state = ControllerState(self.learning, self.learned, tuple(self.mappings.values()),
+                                     self.state.version + 1)
 
     # -- bindings ------------------------------------------------------------------------
     def bind(self, m: Mapping) -> None:
-        if m.param not in self.bus.specs:
-            raise KeyError(f"unknown parameter {m.param!r}")
-        if m.curve not in CURVES:
-            raise ValueError(f"unknown curve {m.curve!r}")
+        check_mapping(self.bus, m)
         self.mappings[m.key] = m
         self.dirty = True
         self._publish()
@@ -112,9 +124,6 @@ class MidiController:
         self.dirty = True
         self._publish()
 
-    def bound_to(self, param: str) -> list[Mapping]:
-        return [m for m in self.mappings.values() if m.param == param]
-
     def learn(self, param: str | None) -> None:
         """Arms ``param``: the next CC (or bend/pressure) moved is bound to it. None cancels."""
         if param is not None and param not in self.bus.specs:
@@ -123,18 +132,13 @@ class MidiController:
         self._publish()
 
     def to_json(self) -> list[dict]:
-        return [asdict(m) for m in self.mappings.values()]
+        return self.state.to_json()
 
     def load_json(self, data: list[dict]) -> None:
-        maps = [Mapping(**d) for d in data]
-        for m in maps:                  # check them all before any is replaced
-            if m.param not in self.bus.specs:
-                raise KeyError(f"unknown parameter {m.param!r}")
-            if m.curve not in CURVES:
-                raise ValueError(f"unknown curve {m.curve!r}")
-        self.mappings.clear()
-        for m in maps:
-            self.bind(m)
+        """Replaces every mapping with ``data``; a bad list raises and changes nothing."""
+        maps = checked_mappings(self.bus, data)
+        self.mappings = {m.key: m for m in maps}
+        self.dirty = True
         self._publish()
 
     # -- events (engine thread) ------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .controller import ControllerState, MidiController
+from .controller import ControllerState, checked_mappings
 from .engine import Engine
 from .params import ControlBus
 from .recorder import Recorder
@@ -106,7 +106,7 @@ class EngineView:
         """Replaces the mappings with ``data`` (``Mapping`` fields as dicts), on the engine
         thread. Checked here first: a bad list raises ValueError/KeyError/TypeError and
         changes nothing."""
-        MidiController(self.bus, None, []).load_json(data)      # raises on a bad list
+        checked_mappings(self.bus, data)            # raises on a bad list
         self._engine.request(lambda e: e.controller.load_json(data))
 
     def load_bundle(self, path: str):
