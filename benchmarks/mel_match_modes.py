@@ -22,7 +22,6 @@ Usage: ``python -m benchmarks.mel_match_modes --data /tmp/h7corpus [--clips 24] 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import sys
@@ -46,6 +45,8 @@ from core.synth import Synth  # noqa: E402
 from training.data import AudioCorpus  # noqa: E402
 from training.evaluate import SOUNDING, held_out_score  # noqa: E402
 from training.metrics import griffin_lim, logmel_l1, mr_stft_distance  # noqa: E402
+
+from benchmarks import emit
 
 MODES = ("off", "zero-latency", "causal-110", "low-latency", "full")
 
@@ -206,10 +207,7 @@ def main() -> int:
     result["machine"] = {"platform": platform.platform(), "processor": platform.processor(),
                          "torch": torch.__version__, "threads": torch.get_num_threads()}
     result["wall_seconds"] = time.time() - t0
-    text = json.dumps(result, indent=1)
-    print(text)
-    if a.json:
-        Path(a.json).write_text(text + "\n")
+    emit(result, a.json)
     return 0
 
 

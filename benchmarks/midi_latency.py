@@ -54,6 +54,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import emit
+
 ROOT = Path(__file__).resolve().parent.parent
 RATE = 48000
 RELEASE_CC = (76, 11)           # CC 76 (release, exp curve over 0.01..5 s) = 11: about 50 ms
@@ -335,10 +337,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{1e3 * PRE_NOTE_S:g} ms before, {PEAK_DB:g} dB re the note's peak)",
         "per_probe": probes,
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if a.json:
-        Path(a.json).write_text(text + "\n")
+    emit(result, a.json)
     return 0
 
 

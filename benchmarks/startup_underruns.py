@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import emit
+
 ROOT = Path(__file__).resolve().parent.parent
 RATE = 48000
 MIN_GAP = 16            # frames of exact zeros that count as a dropout (0.33 ms at 48 kHz)
@@ -201,10 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{a.seconds:g} s after the first sound",
         "per_start": rows,
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if a.json:
-        Path(a.json).write_text(text + "\n")
+    emit(result, a.json)
     return 0
 
 
