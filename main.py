@@ -202,8 +202,6 @@ def build_parser() -> argparse.ArgumentParser:
 def unwritable(path: str) -> str | None:
     """Why ``path`` cannot be written as a new file, or None (checked before rendering, so
     that a bad path costs no render time)."""
-    import os
-
     parent = Path(path).resolve().parent
     if Path(path).is_dir():
         return "it is a folder"
@@ -223,12 +221,11 @@ def cannot_write(path: str) -> bool:
 
 
 def write_wav(path: str, audio, rate: int) -> bool:
-    """Writes a float WAV; a path that cannot be written prints one line naming it (no
-    libsndfile traceback) and returns False (``tests/test_play_cli.py::test_render_to_an_unwritable_path``)."""
+    """Writes a float WAV (the path checked by :func:`cannot_write` before the render); a
+    failure prints one line naming the path (no libsndfile traceback) and returns False
+    (``tests/test_play_cli.py::test_render_to_an_unwritable_path_says_so_in_one_line``)."""
     import soundfile as sf
 
-    if cannot_write(path):
-        return False
     try:
         sf.write(path, audio, rate, subtype="FLOAT")
     except (RuntimeError, OSError) as e:          # soundfile's LibsndfileError is a RuntimeError
@@ -379,7 +376,7 @@ def cmd_gui(a) -> int:
 
 
 def cmd_devices(a) -> int:
-    from realtime.headless import describe_devices
+    from realtime.session import describe_devices
 
     print("Audio devices:")
     print(describe_devices())

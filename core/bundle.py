@@ -31,7 +31,7 @@ from .generator import GeneratorConfig, StreamingUNAGAN
 from .mel import MelConfig
 from .notes import NOTE_DIM
 from .tokens import TokenEncoder, TokenEncoderConfig
-from .vocoders import UnknownVocoderKind, Vocoder, vocoder_class, vocoder_kind, vocoder_kinds
+from .vocoders import UnknownVocoderKind, Vocoder, build_vocoder, vocoder_class, vocoder_kind, vocoder_kinds
 
 FORMAT = "driftwave-bundle"
 FORMAT_VERSION = 2                  # what save_bundle writes
@@ -222,14 +222,13 @@ def _check_vocoder_config(path, cls: type, vcfg, mel: MelConfig) -> None:
             raise BundleError(path, str(e)) from None
 
 
-def _build_vocoder(path, cls: type, vcfg, mel: MelConfig) -> Vocoder:
-    """The vocoder from its checked config; its ``hop`` must be the mel's."""
+def _build_vocoder(path, kind: str, vcfg, mel: MelConfig) -> Vocoder:
+    """The vocoder from its checked config (:func:`core.vocoders.build_vocoder`); its ``hop``
+    must be the mel's."""
     try:
-        vocoder = cls(vcfg)
-    except (TypeError, ValueError) as e:
-        raise BundleError(path, f"bad vocoder arguments: {e}") from None
-    if not isinstance(vocoder, Vocoder):
-        raise BundleError(path, f"vocoder {cls.__name__} does not provide the Vocoder interface (core.vocoders)")
+        vocoder = build_vocoder(kind, vcfg)
+    except (TypeError, ValueError) as e:       # bad arguments, or no Vocoder interface
+        raise BundleError(path, f"bad vocoder: {e}") from None
     if vocoder.hop != mel.hop:
         raise BundleError(path, f"vocoder upsamples x{vocoder.hop} but the mel hop is {mel.hop}")
     return vocoder
@@ -260,7 +259,7 @@ def load_bundle(path: os.PathLike | str, device: str | torch.device = "cpu") -> 
     except Exception as e:
         raise BundleError(path, f"cannot read the weights (corrupt or truncated?): {e}") from None
     generator = StreamingUNAGAN(gcfg)
-    vocoder = _build_vocoder(path, vocoder_cls, vcfg, mel)
+    vocoder = _build_vocoder(path, meta["vocoder_kind"], vcfg, mel)
     _load_into(path, generator, "generator.", tensors)
     _load_into(path, vocoder, "vocoder.", tensors)
     encoder = None

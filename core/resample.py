@@ -206,11 +206,6 @@ class LowDelayResampler:
         equal rates."""
         return 0.0 if self.design is None else _holdback_s(self.in_rate, self.out_rate)
 
-    @property
-    def delay_s(self) -> float:
-        """Same as :attr:`holdback_s`."""
-        return self.holdback_s
-
     def group_delay_s(self, freqs_hz) -> np.ndarray:
         """Group delay at ``freqs_hz`` (``ndarray[f]`` Hz), seconds."""
         if self.design is None:

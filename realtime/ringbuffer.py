@@ -66,7 +66,7 @@ class RingBuffer:
         unread = np.zeros((self.available(), self.channels), np.float32)
         self.read_into(unread)
         self._alloc(int(channels))
-        self._write_frames(unread[:, :1] if channels != unread.shape[1] else unread)
+        self._write_frames(unread[:, :1])       # channel 0 (the engine writes mono), fanned out
 
     def available(self) -> int:
         """Frames written and not yet read."""
@@ -131,7 +131,3 @@ class RingBuffer:
         fill = self.available()           # first the fill, then written (see _write_frames)
         after_mark = self.written - mark
         return self.drop(fill - after_mark) if fill > after_mark else 0
-
-    def clear(self) -> None:
-        """Reader: drops everything unread."""
-        self.drop(self.available())

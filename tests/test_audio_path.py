@@ -31,10 +31,9 @@ def played(captured: np.ndarray) -> np.ndarray:
     return captured[nz[0]:]
 
 
-def hold_gil(seconds: float) -> int:
-    """Holds the GIL for ``seconds`` in the calling thread (a C call through ``PyDLL``
-    keeps it); returns how often a Python thread that ticks every millisecond ran
-    meanwhile (0 or 1 when the GIL was held: only the moment before the call)."""
+def ticks_during(fn) -> int:
+    """How often a Python thread that ticks every millisecond ran while ``fn()`` ran (0 or 1
+    when ``fn`` held the GIL: only the moment before the call)."""
     ticks = [0]
     stop = threading.Event()
 
@@ -46,13 +45,19 @@ def hold_gil(seconds: float) -> int:
     t = threading.Thread(target=tick, daemon=True)
     t.start()
     time.sleep(0.05)
-    usleep = ctypes.PyDLL(None).usleep
     before = ticks[0]
-    usleep(int(seconds * 1e6))
+    fn()
     during = ticks[0] - before
     stop.set()
     t.join()
     return during
+
+
+def hold_gil(seconds: float) -> int:
+    """Holds the GIL for ``seconds`` in the calling thread (a C call through ``PyDLL`` keeps
+    it); returns :func:`ticks_during` of it."""
+    usleep = ctypes.PyDLL(None).usleep
+    return ticks_during(lambda: usleep(int(seconds * 1e6)))
 
 
 def play_through_gil_hold(server, make_ring, make_output, hold_s: float = 0.2, fill_s: float = 0.8) -> dict:
@@ -74,7 +79,7 @@ def play_through_gil_hold(server, make_ring, make_output, hold_s: float = 0.2, f
         left_after_hold = ring.available()
         time.sleep(0.1)                          # the watcher would have restarted by now
         result.update(underruns_while_filled=out.underruns, left_after_hold=left_after_hold,
-                      restarts_while_filled=getattr(out, "restarts", None))
+                      restarts_while_filled=out.restarts)
         assert wait_until(lambda: ring.available() == 0, 5)
         time.sleep(0.1)
     finally:
@@ -98,21 +103,7 @@ def test_a_thread_holding_the_gil_200ms_does_not_starve_the_device(jack_server):
 
 def test_the_gil_check_sees_a_gil_that_is_not_held():
     """The check above can fail: a thread that sleeps (releasing the GIL) lets the ticker run."""
-    ticks = [0]
-    stop = threading.Event()
-
-    def tick():
-        while not stop.is_set():
-            ticks[0] += 1
-            time.sleep(0.001)
-
-    t = threading.Thread(target=tick, daemon=True)
-    t.start()
-    before = ticks[0]
-    time.sleep(0.2)
-    stop.set()
-    t.join()
-    assert ticks[0] - before > 2
+    assert ticks_during(lambda: time.sleep(0.2)) > 2
 
 
 def test_a_starved_device_plays_zeros_and_counts_every_short_callback(jack_server):
