@@ -91,8 +91,8 @@ class RCBlock(nn.Module):
         # cuDNN then re-packs them on every call (and warns, "not part of single contiguous
         # chunk of memory"). They are packed once here (a no-op on the CPU). cuDNN runs a
         # bfloat16 GRU but torch cannot pack one, so on CUDA the GRU stays in float32 when the
-        # rest is cast to bfloat16 (measured on an H100: the unpacked bfloat16 GRU made the
-        # bfloat16 engine step slower than float32's).
+        # rest is cast to bfloat16 (an unpacked bfloat16 GRU makes the bfloat16 engine step
+        # slower than float32's on an H100: benchmarks/results/gpu_h100_gru_packing.json).
         out = super()._apply(fn, recurse)
         w = self.gru.weight_ih_l0
         if w.is_cuda and w.dtype == torch.bfloat16:

@@ -29,10 +29,12 @@ class Synth:
     CPUs with AVX512-BF16 or AMX, and on GPUs); outputs stay float32. The streaming
     contract's 1e-5 equality is a float32 property.
 
-    ``mel_match`` passes the vocoder's audio through :class:`core.mel_match.MelMatch`, which
-    gives each frame the mel the generator asked for: "full" (the default; held-out copy
-    synthesis MR-STFT 1.42 -> 1.03) at 896 samples (40.6 ms) more latency, "low-latency"
-    (1.10) at 384 (17.4 ms), "off": the vocoder's audio as it is.
+    ``mel_match`` passes the vocoder's audio through :mod:`core.mel_match`, which gives each
+    frame the mel the generator asked for: "full" (the default here and for offline renders)
+    at 896 samples (40.6 ms at 22050 Hz) more latency, "low-latency" at 384 (17.4 ms),
+    "zero-latency" (live play's default) at none, "off": the vocoder's audio as it is. What
+    each costs in copy-synthesis quality: benchmarks/results/mel_match_modes.json
+    (``main.py bench mel_match_modes``; docs/measurements.md).
 
     ``graphs``: run the steady-state step as CUDA graphs (:mod:`core.step_graph`); None
     (the default) means on a CUDA device only. True elsewhere runs the graphs' static-buffer

@@ -18,8 +18,8 @@ from the synthesis filters even when the stack is causal.
 
 Harmonic excitation (``harmonics`` = H > 0, an extension, off in the paper's model): a
 convolutional upsampler fed a steady mel (a held note) can only repeat itself every hop,
-so its output is periodic at the frame rate (86.1 Hz at 22050/256) whatever the note: we
-measured exactly that (every spectral peak of a vocoded C3 on a multiple of 86.1 Hz). With
+so its output is periodic at the frame rate (86.1 Hz at 22050/256) whatever the note (every
+spectral peak of a vocoded C3 without excitation lies on a multiple of 86.1 Hz). With
 ``f0`` per frame, :class:`HarmonicSource` adds sample-rate sines ``sin(k phi)``, k = 1..H,
 whose phase runs on across chunks, to the last upsampling stage through a learned
 projection gated by the features (``x + P(e) * (1 + G(x))``), as source-filter neural
