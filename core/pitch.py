@@ -32,13 +32,21 @@ def yin_pitch(audio: np.ndarray, sr: int, fmin: float = 50.0, fmax: float = 1000
     parabolic interpolation. Frames with no such lag, or with RMS below -60 dBFS, are
     unvoiced (f0 = nan).
     """
+    return yin_of_frames(_frames(audio, frame, hop), sr, fmin, fmax, threshold)
+
+
+def yin_of_frames(frames: np.ndarray, sr: int, fmin: float = 50.0, fmax: float = 1000.0,
+                  threshold: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    """YIN of analysis frames ``[n x frame]`` (float64): (f0 Hz ``[n]``, voiced bool ``[n]``),
+    as :func:`yin_pitch` reads each of its frames (the streaming tracker,
+    :mod:`core.stream_pitch`, hands it the frames that have arrived)."""
+    frame = frames.shape[1]
     w = frame // 2
     max_lag = frame - w
     tau_lo = max(2, math.floor(sr / fmax))
     tau_hi = min(max_lag - 1, math.ceil(sr / fmin))
     if tau_lo >= tau_hi:
         raise ValueError("frame too short for the requested fmin / fmax")
-    frames = _frames(audio, frame, hop)
     n = len(frames)
     f0 = np.full(n, np.nan)
     voiced = np.zeros(n, dtype=bool)

@@ -1,0 +1,138 @@
+"""Live audio input: the streaming analysis against the offline one, the pitch tracker on
+synthetic tones, and (JACK) the engine playing the tokens and pitch of what a client plays
+into its input port."""
+import numpy as np
+import pytest
+import torch
+
+from core.bundle import load_bundle, save_bundle
+from core.input_analysis import InputAnalyzer, analyse_offline
+from core.mel import LogMel, MelConfig
+from core.pitch import yin_pitch
+from core.resample import LowDelayResampler
+from core.stream_mel import StreamingLogMel
+from core.stream_pitch import StreamingYin, hz_to_midi
+from tests.conftest import small_models
+
+SR = 22050
+CHUNKINGS = ("1", "7", "256", "random")
+
+
+def chunks(x: np.ndarray, how: str, seed: int = 0):
+    """``x`` cut into pieces of 1, 7 or 256 samples, or of random sizes 1..700."""
+    if how == "random":
+        rng = np.random.default_rng(seed)
+        i = 0
+        while i < len(x):
+            k = int(rng.integers(1, 701))
+            yield x[i:i + k]
+            i += k
+        return
+    k = int(how)
+    for i in range(0, len(x), k):
+        yield x[i:i + k]
+
+
+def phrase(sr: int, seconds: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Harmonic notes, a glide, noise and silence: ``ndarray[sr * seconds]`` float32."""
+    rng = np.random.default_rng(seed)
+    n = int(sr * seconds)
+    t = np.arange(n) / sr
+    f = np.where(t < 0.3, 220.0, np.where(t < 0.5, 220.0 * 2 ** ((t - 0.3) / 0.2), 330.0))
+    phase = 2 * np.pi * np.cumsum(f) / sr
+    x = sum(0.3 / k * np.sin(k * phase) for k in range(1, 5))
+    x[int(0.75 * n):int(0.85 * n)] = 0.2 * rng.standard_normal(int(0.85 * n) - int(0.75 * n))
+    x[int(0.85 * n):] = 0.0
+    return x.astype(np.float32)
+
+
+def encoder_bundle(tmp_path, n_tokens=4, harmonics=0):
+    """A small token bundle with a random token encoder (``n_tokens`` codes)."""
+    from core.tokens import TokenEncoder, TokenEncoderConfig
+    from core.vocoder import MelGANVocoder, VocoderConfig
+    gen, voc = small_models(n_tokens=n_tokens)
+    if harmonics:
+        torch.manual_seed(3)
+        voc = MelGANVocoder(VocoderConfig(ngf=8, harmonics=harmonics)).eval()
+    torch.manual_seed(9)
+    enc = TokenEncoder(TokenEncoderConfig(channels=(24, 16), code_dim=8, n_codes=n_tokens))
+    for p in enc.parameters():
+        torch.nn.init.normal_(p, 0.0, 0.5)
+    path = tmp_path / "enc.dwb"
+    save_bundle(path, name="enc", generator=gen, vocoder=voc, mel=MelConfig(),
+                mean=torch.linspace(-4, -1, 80), std=torch.full((80,), 1.5), encoder=enc)
+    return path
+
+
+@pytest.mark.parametrize("how", CHUNKINGS)
+def test_streaming_mel_is_the_offline_mel_frame_for_frame(how):
+    x = phrase(SR, 0.6)
+    whole = LogMel(MelConfig())(torch.from_numpy(x)).numpy()          # [80 x L/hop]
+    s = StreamingLogMel(MelConfig())
+    got = np.concatenate([s.process(c).numpy() for c in chunks(x, how)], axis=1)
+    # every frame whose window lies within the audio: (L - hop - pad) // hop + 1
+    assert got.shape[1] == (len(x) - 256 - 384) // 256 + 1 >= whole.shape[1] - 2
+    np.testing.assert_allclose(got, whole[:, :got.shape[1]], atol=2e-5, rtol=0)
+    assert np.ptp(whole) > 3       # not a flat spectrogram
+
+
+@pytest.mark.parametrize("how", CHUNKINGS)
+def test_streaming_yin_is_the_offline_yin_frame_for_frame(how):
+    x = phrase(SR, 0.6)
+    f0, voiced = yin_pitch(x, SR)
+    s = StreamingYin(SR)
+    parts = [s.process(c) for c in chunks(x, how)]
+    got_f0 = np.concatenate([p[0] for p in parts])
+    got_v = np.concatenate([p[1] for p in parts])
+    assert len(got_f0) == (len(x) - 512) // 256 + 1
+    np.testing.assert_array_equal(got_v, voiced[:len(got_v)])
+    np.testing.assert_allclose(got_f0, f0[:len(got_f0)], rtol=1e-9, equal_nan=True)
+    assert got_v.sum() > 10 and (~got_v).sum() > 5
+
+
+@pytest.mark.parametrize("how", CHUNKINGS)
+def test_input_analysis_streamed_from_48k_gives_the_offline_tokens_and_pitch(tmp_path, how):
+    bundle = load_bundle(encoder_bundle(tmp_path))
+    x = phrase(48000, 1.0, seed=1)
+    ref = analyse_offline(bundle, x, 48000)
+    a = InputAnalyzer(bundle, 48000)
+    frames = [a.process(c) for c in chunks(x, how, seed=2)]
+    tokens = np.concatenate([f.tokens for f in frames])
+    midi = np.concatenate([f.midi for f in frames])
+    voiced = np.concatenate([f.voiced for f in frames])
+    n_model = LowDelayResampler(48000, SR).output_count(len(x))
+    assert len(tokens) == (n_model - 640) // 256 + 1 >= len(ref) - 3
+    np.testing.assert_array_equal(tokens, ref.tokens[:len(tokens)])       # frame for frame, no delay
+    assert len(set(tokens.tolist())) >= 2                                # the phrase uses several tokens
+    np.testing.assert_array_equal(voiced, ref.voiced[:len(voiced)])
+    np.testing.assert_allclose(midi, ref.midi[:len(midi)], atol=1e-6, equal_nan=True)
+
+
+def harmonic_tone(f0: float, seconds: float = 0.5, sr: int = SR, harmonics: int = 6) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return sum(0.5 / k * np.sin(2 * np.pi * k * f0 * t + k) for k in range(1, harmonics + 1)).astype(np.float32)
+
+
+@pytest.mark.parametrize("f0", [82.4, 110.0, 196.0, 261.6, 440.0, 659.3, 880.0])
+def test_yin_reads_harmonic_tones_within_10_cents(f0):
+    s = StreamingYin(SR)
+    f, voiced = s.process(harmonic_tone(f0))
+    steady = slice(3, len(f))            # the first frames reach into the zero padding
+    assert voiced[steady].all()
+    cents = 1200 * np.log2(f[steady] / f0)
+    assert np.max(np.abs(cents)) < 10, np.max(np.abs(cents))
+
+
+def test_yin_says_unvoiced_on_noise_and_silence():
+    rng = np.random.default_rng(4)
+    s = StreamingYin(SR)
+    _, v_noise = s.process((0.3 * rng.standard_normal(SR // 2)).astype(np.float32))
+    s.reset()
+    _, v_silence = s.process(np.zeros(SR // 2, np.float32))
+    assert len(v_noise) > 30 and not v_noise[2:].any()
+    assert not v_silence.any()
+
+
+def test_hz_to_midi():
+    np.testing.assert_allclose(hz_to_midi(np.array([440.0, 261.6256, 880.0])), [69.0, 60.0, 81.0], atol=1e-4)
+    assert np.isnan(hz_to_midi(np.array([np.nan])))[0]
