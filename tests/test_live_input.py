@@ -136,3 +136,90 @@ def test_yin_says_unvoiced_on_noise_and_silence():
 def test_hz_to_midi():
     np.testing.assert_allclose(hz_to_midi(np.array([440.0, 261.6256, 880.0])), [69.0, 60.0, 81.0], atol=1e-4)
     assert np.isnan(hz_to_midi(np.array([np.nan])))[0]
+
+
+# ---- the engine's side: LiveInput and token mode "input" ---------------------------------
+
+class FakeInput:
+    """Stands for an AudioInput: ``read`` hands out every chunk that :meth:`arrive` queued."""
+    device_name, samplerate, latency_s, block_frames = "fake", 48000, 0.0, 1024
+    overruns = input_overflows = input_underflows = 0
+
+    def __init__(self, chunks=()):
+        self.chunks = list(chunks)
+
+    def arrive(self, chunk):
+        self.chunks.append(chunk)
+
+    def read(self):
+        out, self.chunks = np.concatenate(self.chunks or [np.zeros(0, np.float32)]), []
+        return out
+
+
+class FakePlayer:
+    def __init__(self, bundle):
+        from realtime.sources import TokenSource
+        self.bundle = bundle
+        self.tokens = TokenSource(bundle.generator.config.n_tokens)
+
+
+def test_live_input_hands_each_generated_frame_the_next_analysed_frame(tmp_path):
+    from realtime.live_input import LiveInput
+    from realtime.params import TOKEN_MODES
+    bundle = load_bundle(encoder_bundle(tmp_path))
+    x = phrase(48000, 1.0, seed=1)
+    blocks = [x[i:i + 1024] for i in range(0, len(x), 1024)]        # JACK periods of 1024 frames
+    # the output side takes ~1.84 frames per period too: 2 steps of 1 frame, then 1, ...
+    live, player = LiveInput(FakeInput(), bundle), FakePlayer(bundle)
+    mode = TOKEN_MODES.index("input")
+    played = []
+    for k in range(len(blocks) + 20):
+        if k < len(blocks):
+            live.input.arrive(blocks[k])
+        for _ in range(2 if k % 6 else 1):
+            pitch = live.feed(player, 1, 60.0, follow=True)
+            played.append((player.tokens.next(1, mode, 0, 8.0)[0], pitch))
+    ref = analyse_offline(bundle, x, 48000)
+    idx, tok, asked = live.taps()
+    used = idx >= 0
+    assert used.sum() >= len(ref) - 3 and live.dropped_frames == 0
+    assert np.array_equal(np.diff(idx[used]), np.ones(used.sum() - 1, np.int64))      # frame for frame
+    np.testing.assert_array_equal(tok[used], ref.tokens[idx[used]])
+    toks = np.array([t for t, _ in played])
+    np.testing.assert_array_equal(toks[used], ref.tokens[idx[used]])     # what the token source played
+    voiced = used.copy()
+    voiced[used] = ref.voiced[idx[used]]
+    np.testing.assert_allclose(asked[voiced], ref.midi[idx[voiced]], atol=1e-4)    # pitch follows
+    held = used & ~voiced
+    assert held.any()
+    # unvoiced frames hold the last voiced pitch
+    last = [asked[np.flatnonzero(voiced[:i])[-1]] for i in np.flatnonzero(held) if voiced[:i].any()]
+    np.testing.assert_allclose(asked[held][-len(last):], last, atol=1e-6)
+    assert live.starved_frames >= 1          # the input ended: the frames after it found none
+
+
+def test_live_input_drops_a_backlog_and_counts_it(tmp_path):
+    from realtime.live_input import LiveInput
+    bundle = load_bundle(encoder_bundle(tmp_path))
+    x = phrase(48000, 1.0, seed=1)
+    live, player = LiveInput(FakeInput([x[:4096]]), bundle), FakePlayer(bundle)
+    live.feed(player, 1, 60.0, follow=False)
+    live.feed(player, 1, 60.0, follow=False)
+    assert live.dropped_frames == 0 and live.prebuffer == 3     # ceil(1024 / 557.3) + 1 frames
+    live.input.arrive(x[4096:])                                 # a stalled engine's backlog: 1 s
+    live.feed(player, 1, 60.0, follow=False)
+    live.feed(player, 1, 60.0, follow=False)
+    idx, _, asked = live.taps()
+    assert live.dropped_frames > 70 and (asked == 60.0).all()
+    assert idx[1] - idx[0] == 1 and idx[2] - idx[1] > 70 and idx[3] - idx[2] == 1    # skipped the backlog
+
+
+def test_token_mode_input_without_input_plays_the_token_knob():
+    from realtime.params import TOKEN_MODES
+    from realtime.sources import TokenSource
+    s = TokenSource(8)
+    mode = TOKEN_MODES.index("input")
+    assert TOKEN_MODES[-1] == "input"
+    assert list(s.next(3, mode, 5, 8.0)) == [5, 5, 5]
+    s.input_tokens = np.array([2, -1, 7])
+    assert list(s.next(3, mode, 5, 8.0)) == [2, 2, 7]
