@@ -9,11 +9,15 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
 from .controller import MidiController
 from .params import ControlBus
+
+if TYPE_CHECKING:
+    from .rack import EngineRack
 
 FORMAT_VERSION = 1
 
@@ -76,16 +80,22 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in d.glob("*.json")) if d.exists() else []
 
 
-def save_preset(name: str, bus: ControlBus, controller: MidiController | None = None) -> Path:
+def save_preset(name: str, bus: ControlBus, controller: MidiController | None = None,
+                rack: EngineRack | None = None) -> Path:
+    """The bus's parameters (the effects rack's among them), the MIDI mappings, and what
+    ``rack`` holds beyond its parameters (its plugin file)."""
     params = {k: v for k, v in bus.state().items()}
     data = {"format_version": FORMAT_VERSION, "name": name, "params": params,
             "mappings": controller.to_json() if controller is not None else None}
+    if rack is not None:
+        data["rack"] = rack.settings()
     path = preset_path(name)
     _write_json(path, data)
     return path
 
 
-def load_preset(name: str, bus: ControlBus, controller: MidiController | None = None) -> dict:
+def load_preset(name: str, bus: ControlBus, controller: MidiController | None = None,
+                rack: EngineRack | None = None) -> dict:
     path = preset_path(name)
     try:
         data = json.loads(path.read_text())
@@ -100,4 +110,6 @@ def load_preset(name: str, bus: ControlBus, controller: MidiController | None = 
         raise ValueError(f"no preset named {name!r} in '{path.parent}'") from None
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"preset file '{path}' is unreadable: {e}") from None
+    if rack is not None and "rack" in data:     # a plugin file that no longer loads: its own line
+        rack.restore(data["rack"])
     return data
