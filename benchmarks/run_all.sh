@@ -13,6 +13,7 @@ $PY -m benchmarks.bench_voices --seconds 4 --precision float32 bfloat16 --mel-ma
 $PY -m benchmarks.vocoder_ceiling > benchmarks/results/vocoder_ceiling.json 2>/dev/null
 $PY -m benchmarks.noise_floor > benchmarks/results/noise_floor.json 2>/dev/null
 $PY -m benchmarks.resampler > benchmarks/results/resampler.json 2>/dev/null
+$PY -m benchmarks.bench_rack --out benchmarks/results/rack.json > /dev/null 2>&1
 $PY -m benchmarks.midi_latency --period 512 --probes 20 --json benchmarks/results/midi_latency.json > /dev/null 2>&1
 $PY -m benchmarks.midi_latency --period 1024 --probes 20 --json benchmarks/results/midi_latency_1024.json > /dev/null 2>&1
 $PY -m benchmarks.soak --seconds "$S" --load > benchmarks/results/soak_load.json 2>/dev/null
