@@ -53,9 +53,10 @@ class Effect:
     def __init__(self, sample_rate: int):
         self.sample_rate = int(sample_rate)
         self.values = {p.name: p.default for p in self.params}
+        self._specs = {p.name: p for p in self.params}
 
     def set(self, name: str, value: float) -> None:
-        spec = next((p for p in self.params if p.name == name), None)
+        spec = self._specs.get(name)
         if spec is None:
             raise KeyError(f"{self.kind} has no parameter {name!r}")
         v = spec.clamp(value)

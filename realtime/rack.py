@@ -59,6 +59,7 @@ class EngineRack:
     def __init__(self, sample_rate: int, kinds: tuple[str, ...] = RACK_KINDS):
         self.rack = Rack.of_kinds(sample_rate, kinds)
         self.plugin_path: str | None = None
+        self._last: dict[str, float] = {}       # the values apply() last carried over
         # (bus name, slot, effect parameter or "mix" / "bypass")
         self._bindings = []
         for slot in self.rack.slots:
@@ -66,11 +67,13 @@ class EngineRack:
             self._bindings += [(param_name(slot.name, n), slot, n) for n in names]
 
     def apply(self, values: dict[str, float]) -> None:
-        """Carries the bus values over to the slots (an effect ignores a value it holds)."""
+        """Carries the bus values that changed since the last call over to the slots."""
+        last = self._last
         for name, slot, param in self._bindings:
             v = values.get(name)
-            if v is None:
+            if v is None or last.get(name) == v:
                 continue
+            last[name] = v
             if param == "mix":
                 slot.mix = float(v)
             elif param == "bypass":
