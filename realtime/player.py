@@ -1,13 +1,22 @@
 """One bundle playing: its Synth and the sources that feed it, producing device-rate audio.
 
+A step has two halves: :meth:`BundlePlayer.prepare` (the noise, token and envelope sources,
+frame by frame; which voices sound) and :meth:`BundlePlayer.synthesize` (the model over the
+prepared steps). The engine runs both for each step (:meth:`BundlePlayer.render`); the
+offline MIDI renderer (:mod:`realtime.offline`) prepares 1-frame steps one by one and
+synthesizes runs of them at once.
+
 Owned by the engine thread alone (the loader thread builds it, then hands it over).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import torch
 
 from core.bundle import Bundle
-from core.inputs import frame_inputs
+from core.inputs import FrameInputs, frame_inputs
 from core.latent import NoiseSource
 from core.limiter import is_runaway
 from core.resample import LowDelayResampler
@@ -16,6 +25,23 @@ from core.synth import Synth
 from .params import Snapshot
 from .sources import TokenSource
 from .voices import VoiceBank
+
+
+@dataclass(frozen=True)
+class StepWork:
+    """One step, prepared (:meth:`BundlePlayer.prepare`): what the model still has to run."""
+    frames: int                     # n
+    rows: list[int]                 # the voices computed (those that sound)
+    inputs: FrameInputs | None      # their inputs, ``len(rows)`` rows; None: no row sounds
+    env: np.ndarray                 # ndarray[n_voices x n*hop]: each voice's gain per sample
+    loudest: int                    # index into ``rows`` of the loudest voice at the last frame
+
+
+def join_frames(parts: list[FrameInputs]) -> FrameInputs:
+    """Inputs of consecutive steps (the same rows) as one run of frames."""
+    cat = lambda ts, dim: None if ts[0] is None else torch.cat(ts, dim)        # noqa: E731
+    return FrameInputs(cat([p.z for p in parts], 2), cat([p.tokens for p in parts], 1),
+                       cat([p.pitch for p in parts], 1), cat([p.note for p in parts], 1))
 
 
 class BundlePlayer:
@@ -91,6 +117,13 @@ class BundlePlayer:
     def render(self, n: int, snap: Snapshot, voices: VoiceBank, controls) -> None:
         """Runs ``n`` frames for every voice; appends their device-rate mix to :attr:`pending`.
         ``controls``: ``voices.render(...)`` for this step (:class:`VoiceControls`)."""
+        block, = self.synthesize([self.prepare(n, snap, voices, controls)])
+        self.pending = np.concatenate((self.pending, block)) if len(self.pending) else block
+
+    def prepare(self, n: int, snap: Snapshot, voices: VoiceBank, controls) -> StepWork:
+        """The control half of :meth:`render`: advances the noise and token sources and the
+        envelope by ``n`` frames and returns the model's inputs for them; the model has not
+        run yet (:meth:`synthesize` runs it)."""
         v = snap.values
         if int(v["seed_a"]) != self.noise.a.seed:
             self.noise.reseed("a", int(v["seed_a"]))
@@ -114,26 +147,60 @@ class BundlePlayer:
         env = self._envelope(level, n * self.bundle.hop)
         # only the voices that sound (or still have delayed envelope to play) are computed
         rows = [i for i in range(b) if env[i].any() or level[i].any()] if b > 1 else [0]
+        if not rows:
+            return StepWork(n, rows, None, env, 0)
+        return StepWork(n, rows, inputs.select(rows), env, int(np.argmax(level[rows, -1])))
+
+    def synthesize(self, steps: list[StepWork]) -> list[np.ndarray]:
+        """The model half of :meth:`render`: each prepared step's device-rate mix, in order.
+        Consecutive steps that compute the same rows run through the model in one call, so a
+        run of 1-frame steps advances every row's state as the steps one by one would
+        (``tests/test_render_midi.py`` chunks them); a step whose rows differ starts a new call."""
+        blocks: list[np.ndarray] = []
+        start = 0
+        while start < len(steps):
+            end = start + 1
+            while end < len(steps) and steps[end].rows == steps[start].rows:
+                end += 1
+            blocks += self._synthesize_run(steps[start:end])
+            start = end
+        return blocks
+
+    def _synthesize_run(self, steps: list[StepWork]) -> list[np.ndarray]:
+        """:meth:`synthesize` for steps that share their rows. After a runaway step the state
+        is fresh, and the steps after it run again from there, as they would have one by one."""
+        rows = steps[0].rows
+        hop = self.bundle.hop
+        audio = mel = None
         if rows:
-            x = inputs.select(rows)
-            audio, mel = self.synth.step_rows(rows, b, x.z, x.tokens, x.pitch, x.note)
-            voice_audio = audio.cpu().numpy()                         # [len(rows) x n*hop]
-            block = (voice_audio * env[rows]).sum(0)
-            loudest = int(np.argmax(level[rows, -1]))
-        else:
-            block, mel = np.zeros(n * self.bundle.hop, np.float32), None
-        self.active_voices = len(rows)
-        if is_runaway(block):
-            # NaN/Inf or a runaway level: silence for this block and a fresh state
-            self.nan_events += 1
-            block = np.zeros_like(block)
-            self.synth.reset()
-            self.last_mel = None
-        elif mel is not None:
-            self.last_mel = mel[loudest].T.cpu().numpy()
-        if self.resampler is not None:
-            block = self.resampler.process(block)
-        self.pending = np.concatenate((self.pending, block)) if len(self.pending) else block
+            x = steps[0].inputs if len(steps) == 1 else join_frames([s.inputs for s in steps])
+            audio, mel = self.synth.step_rows(rows, self.n_voices, x.z, x.tokens, x.pitch, x.note)
+            audio = audio.cpu().numpy()                                # [len(rows) x frames*hop]
+        blocks = []
+        at = 0
+        for k, s in enumerate(steps):
+            if rows:
+                voice_audio = audio if len(steps) == 1 else audio[:, at * hop:(at + s.frames) * hop]
+                block = (voice_audio * s.env[rows]).sum(0)
+            else:
+                block = np.zeros(s.frames * hop, np.float32)
+            self.active_voices = len(rows)
+            if is_runaway(block):
+                # NaN/Inf or a runaway level: silence for this block and a fresh state
+                self.nan_events += 1
+                self.synth.reset()
+                self.last_mel = None
+                blocks.append(self._to_device(np.zeros_like(block)))
+                return blocks + (self._synthesize_run(steps[k + 1:]) if k + 1 < len(steps) else [])
+            if mel is not None:
+                self.last_mel = mel[s.loudest, :, at:at + s.frames].T.cpu().numpy()
+            blocks.append(self._to_device(block))
+            at += s.frames
+        return blocks
+
+    def _to_device(self, block: np.ndarray) -> np.ndarray:
+        """Model-rate ``ndarray[samples]`` -> the device rate."""
+        return self.resampler.process(block) if self.resampler is not None else block
 
     def _envelope(self, level: np.ndarray, samples: int) -> np.ndarray:
         """Per-frame levels -> per-sample gains ``[B x samples]`` (linear ramps between frame
