@@ -5,11 +5,10 @@ device and without the engine thread.
 bank, MIDI controller with the default mappings, player, effects rack and limiter), never
 starts it, and runs ``Engine._step`` by hand at one frame per step (the live default): the
 step's events through the engine's handler, the bus snapshot, the triggers, the voices, the
-player's inputs; then gain, rack and limiter. Only the
-model runs over several steps at once (``chunk_frames``): the controls of every frame are
-those of the 1-frame engine, and :meth:`~realtime.player.BundlePlayer.synthesize` never
-lets a run cross a frame where the computed voices change, so each voice's model state
-advances as it does live. The rule, tested by ``tests/test_render_midi.py``: the output is
+player's inputs; then gain, rack and limiter. Only the model runs over several steps at once
+(``chunk_frames``): the controls of every frame are those of the 1-frame engine, and
+:meth:`~realtime.player.BundlePlayer.synthesize` never lets a run cross a frame where the
+computed voices change, so each voice's model state advances as it does live. The rule, tested by ``tests/test_render_midi.py``: the output is
 the engine's own step loop fed the same events before the same steps, sample for sample
 (``chunk_frames=1`` bit-exact; other chunkings within float rounding of batched model maths).
 
