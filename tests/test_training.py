@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mido
 import numpy as np
 import pytest
 import soundfile as sf
@@ -43,6 +44,9 @@ def test_corpus_renderer_writes_labelled_audio(corpus_dir):
         labels = json.loads(w.with_suffix(".json").read_text())
         notes = labels["notes"]
         assert notes and all({"pitch", "onset", "offset", "velocity", "program"} <= set(n) for n in notes)
+        score = mido.MidiFile(str(w.with_suffix(".mid")))       # the score stays beside its render
+        on = [m for m in score if m.type == "note_on" and m.velocity > 0]
+        assert sorted(m.note for m in on) == sorted(n["pitch"] for n in notes)
         mono = audio.mean(1)
         env = np.array([np.sqrt(np.mean(mono[i:i + 512] ** 2)) for i in range(0, len(mono) - 512, 256)])
         for n in notes:          # sound where every note is labelled

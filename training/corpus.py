@@ -81,7 +81,8 @@ def render_file(midi: Path, wav: Path, soundfont: str, sample_rate: int) -> None
 def render_corpus(out_dir: str | Path, programs: list[int], low: int = 48, high: int = 84,
                   step: int = 1, phrases: int = 4, phrase_length: int = 24, seed: int = 0,
                   sample_rate: int = 22050, soundfont: str = DEFAULT_SOUNDFONT) -> list[Path]:
-    """Renders the corpus; returns the WAV paths."""
+    """Renders the corpus: per clip a WAV, its note labels (.json) and its score (.mid).
+    Returns the WAV paths."""
     if shutil.which("fluidsynth") is None:
         raise CorpusError("the fluidsynth command is missing (apt-get install fluidsynth)")
     if not Path(soundfont).is_file():
@@ -104,6 +105,7 @@ def render_corpus(out_dir: str | Path, programs: list[int], low: int = 48, high:
             labels = {"program": program, "sample_rate": sample_rate,
                       "notes": [dict(n, program=program) for n in notes]}
             stem.with_suffix(".json").write_text(json.dumps(labels, indent=1))
-            stem.with_suffix(".mid").unlink()
+            # the score stays beside its render: `render --midi` plays it through a model, and
+            # eval compares that with this render (the dataset reads audio extensions only)
             wavs.append(stem.with_suffix(".wav"))
     return wavs
