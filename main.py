@@ -39,6 +39,16 @@ def _nonnegative_int(s: str) -> int:
     return v
 
 
+def _port(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a port number") from None
+    if not 1 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"{s!r} must be within 1..65535")
+    return v
+
+
 def _unit(s: str) -> float:
     try:
         v = float(s)
@@ -96,6 +106,16 @@ def _playback_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--voices", type=_positive(int), default=4, help="polyphony (1 = mono with legato)")
     p.add_argument("--reference", default=None, metavar="AUDIO",
                    help="token models: play the tokens of this audio file, looped (reference token mode)")
+    p.add_argument("--input", default=None, type=_device_arg, metavar="DEV",
+                   help="live audio input device (number or name; see 'devices'; on JACK a port to connect): "
+                        "token mode 'input' plays its tokens, pitch_follow its pitch")
+    p.add_argument("--record-input", default=None, metavar="WAV", help="record the live input to this WAV")
+    p.add_argument("--pitch-follow", action="store_true",
+                   help="with --input: the input's tracked pitch sets the pitch (parameter pitch_follow)")
+    p.add_argument("--osc", type=_port, default=None, metavar="PORT",
+                   help="listen for OSC control on this UDP port (the addresses: README, 'OSC control'); off by default")
+    p.add_argument("--osc-host", default="127.0.0.1", metavar="ADDR",
+                   help="the address the OSC server listens on (default: localhost only; 0.0.0.0: every interface)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,7 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("render", help="render the generator + vocoder offline to a float WAV")
     r.add_argument("out", help="output WAV path")
-    r.add_argument("--seconds", type=_positive(float), required=True)
+    r.add_argument("--seconds", type=_positive(float), default=None,
+                   help="length (required without --midi; with it: the file's length plus a 1 s tail)")
+    r.add_argument("--midi", default=None, metavar="FILE",
+                   help="play this MIDI file through the instrument, as live play would (realtime/offline.py)")
+    r.add_argument("--voices", type=_positive(int), default=4, help="with --midi: polyphony (1 = mono with legato)")
     r.add_argument("--seed", type=int, default=0, help="seed of noise walk A")
     r.add_argument("--seed-b", type=int, default=None, help="seed of noise walk B (default seed+1)")
     r.add_argument("--morph", type=_unit, default=0.0, help="slerp from seed A (0) to seed B (1)")
@@ -117,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--pitch", type=float, nargs="+", default=None,
                    help="MIDI note(s) for pitch models; several play in turn (a scale)")
     r.add_argument("--morph-to", type=_unit, default=None, help="sweep the morph from --morph to this")
-    r.add_argument("--chunk-frames", type=_nonnegative_int, default=16,
-                   help="frames per streaming step; 0 = whole sequence at once")
+    r.add_argument("--chunk-frames", type=_nonnegative_int, default=None,
+                   help="frames per streaming step (default 16; with --midi 64); 0 = whole sequence at once")
     r.add_argument("--bundle", default=str(DEFAULT_BUNDLE))
     r.add_argument("--threads", type=_positive(int), default=None)
     _mel_match_option(r)
@@ -234,7 +258,48 @@ def write_wav(path: str, audio, rate: int) -> bool:
     return True
 
 
+def cmd_render_midi(a) -> int:
+    """``render --midi FILE``: the file through the instrument (:mod:`realtime.offline`)."""
+    import torch
+
+    from core.bundle import load_bundle
+    from core.compute import compute_device
+    from realtime.offline import CHUNK_FRAMES, MidiFileError, read_midi, render_events, TAIL_S
+
+    unused = [f"--{k.replace('_', '-')}" for k in ("pitch", "morph_to", "reference") if getattr(a, k) is not None]
+    if unused:
+        print(f"error: --midi plays the file's notes; {', '.join(unused)} cannot be used with it", file=sys.stderr)
+        return 2
+    try:
+        score = read_midi(a.midi)
+    except MidiFileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if cannot_write(a.out):             # before the render: a bad path costs no time
+        return 1
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    bundle = load_bundle(a.bundle, compute_device(a.compute))
+    params = {"morph": a.morph, "drift": a.drift, "temperature": a.temperature}
+    if a.token is not None:
+        params["token"] = a.token
+    if a.seed_b is not None:
+        params["seed_b"] = a.seed_b
+    seconds = a.seconds if a.seconds is not None else score.length_s + TAIL_S
+    audio, rate = render_events(bundle, score.events, seconds, voices=a.voices, seed=a.seed,
+                                chunk_frames=CHUNK_FRAMES if a.chunk_frames is None else a.chunk_frames,
+                                mel_match=a.mel_match, params=params)
+    if not write_wav(a.out, audio, rate):
+        return 1
+    notes = f"{score.notes} notes" if score.notes else "no notes in the file: silence"
+    print(f"wrote {a.out}: {len(audio) / rate:.2f} s at {rate} Hz ({notes}, {a.voices} voices), "
+          f"peak {float(abs(audio).max()):.3f}")
+    return 0
+
+
 def cmd_render(a) -> int:
+    if a.midi is not None:
+        return cmd_render_midi(a)
     import torch
 
     from core.bundle import load_bundle
@@ -255,7 +320,8 @@ def cmd_render(a) -> int:
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-    audio = render(bundle, a.seconds, seed=a.seed, seed_b=a.seed_b, chunk_frames=a.chunk_frames,
+    audio = render(bundle, a.seconds, seed=a.seed, seed_b=a.seed_b,
+                   chunk_frames=16 if a.chunk_frames is None else a.chunk_frames,
                    morph=a.morph, drift=a.drift, temperature=a.temperature, token=a.token, pitch=a.pitch,
                    morph_to=a.morph_to, tokens=tokens, mel_match=a.mel_match)
     if not write_wav(a.out, audio, bundle.sample_rate):
@@ -441,6 +507,8 @@ def _device_arg(v):
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     a = ap.parse_args(argv if argv is not None else (sys.argv[1:] or ["gui"]))
+    if a.command == "render" and a.seconds is None and a.midi is None:
+        ap.error("render needs --seconds (or --midi FILE)")      # exits 2 with the usage
     from core.audio_io import AudioReadError
     from core.bundle import BundleError
     from core.compute import ComputeUnavailable

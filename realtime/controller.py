@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from .midi_parse import MidiEvent
+from .midi_parse import CLOCK_KINDS, MidiEvent
 from .params import ControlBus
 from .voices import VoiceBank
 
@@ -73,6 +73,14 @@ DEFAULT_MAPPINGS = (
     Mapping("cc", 76, "release", curve="exp"), Mapping("cc", 77, "gain", lo=0.25, hi=1.0),
     Mapping("cc", 1, "morph"), Mapping("cc", 7, "gain", lo=0.25, hi=1.0), Mapping("cc", 64, "freeze"),
 )
+
+
+# MIDI clock and transport -> the engine's beat clock (core/tempo.py's BeatClock)
+CLOCK_ACTIONS = {
+    "clock": lambda clock, ev: clock.clock(ev.time), "start": lambda clock, ev: clock.start(),
+    "stop": lambda clock, ev: clock.stop(), "continue": lambda clock, ev: clock.resume(),
+    "song_position": lambda clock, ev: clock.song_position(ev.a),
+}     # one per CLOCK_KINDS (tests/test_tempo.py::test_clock_messages_parse_and_route_to_the_beat_clock)
 
 
 def check_mapping(bus: ControlBus, m: Mapping) -> Mapping:
@@ -168,6 +176,8 @@ class MidiController:
             self.voices.note_off(ev.a)
         elif ev.kind == "program" and self.on_program is not None:
             self.on_program(ev.a)
+        elif ev.kind in CLOCK_KINDS and getattr(engine, "clock", None) is not None:
+            CLOCK_ACTIONS[ev.kind](engine.clock, ev)
 
     def _control(self, source: str, number: int, x: float, channel: int) -> None:
         if self.learning is not None and source != "pitchbend":

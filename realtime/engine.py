@@ -13,7 +13,8 @@ Threads (and what each may touch):
   itself (:mod:`realtime.priority`; what it got is in ``stats()["priority"]``), takes a
   control snapshot, drains MIDI events,
   advances the noise/token/pitch sources, runs one generator + vocoder step, guards
-  against NaN/Inf, resamples to the device rate, applies gain and the safety limiter,
+  against NaN/Inf, resamples to the device rate, applies gain, the effects rack
+  (:mod:`realtime.rack`; its plugin slot: see there) and the safety limiter,
   writes the ring buffer, hands the block to the recorder, updates the taps. It sleeps
   while the ring holds at least ``target_fill`` frames. With a latency *mode* ("low",
   "normal", "safe": :data:`LATENCY_MARGINS_MS`) that fill is sized from the step times the
@@ -25,6 +26,11 @@ Threads (and what each may touch):
   to the new bundle's default token (a bus store, as the GUI's). It also names a
   reference file's frames with tokens (reference token mode).
 * **driftwave-recorder** (:class:`~realtime.recorder.Recorder`): writes the WAV.
+* **driftwave-osc** (:class:`~realtime.osc.OscServer`, only with ``--osc PORT``): receives
+  OSC datagrams, parses them, and sets parameters and triggers on the bus (whole-item stores,
+  as the GUI's) or queues notes on ``events`` (:meth:`Engine.note_on`); it never touches
+  engine state otherwise, and never waits for the engine. Its counters are ints it alone
+  writes.
 * **GUI thread**: sets parameters on the control bus, pushes events, and reads the taps and
   stats. It never waits for the engine. MIDI has no Python thread: RtMidi queues messages
   in C++ and the engine thread takes them at the start of each step
@@ -50,6 +56,14 @@ NB: shared values, and why each is safe without a lock:
 * ``midi_input``: a reference the GUI replaces whole (None while it swaps ports); the engine
   reads it once per step.
 * ``recorder``: a reference replaced whole; the engine reads it once per step.
+* ``live_input``: a :class:`~realtime.live_input.LiveInput` reference replaced whole (the
+  session, None without ``--input``); the engine reads it once per step and alone reads its
+  device's ring (the C callback of :mod:`realtime.audio_input` writes it).
+* ``rack``: the engine thread's, but for its plugin slot's effect, which the thread loading
+  a plugin file builds and stores whole; the engine reads it once per block (rack.py).
+* ``clock`` (core/tempo.py): the engine thread's alone (the controller feeds it MIDI clock
+  as the engine drains events); ``stats()`` reads only its ``bpm_estimate``, a float it stores.
+* ``osc``: a reference the session stores (None without OSC); ``stats()`` reads its counters.
 * taps (``mel_tap``, ``peak``, ``rms``, ...): arrays written by the engine, read by the GUI
   by value (a torn read shows one frame of a spectrogram a step late: harmless).
 * ``errors``: ``collections.deque`` (appends and pops are atomic).
@@ -78,13 +92,15 @@ from core.audio_io import AudioReadError, read_mono
 from core.bundle import Bundle, BundleError, load_bundle
 from core.tokens import tokens_of_audio
 from core.limiter import SafetyLimiter
+from core.tempo import TEMPO_SOURCES, BeatClock, beat_slots
 
 from .controller import MidiController
 from .gc_pauses import GC_PAUSES
 from .midi_parse import MidiEvent
-from .params import ControlBus
+from .params import DEFAULT_SPECS, ControlBus
 from .player import BundlePlayer
 from .priority import Priority, raise_priority
+from .rack import RACK_SPECS, EngineRack
 from .recorder import Recorder
 from .ringbuffer import RingBuffer
 from .voices import VoiceBank
@@ -131,13 +147,16 @@ class Engine:
         self.latency_mode = "fixed" if target_fill_s is not None else latency
         self.realtime = realtime
         self.priority = Priority("normal", None, "the engine thread has not started")
-        self.bus = ControlBus()
+        self.bus = ControlBus(DEFAULT_SPECS + RACK_SPECS)
         self.bus.set("seed_a", seed)
         self.bus.set("seed_b", seed + 1)
         self.n_voices = int(voices)
         self.voices = VoiceBank(self.n_voices, bundle.sample_rate / bundle.hop)
         self.controller = MidiController(self.bus, self.voices)
         self.midi_input = None         # a MidiInput feeding self.events, for its counters
+        self.live_input = None         # a LiveInput: tokens and pitch of the input device (live_input.py)
+        self.osc = None                # an OscServer setting the bus, for its counters (session.py)
+        self.clock = BeatClock()       # beat positions token moves follow (core/tempo.py)
         self.player = BundlePlayer(bundle, self.out_rate, seed, seed + 1, precision, self.n_voices, self.mel_match)
         self._use_default_token(bundle)
         self.reference_path: str | None = None     # reference token mode's file (loader thread)
@@ -156,6 +175,7 @@ class Engine:
         self.ring_grown = 0                 # frames added to the sized target after underruns
         self._underruns_seen = 0
         self.ring = RingBuffer(max(self.target_fill, int(0.25 * self.out_rate)) + 4 * self.step_out + self.out_rate // 2)
+        self.rack = EngineRack(self.out_rate)      # effects after the gain, before the limiter
         self.limiter = SafetyLimiter(self.out_rate)
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.event_handler = self.controller.handle   # applies MIDI/keyboard events
@@ -182,6 +202,16 @@ class Engine:
     def attach_output(self, output) -> None:
         """The AudioOutput reading :attr:`ring` (for stats, panic and latency)."""
         self.output = output
+
+    def attach_input(self, audio_input):
+        """Live audio input (an :class:`~realtime.audio_input.AudioInput`, started by the
+        caller): token mode "input" and ``pitch_follow`` play what it hears. Returns the
+        :class:`~realtime.live_input.LiveInput` (one store, see NB)."""
+        from .live_input import LiveInput
+
+        live = LiveInput(audio_input, self.player.bundle)
+        self.live_input = live
+        return live
 
     def start(self, prefill: bool = True) -> None:
         GC_PAUSES.install()
@@ -286,6 +316,11 @@ class Engine:
         return rec
 
     @property
+    def running(self) -> bool:
+        """The engine thread is running (started, not stopped)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def compute_device(self) -> torch.device:
         """Where the models run (the bundle's device; hot swaps load onto it)."""
         return self.player.synth.device
@@ -349,6 +384,17 @@ class Engine:
         }
         return parts
 
+    def _input_stats(self, parts: dict[str, float]) -> dict:
+        """The live input's level and counters, and its input-to-output latency: the input
+        device's buffer, the analysis (mel window centre to token), the jitter queue, then
+        the output side of :meth:`note_to_sound_ms`. Empty without an input."""
+        live = self.live_input
+        if live is None:
+            return {}
+        inp = live.latency_parts_ms()
+        return {**live.stats(), "input_latency_parts_ms": inp,
+                "input_to_output_ms": sum(inp.values()) + self.note_to_sound_ms(parts)}
+
     def note_to_sound_ms(self, parts: dict[str, float] | None = None) -> float:
         """The expected time from a note-on to its first sound, ms (the sum of
         :meth:`latency_parts_ms`, half a step for the wait)."""
@@ -360,6 +406,7 @@ class Engine:
         ms = self._step_ms[:n] if n else np.zeros(1, np.float32)
         out = self.output
         midi = self.midi_input          # read once: the GUI may swap it meanwhile
+        osc = self.osc
         parts = self.latency_parts_ms()
         played = out.frames_played / self.out_rate if out is not None else 0.0
         gc_t0, gc_count, gc_long = self._gc_mark
@@ -380,6 +427,7 @@ class Engine:
             "latency_ms": parts["ring_fill_ms"] + parts["model_lookahead_ms"] + parts["device_buffer_ms"],
             "note_to_sound_ms": self.note_to_sound_ms(parts),
             "latency_parts_ms": parts,
+            **self._input_stats(parts),
             "latency_mode": self.latency_mode,
             "ring_sized": self._sized,
             "ring_grown_ms": 1e3 * self.ring_grown / self.out_rate,
@@ -394,6 +442,9 @@ class Engine:
             "midi_messages_received": midi.received if midi else 0,
             "midi_messages_ignored": midi.ignored if midi else 0,
             "midi_port": midi.port_name if midi else None,
+            "osc_messages_received": osc.received if osc else 0,
+            "osc_messages_ignored": osc.ignored if osc else 0,
+            **self._tempo_stats(),
             "voices": self.n_voices,
             "nan_events": self.nan_events,
             "steps": self.steps,
@@ -470,7 +521,13 @@ class Engine:
         n = self.frames_per_step
         player = self.player
         v = snap.values
-        controls = self.voices.render(n, v["pitch"], v["glide"], v["attack"], v["release"])
+        self._give_beats(n, v)
+        pitch, glide, live = v["pitch"], v["glide"], self.live_input
+        if live is not None:       # the input's tokens to the token source, its pitch if followed
+            follow = v["pitch_follow"] >= 0.5
+            pitch = live.feed(player, n, pitch, follow)
+            glide = 0.0 if follow else glide       # the input's own pitch moves are its glide
+        controls = self.voices.render(n, pitch, glide, v["attack"], v["release"])
         player.render(n, snap, self.voices, controls)
         if self._fading is not None:
             old = self._fading
@@ -490,6 +547,7 @@ class Engine:
         self.nan_events += player.nan_events
         player.nan_events = 0
         block = block * np.float32(10.0 ** (snap["gain"] / 20.0))
+        block = self.rack.process(block, v)
         self.limiter.process(block)
         self.ring.write(block)
         rec = self.recorder
@@ -501,6 +559,22 @@ class Engine:
         self.compute_s += dt
         self._step_ms[self.steps % len(self._step_ms)] = dt * 1e3
         self.steps += 1
+
+    def _tempo_stats(self) -> dict:
+        """The tempo source and its tempo, BPM (None: free, or MIDI clock not yet estimated)."""
+        source = TEMPO_SOURCES[int(self.bus.get("tempo_source"))]
+        bpm = {"bpm": self.bus.get("bpm"), "midi_clock": self.clock.bpm_estimate}.get(source)
+        return {"tempo_source": source, "tempo_bpm": bpm}
+
+    def _give_beats(self, n: int, v: dict) -> None:
+        """The token sources' beat slots for this step's ``n`` frames (None in free tempo):
+        from the beat clock at ``tempo_source``, ``bpm`` and ``token_beats``."""
+        frame_rate = self.model_rate / self.player.bundle.hop
+        beats = self.clock.advance(n, frame_rate, TEMPO_SOURCES[int(v["tempo_source"])], v["bpm"])
+        slots = None if beats is None else beat_slots(beats, v["token_beats"])
+        for p in (self.player, self._fading):
+            if p is not None and p.tokens is not None:
+                p.tokens.slots = slots
 
     def _update_taps(self, player: BundlePlayer, block: np.ndarray) -> None:
         if len(block):
@@ -533,5 +607,6 @@ class Engine:
         if self._fading is not None:
             self._fading = None
         self.limiter.gain = 1.0
+        self.rack.reset()
         if self.output is not None:
             self.output.flush_requested = True

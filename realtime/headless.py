@@ -19,6 +19,14 @@ def _warn(msg: str) -> None:
     print(f"warning: {msg}", file=sys.stderr, flush=True)
 
 
+def input_status(s: dict) -> str:
+    """The live input's part of a status line (empty without one): level, overruns, latency."""
+    if "input_peak_dbfs" not in s:
+        return ""
+    return (f"  in {s['input_peak_dbfs']:6.1f} dBFS peak {s['input_rms_dbfs']:6.1f} rms  "
+            f"overruns {s['input_overruns']}  in-to-out {s['input_to_output_ms']:.0f} ms")
+
+
 def run_headless(settings: Settings, seconds: float | None = None, stats_json: str | None = None,
                  quiet: bool = False) -> int:
     """Plays until Ctrl-C / SIGTERM or for ``seconds``; writes the final stats to
@@ -39,7 +47,12 @@ def run_headless(settings: Settings, seconds: float | None = None, stats_json: s
         session.stop()
         return 1
     engine = session.engine
-    session.start()
+    try:
+        session.start()
+    except NoAudioDevice as e:          # the live input (--input) would not open
+        print(f"error: {e}", file=sys.stderr)
+        session.stop()
+        return 1
     for msg in session.warnings:
         _warn(msg)
     out = session.output
@@ -59,7 +72,7 @@ def run_headless(settings: Settings, seconds: float | None = None, stats_json: s
             if not quiet and time.monotonic() >= next_report:
                 s = engine.stats()
                 print(f"\r{s['seconds_played']:7.1f} s  rtf {s['rtf']:.2f}  underruns {s['underruns']}  "
-                      f"ring {s['ring_fill_ms']:5.1f} ms", end="", file=sys.stderr, flush=True)
+                      f"ring {s['ring_fill_ms']:5.1f} ms{input_status(s)}", end="", file=sys.stderr, flush=True)
                 next_report += 1.0
     finally:
         stats = session.stop()

@@ -27,7 +27,7 @@ from __future__ import annotations
 import threading
 import time
 
-from .midi_parse import parse_message
+from .midi_parse import parse_clock, parse_message
 
 API_NAMES = {"alsa": "API_LINUX_ALSA", "jack": "API_UNIX_JACK", "coremidi": "API_MACOSX_CORE",
              "winmm": "API_WINDOWS_MM", "default": "API_UNSPECIFIED"}
@@ -77,7 +77,9 @@ class MidiInput:
         self.received = 0
         self.ignored = 0
         self._t0 = time.monotonic()
-        self.midi.ignore_types(sysex=False, timing=False, active_sense=False)   # count them, not drop them
+        self.midi_time = 0.0        # rtmidi's delta times summed, s: the clock ticks' time base
+        # timing passes: MIDI clock drives the beat clock; sysex and active sensing are counted
+        self.midi.ignore_types(sysex=False, timing=False, active_sense=False)
         self.port_name = None
         try:
             if virtual:
@@ -127,11 +129,13 @@ class MidiInput:
         # parse, count, queue. Never raises.
         self.received += 1
         try:
-            msg, _delta = message
+            msg, delta = message
         except (TypeError, ValueError):
             self.ignored += 1
             return
-        ev = parse_message(msg, time.monotonic() - self._t0)
+        if isinstance(delta, (int, float)) and 0.0 <= delta < 3600.0:
+            self.midi_time += delta
+        ev = parse_message(msg, time.monotonic() - self._t0) or parse_clock(msg, self.midi_time)
         if ev is None:
             self.ignored += 1
         else:

@@ -2,7 +2,8 @@
 
 rtmidi hands over one message at a time (running status already expanded by the backend
 where it applies); garbage, unknown messages, sysex and system real-time come back as None
-and the caller counts them as ignored.
+and the caller counts them as ignored, except MIDI clock and transport, which
+:func:`parse_clock` takes (for the beat clock, core/tempo.py).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import NamedTuple
 
 
 class MidiEvent(NamedTuple):
-    kind: str          # note_on | note_off | cc | pitchbend | pressure | program
+    kind: str          # note_on | note_off | cc | pitchbend | pressure | program, or a CLOCK_KINDS
     channel: int       # 0..15
     a: int             # note / controller / program / bend (-8192..8191) / pressure
     b: int             # velocity / value (0 for one-byte messages)
@@ -45,5 +46,27 @@ def parse_message(msg, t: float = 0.0) -> MidiEvent | None:
         if kind == 0xC0:
             return MidiEvent("program", ch, data[0], 0, t)
         return None                              # 0xA0 poly aftertouch: not used
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+# MIDI clock and transport, for the beat clock (core/tempo.py): status -> (kind, data bytes)
+_CLOCK_MESSAGES = {0xF8: ("clock", 0), 0xFA: ("start", 0), 0xFB: ("continue", 0), 0xFC: ("stop", 0),
+                   0xF2: ("song_position", 2)}
+CLOCK_KINDS = frozenset(kind for kind, _ in _CLOCK_MESSAGES.values())
+
+
+def parse_clock(msg, t: float = 0.0) -> MidiEvent | None:
+    """Clock (0xF8), Start, Continue, Stop and Song Position (0xF2, ``a`` = sixteenths,
+    0..16383) -> an event on channel 0; anything else None. Pure and total, like
+    :func:`parse_message`."""
+    try:
+        if not msg or len(msg) > 3:
+            return None
+        entry = _CLOCK_MESSAGES.get(int(msg[0]))
+        data = [int(x) for x in msg[1:]]
+        if entry is None or len(data) != entry[1] or any(not 0 <= d <= 0x7F for d in data):
+            return None
+        return MidiEvent(entry[0], 0, (data[0] | (data[1] << 7)) if data else 0, 0, t)
     except (TypeError, ValueError, OverflowError):
         return None

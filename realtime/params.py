@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
+from core.tempo import TEMPO_SOURCES
+
 
 @dataclass(frozen=True)
 class ParamSpec:
@@ -45,7 +47,7 @@ class ParamSpec:
         return v
 
 
-TOKEN_MODES = ("hold", "sequence", "autopilot", "reference")
+TOKEN_MODES = ("hold", "sequence", "autopilot", "reference", "input")
 
 DEFAULT_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("morph", 0.0, 0.0, 1.0, "", 0.05, doc="slerp from noise seed A (0) to seed B (1)"),
@@ -58,9 +60,15 @@ DEFAULT_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("new_seed_b", 0, 0, 1, "", 0.0, "trigger", doc="draw a new seed B"),
     ParamSpec("token", 0, 0, 4095, "", 0.0, "int", doc="selected token (token models)"),
     ParamSpec("token_mode", 0, 0, len(TOKEN_MODES) - 1, "", 0.0, "choice", TOKEN_MODES,
-              doc="hold one token / step a sequence / autopilot / a reference file's tokens"),
+              doc="hold one token / step a sequence / autopilot / a reference file's tokens / the live input's"),
     ParamSpec("token_rate", 8.0, 1.0, 64.0, "frames", 0.0, doc="frames per token in sequence mode"),
+    ParamSpec("tempo_source", 0, 0, len(TEMPO_SOURCES) - 1, "", 0.0, "choice", TEMPO_SOURCES,
+              doc="token moves: every token_rate frames (free) / on beats of bpm / on beats of MIDI clock"),
+    ParamSpec("bpm", 120.0, 20.0, 300.0, "BPM", 0.0, doc="tempo of the bpm tempo source"),
+    ParamSpec("token_beats", 1.0, 0.25, 16.0, "beats", 0.0, doc="beats per token move when synced to a tempo"),
     ParamSpec("pitch", 60.0, 0.0, 127.0, "MIDI", 0.0, doc="pitch condition (pitch models)"),
+    ParamSpec("pitch_follow", 0.0, 0.0, 1.0, "", 0.0, "bool",
+              doc="the live input's tracked pitch sets the pitch (held while unvoiced)"),
     ParamSpec("glide", 0.05, 0.0, 2.0, "s", 0.0, doc="pitch glide time constant"),
     ParamSpec("bend_range", 2.0, 0.0, 24.0, "st", 0.0, doc="pitch-bend range in semitones"),
     ParamSpec("attack", 0.01, 0.001, 2.0, "s", 0.0, doc="note attack time"),

@@ -1,7 +1,7 @@
 """A playing session: startup and shutdown, the same for headless play and the window.
 
 :class:`Session` builds the engine and its audio output from :class:`~realtime.settings.Settings`,
-loads the saved MIDI mappings, opens MIDI, starts the sound (after freezing the startup heap:
+loads the saved MIDI mappings, opens MIDI, starts the OSC server, starts the sound (after freezing the startup heap:
 :func:`~realtime.gc_pauses.freeze_heap`), switches devices, and stops everything in the one
 order that is safe with JACK (audio first, then MIDI).
 It runs on the thread that owns the program (the main thread, or the GUI thread); the
@@ -10,6 +10,7 @@ engine's own threads are listed in :mod:`realtime.engine`.
 from __future__ import annotations
 
 import sys
+import time
 
 from core.bundle import load_bundle
 from core.compute import compute_device
@@ -17,6 +18,7 @@ from core.compute import compute_device
 from .engine import Engine
 from .gc_pauses import freeze_heap
 from .midi import MidiInput, open_input
+from .osc import OscServer
 from .presets import load_mappings, save_mappings
 from .settings import Settings
 from .view import EngineView
@@ -72,6 +74,7 @@ class Session:
         self.warnings: list[str] = []
         self.engine, self.output = build(settings)
         self.midi: MidiInput | None = None
+        self.osc: OscServer | None = None
         self._stopped = False
         try:
             load_mappings(self.engine.controller)       # before start: no engine thread yet
@@ -113,13 +116,77 @@ class Session:
             self.engine.midi_input = None
             midi.close()
 
+    # ---- OSC ----------------------------------------------------------------------------
+    def open_osc(self, port: int, host: str = "127.0.0.1") -> OscServer:
+        """Starts the OSC server (realtime/osc.py) for the engine, closing the one before;
+        raises OSError (one line) when the address cannot be bound."""
+        self.close_osc()
+        self.osc = OscServer(self.engine, port, host)
+        self.engine.osc = self.osc
+        return self.osc
+
+    def close_osc(self) -> None:
+        """Stops the OSC server and frees its port (its counters stay in the engine's stats)."""
+        osc, self.osc = self.osc, None
+        if osc is not None:
+            osc.stop()
+
+    # ---- live audio input ------------------------------------------------------------------
+    def open_input(self, device) -> None:
+        """Opens ``device`` (PortAudio number or name) as the engine's live input
+        (realtime/audio_input.py), closing the one before; raises :class:`NoAudioDevice`."""
+        from .audio_input import AudioInput
+        from .recorder import Recorder
+
+        try:
+            inp = AudioInput(device, samplerate=self.engine.out_rate)
+            inp.start()
+        except Exception as e:      # PortAudio's errors, a device without inputs
+            raise NoAudioDevice(f"no usable audio input device {device!r} ({e})") from None
+        old = self.engine.live_input
+        live = self.engine.attach_input(inp)
+        if self.settings.record_input:
+            try:
+                live.recorder = Recorder(self.settings.record_input, inp.samplerate)
+            except OSError as e:
+                self.warnings.append(str(e))
+        self._retire_input(old)
+
+    def close_input(self) -> None:
+        old, self.engine.live_input = self.engine.live_input, None
+        self._retire_input(old)
+
+    def _retire_input(self, live) -> None:
+        """Stops ``live``'s device once the engine no longer reads it (two steps later; at
+        once when the engine does not run), and its recorder."""
+        if live is None:
+            return
+        engine, t0 = self.engine, time.monotonic()
+        s0 = engine.steps
+        while engine.running and engine.steps < s0 + 2 and time.monotonic() - t0 < 1.0:
+            time.sleep(0.002)
+        live.input.stop()
+        if live.recorder is not None:
+            live.recorder.stop()
+
     # ---- sound --------------------------------------------------------------------------
     def start(self, wait_for_reference: bool = True) -> None:
-        """Reference tokens (if asked for), heap freeze, engine, device, recording."""
+        """Reference tokens (if asked for), OSC (a port that cannot be bound is a warning),
+        heap freeze, engine, device, recording."""
+        if self.settings.osc is not None and self.osc is None:
+            try:
+                self.open_osc(self.settings.osc, self.settings.osc_host)
+            except OSError as e:
+                self.warnings.append(f"{e}; OSC is off")
         if self.settings.reference:
             job = self.engine.load_reference(self.settings.reference)   # its error lands in engine.errors
             if wait_for_reference:
                 job.join()
+        if self.settings.input is not None and self.engine.live_input is None:
+            self.open_input(self.settings.input)     # raises NoAudioDevice
+            if self.engine.player.tokens is not None:
+                self.engine.bus.set("token_mode", "input")     # as --reference switches to its mode
+            self.engine.bus.set("pitch_follow", self.settings.pitch_follow)
         freeze_heap()           # before the sound: a full GC of the startup heap would be a dropout
         self.engine.start()
         self.output.start()
@@ -156,9 +223,14 @@ class Session:
         engine.controller.load_json(old_engine.controller.to_json())
         engine.controller.dirty = old_engine.controller.dirty
         engine.controller.learned = old_engine.controller.learned
+        if old_engine.live_input is not None:       # the same input device plays into the new engine
+            live = engine.attach_input(old_engine.live_input.input)
+            live.recorder = old_engine.live_input.recorder
         if self.midi is not None:         # the queue first: the new engine polls once it sees midi_input
             self.midi.queue = engine.events
             engine.midi_input = self.midi
+        if self.osc is not None:
+            self.osc.engine, engine.osc = engine, self.osc
         engine.start()
         output.start()
         self.engine, self.output, self.settings = engine, output, settings
@@ -170,10 +242,12 @@ class Session:
         rec = self.engine.recorder
         if not self._stopped:
             self._stopped = True
+            self.close_osc()              # no more parameter changes from outside
             try:
                 self.output.stop()
             finally:
                 self.engine.stop()
+                self._retire_input(self.engine.live_input)  # the engine has stopped: at once
                 self._final_stats = self.engine.stats()     # with the MIDI input's counters
                 self._close_midi()
             c = self.engine.controller

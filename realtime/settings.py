@@ -33,6 +33,11 @@ class Settings:
     midi_virtual: str | None = None             # open a virtual input port of this name
     midi_api: str = "default"                   # default, alsa, jack, coremidi, winmm
     reference: str | None = None                # audio file whose tokens play (token models)
+    input: int | str | None = None              # live audio input device (number or name; realtime/audio_input.py)
+    record_input: str | None = None             # WAV to record the live input into (what the engine consumed)
+    pitch_follow: bool = False                  # the live input's pitch sets the pitch condition
+    osc: int | None = None                      # UDP port of the OSC server (realtime/osc.py); None: off
+    osc_host: str = "127.0.0.1"                 # address it listens on (localhost unless asked)
     # output
     record: str | None = None                   # WAV to record what plays into
 
