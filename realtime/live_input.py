@@ -11,8 +11,11 @@ their own clocks and blocks (JACK: the same clock, a block each per period), so 
 first fills to :attr:`LiveInput.prebuffer` frames (one device block's worth, plus one) before
 frames are taken: the jitter buffer. A generated frame that finds the queue empty takes no
 frame (its token and pitch hold; counted in ``starved_frames``) and the queue fills again; a
-queue grown past twice the jitter buffer plus :data:`SLACK_FRAMES` (an input clock faster
-than the output's) drops its oldest frames back to the jitter buffer (``dropped_frames``).
+queue grown past twice the jitter buffer plus :data:`SLACK_FRAMES` (a stalled engine's
+backlog) drops its oldest frames back to the jitter buffer (``dropped_frames``), and a queue
+that never fell to the jitter buffer for :data:`TRIM_AFTER_FRAMES` generated frames (the
+start's backlog, an input clock faster than the output's) drops what it held beyond it
+(``dropped_frames`` too): what waits in the queue is latency.
 
 Taps (engine thread writes, others read by value): per generated frame, the index of the
 analysed frame it took (-1: none), its token and the pitch asked for, in circular arrays of
@@ -33,6 +36,7 @@ from core.input_analysis import InputAnalyzer, no_frames
 
 TAP_FRAMES = 1 << 16        # 12.7 minutes of frames at 22050 / 256
 SLACK_FRAMES = 4
+TRIM_AFTER_FRAMES = 86      # one second of frames at 22050 / 256
 FLOOR_DBFS = -120.0
 
 
@@ -60,8 +64,9 @@ class LiveInput:
         self.used_token = np.full(TAP_FRAMES, -1, np.int64)
         self.used_pitch = np.full(TAP_FRAMES, np.nan, np.float32)
         self.tap_written = 0
-        self._queue_sum = 0.0           # for the mean queue length (frames waiting)
-        self._queue_n = 0
+        self.queue_frames: float | None = None     # the queue's length, a moving mean over ~1 s
+        self._least = None              # the shortest queue since the last trim check
+        self._since_trim = 0
         self.kept: np.ndarray | None = None
         self.kept_n = 0
         self.recorder = None
@@ -74,14 +79,10 @@ class LiveInput:
     def kept_audio(self) -> np.ndarray:
         return self.kept[:self.kept_n].copy() if self.kept is not None else np.zeros(0, np.float32)
 
-    @property
-    def delay_s(self) -> float:
-        """Input device buffer + analysis (window centre to token) + the jitter buffer's mean."""
-        waiting = self._queue_sum / self._queue_n if self._queue_n else float(self.prebuffer)
-        return self.input.latency_s + self.analyzer.delay_s + waiting * self.frame_s
-
     def latency_parts_ms(self) -> dict[str, float]:
-        waiting = self._queue_sum / self._queue_n if self._queue_n else float(self.prebuffer)
+        """Input device (buffer + one block), analysis (mel window centre to token), and the
+        frames waiting in the queue (its recent mean), ms."""
+        waiting = self.prebuffer if self.queue_frames is None else self.queue_frames
         return {"input_device_ms": 1e3 * self.input.latency_s,        # buffer + one block
                 "input_analysis_ms": 1e3 * self.analyzer.delay_s,
                 "input_queue_ms": 1e3 * waiting * self.frame_s}
@@ -116,13 +117,11 @@ class LiveInput:
         the voices (``pitch``, or with ``follow`` the input's last voiced pitch)."""
         self._take_input(player.bundle)
         excess = len(self._q_tok) - (2 * self.prebuffer + SLACK_FRAMES)
-        if excess > 0:            # a backlog (a stalled engine, a faster input clock): the newest frames play
-            drop = len(self._q_tok) - self.prebuffer
-            self.dropped_frames += drop
-            self._q_tok, self._q_midi, self._q_idx = self._q_tok[drop:], self._q_midi[drop:], self._q_idx[drop:]
+        if excess > 0:            # a backlog (a stalled engine): the newest frames play
+            self._drop_oldest(len(self._q_tok) - self.prebuffer)
         q = len(self._q_tok)
-        self._queue_sum += q
-        self._queue_n += 1
+        a = min(1.0, n / TRIM_AFTER_FRAMES)
+        self.queue_frames = q if self.queue_frames is None else self.queue_frames + a * (q - self.queue_frames)
         if not self._primed and q >= self.prebuffer:
             self._primed = True
         take = min(n, q) if self._primed else 0
@@ -134,6 +133,8 @@ class LiveInput:
         if take < n and self._primed:
             self.starved_frames += n - take
             self._primed = False          # fill the jitter buffer again
+        if self._primed:
+            self._trim(n)
         if player.tokens is not None:
             player.tokens.input_tokens = toks
         voiced = midi[np.isfinite(midi)]
@@ -142,6 +143,21 @@ class LiveInput:
         out = self.held_pitch if follow and self.held_pitch is not None else pitch
         self._tap(idx, toks, out)
         return out
+
+    def _drop_oldest(self, k: int) -> None:
+        self.dropped_frames += k
+        self._q_tok, self._q_midi, self._q_idx = self._q_tok[k:], self._q_midi[k:], self._q_idx[k:]
+
+    def _trim(self, n: int) -> None:
+        """Drops the queue's standing excess over the jitter buffer, checked every
+        :data:`TRIM_AFTER_FRAMES` generated frames."""
+        q = len(self._q_tok)
+        self._least = q if self._least is None else min(self._least, q)
+        self._since_trim += n
+        if self._since_trim >= TRIM_AFTER_FRAMES:
+            if self._least > self.prebuffer:
+                self._drop_oldest(self._least - self.prebuffer)
+            self._least, self._since_trim = None, 0
 
     def _tap(self, idx: np.ndarray, toks: np.ndarray, pitch: float) -> None:
         i = (self.tap_written + np.arange(len(idx))) % TAP_FRAMES
@@ -159,6 +175,7 @@ class LiveInput:
         inp = self.input
         return {"input_device": inp.device_name, "input_rate": inp.samplerate,
                 "input_peak_dbfs": round(self.peak_dbfs, 1), "input_rms_dbfs": round(self.rms_dbfs, 1),
-                "input_overruns": inp.overruns + inp.input_overflows, "input_underflows": inp.input_underflows,
+                "input_overruns": inp.overruns + inp.input_overflows, "input_ring_overruns": inp.overruns,
+                "input_underflows": inp.input_underflows,
                 "input_starved_frames": self.starved_frames, "input_dropped_frames": self.dropped_frames,
                 "input_frames_analysed": self.frames_analysed, "input_jitter_frames": self.prebuffer}

@@ -339,21 +339,22 @@ def test_jack_input_tokens_and_pitch_follow_what_is_played_in(jack_server, tmp_p
         engine.stop()
         inp.stop()
     stats = engine.stats()
-    assert not stats["errors"] and stats["input_overruns"] == 0
+    assert not stats["errors"] and stats["input_ring_overruns"] == 0
     consumed = live.kept_audio()
     assert np.max(np.abs(consumed)) > 0.05          # the phrase arrived
     ref = analyse_offline(bundle, consumed, RATE)
     idx, tok, asked = live.taps()
     used = (idx >= 0) & (idx < len(ref))
     # frame for frame: the token of each generated frame is the offline token of the analysed
-    # frame it took, and it took them in order (jumps only where a backlog was dropped)
-    # (the start, before the phrase, may drop the input queued while the engine started)
+    # frame it took, and it took them in order; frames are skipped only where the queue
+    # dropped them (the start's backlog; a standing excess over the jitter buffer)
     sounding = np.flatnonzero(np.abs(consumed) > 1e-3)
     first, last = (int(sounding[i] * SR / RATE) // 256 for i in (0, -1))
     np.testing.assert_array_equal(tok[used], ref.tokens[idx[used]])
-    phrase_frames = idx[used & (idx >= first - 8)]
-    assert phrase_frames[0] == first - 8 and phrase_frames[-1] >= last
-    np.testing.assert_array_equal(np.diff(phrase_frames), 1)
+    phrase_frames = idx[used & (idx >= first)]
+    steps = np.diff(phrase_frames)
+    assert phrase_frames[0] <= first + 8 and phrase_frames[-1] >= last
+    assert (steps >= 1).all() and np.sum(steps - 1) <= live.dropped_frames and (steps > 1).sum() <= 2, steps
     assert len(set(tok[used].tolist())) >= 2
     # the pitch asked for: the analysed frame's pitch while voiced
     voiced = used.copy()
