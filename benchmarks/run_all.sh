@@ -16,6 +16,7 @@ $PY -m benchmarks.resampler > benchmarks/results/resampler.json 2>/dev/null
 $PY -m benchmarks.bench_rack --out benchmarks/results/rack.json > /dev/null 2>&1
 $PY -m benchmarks.midi_latency --period 512 --probes 20 --json benchmarks/results/midi_latency.json > /dev/null 2>&1
 $PY -m benchmarks.midi_latency --period 1024 --probes 20 --json benchmarks/results/midi_latency_1024.json > /dev/null 2>&1
+$PY -m benchmarks.input_latency --period 512 --probes 12 --json benchmarks/results/input_latency.json > /dev/null 2>&1
 $PY -m benchmarks.soak --seconds "$S" --load > benchmarks/results/soak_load.json 2>/dev/null
 $PY -m benchmarks.soak --seconds "$S" --load --gui > benchmarks/results/soak_gui_load.json 2>/dev/null
 $PY -m benchmarks.startup_underruns --starts 10 --load > benchmarks/results/startup_load.json 2>/dev/null
