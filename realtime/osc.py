@@ -13,9 +13,11 @@ message, so parameters added to the bus, effects' among them, are addresses at o
 * ``/driftwave/panic``: instant silence and state reset.
 
 Bundles are taken apart and their messages applied at once (their time tags are not
-waited for). A datagram that is not OSC, or holds a message with an unknown address, the
-wrong number or types of arguments, or a NaN, changes nothing and is counted in
-:attr:`OscServer.ignored`; :attr:`OscServer.last_ignored` says why, in one line.
+waited for). A message with an unknown address, the wrong number or types of arguments, or
+a NaN changes nothing; a datagram that holds one, or is not whole OSC (cut short, padded
+with garbage, not OSC at all: then nothing of it is applied), is counted in
+:attr:`OscServer.ignored`, and :attr:`OscServer.last_ignored` says why, in one line
+(``tests/test_osc.py``).
 
 NB: the server's thread (``driftwave-osc``) does what the GUI thread does: whole-item bus
 stores and trigger counts (params.py) and puts on ``engine.events`` (a SimpleQueue, whose

@@ -259,3 +259,31 @@ def test_session_starts_and_stops_the_server_with_the_sound(small_bundle, monkey
     free.bind(("127.0.0.1", port))              # freed with the session
     free.close()
     busy.stop()
+
+
+def test_bundles_are_applied_whole_and_a_message_cut_short_is_not(rig):
+    """A bundle's messages are applied (nested bundles too); a float cut short, which
+    python-osc itself would read padded with zeros (0.7 -> 0.5), is refused."""
+    from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+
+    engine, server, client = rig
+
+    def msg(address, *args):
+        b = OscMessageBuilder(address)
+        for a in args:
+            b.add_arg(a)
+        return b.build()
+
+    inner = OscBundleBuilder(IMMEDIATELY)
+    inner.add_content(msg("/driftwave/param/drift", 0.25))
+    outer = OscBundleBuilder(IMMEDIATELY)
+    outer.add_content(msg("/driftwave/param/morph", 0.75))
+    outer.add_content(inner.build())
+    client.send(outer.build())
+    assert sent(server, 1) and server.ignored == 0, server.last_ignored
+    assert (engine.bus.get("morph"), engine.bus.get("drift")) == pytest.approx((0.75, 0.25), abs=F32)
+    whole = msg("/driftwave/param/morph", 0.7).dgram
+    for cut in (1, 2, 3, 4):
+        client._sock.sendto(whole[:-cut], ("127.0.0.1", server.port))
+    assert sent(server, 5) and server.ignored == 4 and "cut short" in server.last_ignored
+    assert engine.bus.get("morph") == pytest.approx(0.75, abs=F32)
