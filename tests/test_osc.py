@@ -107,13 +107,13 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("address,args,why", BAD, ids=[f"{a} {b}" for a, b, _ in BAD])
-def test_a_bad_message_changes_nothing_and_says_why(rig, address, args, why):
+def test_a_bad_message_changes_nothing_and_says_why(rig):
     engine, server, client = rig
     before = engine.bus.state()
-    client.send_message(address, args)
-    assert sent(server, 1)
-    assert server.ignored == 1 and why in server.last_ignored, server.last_ignored
+    for i, (address, args, why) in enumerate(BAD, 1):
+        client.send_message(address, args)
+        assert sent(server, i), (address, args)
+        assert server.ignored == i and why in server.last_ignored, (address, args, server.last_ignored)
     assert engine.bus.state() == before and engine.events.empty()
 
 
