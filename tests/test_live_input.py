@@ -373,3 +373,41 @@ def test_jack_input_tokens_and_pitch_follow_what_is_played_in(jack_server, tmp_p
 
 
 OUTPUT_PITCH_CENTS = 50.0   # median over the frames voiced in both, a quarter tone
+
+
+@pytest.mark.parametrize("switch", [0, 1000, 4801])
+def test_the_latency_benchmarks_pitch_onset_is_never_early_and_late_by_under_a_window(switch):
+    from benchmarks.input_latency import RUN, STEP, WINDOW, pitch_response_onset
+    t = np.arange(RATE // 2) / RATE
+    old, new = harmonic_tone(329.63, 0.5, RATE), harmonic_tone(220.0, 0.5, RATE)
+    x = np.where(t < switch / RATE, old, new)
+    k = pitch_response_onset(x, 220.0)
+    assert switch <= k <= switch + WINDOW + RUN * STEP, k
+    assert pitch_response_onset(old, 220.0) is None
+
+
+def test_play_headless_with_an_input_and_with_a_bad_one(jack_server, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.jackutil import _terminate_portaudio
+    _terminate_portaudio()          # this process plays nothing meanwhile
+    bundle = encoder_bundle(tmp_path)
+    env = dict(os.environ, **jack_server.env, DRIFTWAVE_CONFIG_DIR=str(tmp_path))
+    play = [sys.executable, "main.py", "play", "--headless", "--quiet", "--bundle", str(bundle), "--voices", "1"]
+    stats = tmp_path / "stats.json"
+    r = subprocess.run(play + ["--input", "0", "--pitch-follow", "--seconds", "1.5", "--stats-json", str(stats),
+                               "--record-input", str(tmp_path / "in.wav")], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-1000:]
+    s = json.loads(stats.read_text())
+    from realtime.params import TOKEN_MODES
+    assert TOKEN_MODES[int(s["params"]["token_mode"])] == "input" and s["params"]["pitch_follow"] == 1.0
+    assert s["input_frames_analysed"] > 50 and s["input_ring_overruns"] == 0 and s["input_to_output_ms"] > 0
+    import soundfile as sf
+    assert sf.info(str(tmp_path / "in.wav")).frames > RATE
+    r = subprocess.run(play + ["--input", "99", "--seconds", "1"], env=env, capture_output=True, text=True, timeout=120)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.returncode == 1 and len(errors) == 1 and errors[0].startswith("error: no usable audio input device 99 ("), r.stderr
