@@ -216,7 +216,7 @@ class OscServer:
 
     def __init__(self, engine, port: int, host: str = "127.0.0.1"):
         self.engine = engine
-        self.received = 0               # datagrams
+        self.received = 0               # datagrams taken and handled (counted once it is applied)
         self.ignored = 0                # datagrams not applied in full
         self.last_ignored: str | None = None
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -247,8 +247,8 @@ class OscServer:
                 if self._stop.wait(POLL_S):
                     return
                 continue
-            self.received += 1
             self._handle(data)
+            self.received += 1          # after: whoever sees the count sees what the datagram did
 
     def _handle(self, data: bytes) -> None:
         """One datagram; never raises (a bad one is counted, with its reason)."""
