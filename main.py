@@ -200,10 +200,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="measure a bundle on held-out audio; prints JSON")
     e.add_argument("--bundle", default=str(DEFAULT_BUNDLE))
-    e.add_argument("--data", required=True, help="folder of audio (its validation split is held out)")
+    e.add_argument("--data", default=None,
+                   help="folder of audio (its validation split is held out); needed but for '--sections audible --heldout'")
     e.add_argument("--seconds", type=_positive(float), default=60.0, help="generated audio for NDB/JSD")
     e.add_argument("--stability-minutes", type=_positive(float), default=10.0)
     e.add_argument("--json", default=None, help="also write the JSON here")
+    e.add_argument("--sections", nargs="+", default=None, choices=["vocoder", "generator", "stability", "audible"],
+                   help="which measures (default: all)")
+    e.add_argument("--heldout", default=None, metavar="DIR",
+                   help="audible defects: a folder of labelled renders, every file held out (default: --data's validation split)")
+    e.add_argument("--trained-programs", type=int, nargs="+", default=None, metavar="P",
+                   help="audible defects: GM programs in the training set (default: those of --data's training split)")
+    e.add_argument("--note-step", type=_positive(int), default=3, help="audible defects: semitones between analysed notes")
+    e.add_argument("--crepe", choices=["full", "tiny"], default="full", help="audible defects: CREPE model size")
+    e.add_argument("--seeds", type=int, nargs="+", default=[0], help="audible defects: seeds of the generated notes")
+    e.add_argument("--midi-render", action="store_true",
+                   help="audible defects: also compare render --midi of held-out phrases with their real render")
     _compute_option(e)
 
     b = sub.add_parser("bench", help="run a benchmark of benchmarks/ (prints JSON); no NAME lists them",
@@ -400,15 +412,28 @@ def cmd_eval(a) -> int:
 
     from core.bundle import load_bundle
     from core.compute import compute_device
-    from training.evaluate import evaluate
+    from training.data import AudioCorpus
+    from training.evaluate import SECTIONS, evaluate
     from training.pipeline import open_corpus
 
+    sections = tuple(a.sections or SECTIONS)
+    if a.data is None and (set(sections) != {"audible"} or a.heldout is None):
+        print("error: --data is needed (all sections but '--sections audible --heldout DIR' read it)", file=sys.stderr)
+        return 2
     try:
-        corpus = open_corpus(a.data)
+        corpus = open_corpus(a.data) if a.data else None
+        heldout = AudioCorpus(a.heldout, val_fraction=0.0) if a.heldout else None
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    result = evaluate(load_bundle(a.bundle, compute_device(a.compute)), corpus, a.seconds, a.stability_minutes)
+    bundle = load_bundle(a.bundle, compute_device(a.compute))
+    midi_render = None
+    if a.midi_render:
+        from realtime.offline import render_midi
+        midi_render = lambda path: render_midi(bundle, path)[0]          # noqa: E731  (audio at the model rate)
+    result = evaluate(bundle, corpus, a.seconds, a.stability_minutes, sections=sections, heldout=heldout,
+                      trained_programs=set(a.trained_programs) if a.trained_programs else None,
+                      note_step=a.note_step, crepe=a.crepe, seeds=tuple(a.seeds), midi_render=midi_render)
     text = json.dumps(result, indent=1)
     print(text)
     if a.json:

@@ -225,6 +225,23 @@ def test_griffin_lim_other_config():
     assert logmel_l1(x, y, cfg) < 0.5
 
 
+def test_block_overlap_add_equals_fold():
+    """frames_overlap_add sums n_fft / hop shifted blocks when hop divides n_fft: the same
+    samples as torch's fold (the general path)."""
+    from core.mel import frame_window
+    from training.metrics import frames_overlap_add
+    c = MelConfig()
+    rng = np.random.default_rng(0)
+    spec = torch.from_numpy(rng.normal(size=(c.n_fft // 2 + 1, 37)) + 1j * rng.normal(size=(c.n_fft // 2 + 1, 37)))
+    window = frame_window(c, torch.float64)
+    frames = torch.fft.irfft(spec, n=c.n_fft, dim=0) * window[:, None]
+    length = 36 * c.hop + c.n_fft
+    fold = lambda f: torch.nn.functional.fold(f[None], (1, length), (1, c.n_fft), stride=(1, c.hop)).view(-1)  # noqa: E731
+    env = fold((window ** 2)[:, None].expand(c.n_fft, 37).contiguous())
+    np.testing.assert_allclose(frames_overlap_add(spec, c).numpy(), (fold(frames) / env.clamp_min(1e-8)).numpy(),
+                               rtol=0, atol=1e-12)
+
+
 # ----------------------------------------------------------------------------- streaming
 
 def test_stream_stability():

@@ -7,7 +7,11 @@
   voiced-frame ratio (YIN) of generated and real audio; for pitch models, the median
   pitch error of generated notes against the requested ones;
 * long-stream stability: mel statistics of the first against the last stretch of a long
-  stream (minute 1 against minute 10 by default).
+  stream (minute 1 against minute 10 by default);
+* audible defects (:mod:`training.eval_audible`): CREPE pitch, voicing, harmonic-to-noise
+  ratio, the level in the original's silences and log-mel L1 of copy synthesis beside
+  Griffin-Lim's, for instruments in and out of the training set, and of generated notes
+  against real ones.
 """
 from __future__ import annotations
 
@@ -115,15 +119,15 @@ def eval_vocoder(bundle: Bundle, corpus: AudioCorpus, clip_seconds: float = 2.0,
 def generate(bundle: Bundle, frames: int, seed: int = 0, drift: float = 0.05,
              pitch: float | np.ndarray | None = None, token_mode: str = "autopilot",
              chunk: int = 64, note: np.ndarray | None = None,
-             tokens: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+             tokens: np.ndarray | None = None, mel_match: str = "full") -> tuple[np.ndarray, np.ndarray]:
     """Streams ``frames`` frames: (audio ``[frames*hop]``, log10 mel ``[frames x 80]``).
     ``pitch``: one MIDI note, one per frame (``ndarray[frames]``), or None (mid-range).
     ``note``: the note condition per frame (``ndarray[frames x NOTE_DIM]``, models with
     one), or None (a long-held note). ``tokens``: one per frame (``ndarray[frames]``), or
     None: the instrument's autopilot (from the default token, a new token drawn from
     :class:`core.autopilot.AutopilotChain` on 1 frame in 8, as at the default token
-    rate)."""
-    synth = Synth(bundle)
+    rate). ``mel_match``: the synth's mel matching (:mod:`core.mel_match`)."""
+    synth = Synth(bundle, mel_match=mel_match)
     synth.settle()                 # as the instrument starts
     cfg = bundle.generator.config
     noise = NoiseSource(cfg.z_dim, seed, seed + 1)
@@ -258,11 +262,32 @@ def eval_stability(bundle: Bundle, minutes: float = 10.0, window_s: float = 60.0
     return out
 
 
-def evaluate(bundle: Bundle, corpus: AudioCorpus, generated_seconds: float = 60.0,
-             stability_minutes: float = 10.0, stability_window_s: float = 60.0) -> dict:
-    return {"bundle": bundle.path, "model": bundle.name,
-            "vocoder": eval_vocoder(bundle, corpus),
-            "generator": eval_generator(bundle, corpus, generated_seconds),
-            "stability": eval_stability(bundle, stability_minutes, min(stability_window_s, stability_minutes * 30))}
+SECTIONS = ("vocoder", "generator", "stability", "audible")
 
 
+def evaluate(bundle: Bundle, corpus: AudioCorpus | None, generated_seconds: float = 60.0,
+             stability_minutes: float = 10.0, stability_window_s: float = 60.0,
+             sections: tuple[str, ...] = SECTIONS, heldout: AudioCorpus | None = None,
+             trained_programs: set[int] | None = None, note_step: int = 3, crepe: str = "full",
+             seeds: tuple[int, ...] = (0,), midi_render=None) -> dict:
+    """The ``sections`` of :data:`SECTIONS` as one JSON object. ``audible``
+    (:mod:`training.eval_audible`) reads ``heldout`` (every file held out), else
+    ``corpus``'s validation split; ``trained_programs``: the GM programs of the bundle's
+    training set (None: the programs of ``corpus``'s training split when it has labels);
+    ``midi_render``: a MIDI file path -> audio function for the MIDI-render comparison
+    (None: that part is skipped)."""
+    out = {"bundle": bundle.path, "model": bundle.name}
+    if "vocoder" in sections:
+        out["vocoder"] = eval_vocoder(bundle, corpus)
+    if "generator" in sections:
+        out["generator"] = eval_generator(bundle, corpus, generated_seconds)
+    if "stability" in sections:
+        out["stability"] = eval_stability(bundle, stability_minutes, min(stability_window_s, stability_minutes * 30))
+    if "audible" in sections:
+        from .eval_audible import eval_audible
+        if trained_programs is None and corpus is not None and heldout is not None:
+            progs = {n.get("program") for it in corpus.train for n in (it.notes or [])} - {None}
+            trained_programs = progs or None
+        out["audible"] = eval_audible(bundle, heldout if heldout is not None else corpus, trained_programs,
+                                      note_step, seeds, crepe, midi_render)
+    return out
