@@ -22,6 +22,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from realtime import presets
+from realtime.live_input import input_status
 from realtime.midi import MidiError, list_ports
 from realtime.session import Session
 
@@ -145,6 +146,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.midi_box = QtWidgets.QComboBox()
         self.midi_box.setMinimumWidth(120)
         self.midi_box.activated.connect(self._midi_selected)
+        self.input_box = QtWidgets.QComboBox()      # live audio input (token mode "input", pitch_follow)
+        self.input_box.setMinimumWidth(110)
+        self.input_box.setToolTip("live audio input: token mode 'input' plays its tokens, pitch_follow its pitch")
+        self.input_box.activated.connect(self._input_selected)
         self.preset_box = QtWidgets.QComboBox()
         self.preset_box.setEditable(True)
         self.preset_box.setMinimumWidth(110)
@@ -153,7 +158,7 @@ class MainWindow(QtWidgets.QMainWindow):
         load = QtWidgets.QPushButton("Load")
         load.clicked.connect(lambda: self.load_preset(self.preset_box.currentText()))
         for w in (self.open_button, self.recent, self.reference_button, QtWidgets.QLabel("Device"), self.device_box,
-                  self.latency_mode, self.latency_box, self.apply_device,
+                  self.latency_mode, self.latency_box, self.apply_device, QtWidgets.QLabel("Input"), self.input_box,
                   QtWidgets.QLabel("MIDI"), self.midi_box,
                   QtWidgets.QLabel("Preset"), self.preset_box, save, load):
             row.addWidget(w)
@@ -315,6 +320,17 @@ class MainWindow(QtWidgets.QMainWindow):
         else:                               # "(no MIDI input)"
             self.close_midi()
 
+    def _input_selected(self, i: int) -> None:
+        device = self.input_box.itemData(i)
+        try:
+            if device is None:
+                self.session.close_input()
+            else:
+                self.session.open_input(device)
+        except Exception as e:      # NoAudioDevice: a one-line message, the sound goes on
+            self.show_error(f"cannot open the audio input: {e}")
+            self.input_box.setCurrentIndex(0)
+
     def _apply_device(self) -> None:
         device = self.device_box.currentData()
         try:
@@ -331,6 +347,10 @@ class MainWindow(QtWidgets.QMainWindow):
             for i, d in enumerate(sd.query_devices()):
                 if d["max_output_channels"] > 0:
                     self.device_box.addItem(f"{i}: {d['name']}", i)
+            self.input_box.addItem("(no input)", None)
+            for i, d in enumerate(sd.query_devices()):
+                if d["max_input_channels"] > 0:
+                    self.input_box.addItem(f"{i}: {d['name']}", i)
         except Exception as e:
             self.device_box.addItem(f"(no devices: {e})", None)
         self.midi_box.addItem("(no MIDI input)", None)
@@ -448,7 +468,7 @@ class MainWindow(QtWidgets.QMainWindow):
             f"note-to-sound {s['note_to_sound_ms']:.0f} ms ({s['latency_mode']})  ring {s['ring_fill_ms']:.0f} ms  "
             f"RTF {s['rtf']:.2f}  engine {s['priority']}  |  "
             f"underruns {s['underruns']}  NaN {s['nan_events']}  |  voices {s['voices']}  "
-            f"MIDI {s['midi_messages_received']} ({s['midi_messages_ignored']} ignored)")
+            f"MIDI {s['midi_messages_received']} ({s['midi_messages_ignored']} ignored)" + input_status(s, "  |  "))
         self.status.setToolTip(self.status.text())
 
     def shutdown(self) -> None:

@@ -11,7 +11,8 @@ Threads (and what each may touch):
   the C callback is not reading it).
 * **driftwave-engine** (:meth:`Engine._run`): asks the OS for real-time scheduling for
   itself (:mod:`realtime.priority`; what it got is in ``stats()["priority"]``), takes a
-  control snapshot, drains MIDI events,
+  control snapshot, drains MIDI events, reads and analyses the live input (if any:
+  :mod:`realtime.live_input`; the device side, :mod:`realtime.audio_input`, is a C callback),
   advances the noise/token/pitch sources, runs one generator + vocoder step, guards
   against NaN/Inf, resamples to the device rate, applies gain, the effects rack
   (:mod:`realtime.rack`; its plugin slot: see there) and the safety limiter,

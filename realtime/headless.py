@@ -9,6 +9,7 @@ import time
 
 from core.compute import ComputeUnavailable
 
+from .live_input import input_status
 from .midi import MidiError
 from .priority import MAIN_LOOP_PRIORITY, raise_priority
 from .session import NoAudioDevice, Session
@@ -17,14 +18,6 @@ from .settings import Settings
 
 def _warn(msg: str) -> None:
     print(f"warning: {msg}", file=sys.stderr, flush=True)
-
-
-def input_status(s: dict) -> str:
-    """The live input's part of a status line (empty without one): level, overruns, latency."""
-    if "input_peak_dbfs" not in s:
-        return ""
-    return (f"  in {s['input_peak_dbfs']:6.1f} dBFS peak {s['input_rms_dbfs']:6.1f} rms  "
-            f"overruns {s['input_overruns']}  in-to-out {s['input_to_output_ms']:.0f} ms")
 
 
 def run_headless(settings: Settings, seconds: float | None = None, stats_json: str | None = None,

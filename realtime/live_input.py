@@ -44,6 +44,15 @@ def dbfs(x: float) -> float:
     return 20.0 * math.log10(x) if x > 10 ** (FLOOR_DBFS / 20) else FLOOR_DBFS
 
 
+def input_status(stats: dict, sep: str = "  ") -> str:
+    """The live input's part of a status line from engine ``stats`` (empty without one):
+    level, overruns, input-to-output latency."""
+    if "input_peak_dbfs" not in stats:
+        return ""
+    return (f"{sep}input {stats['input_peak_dbfs']:.0f} dBFS ({stats['input_rms_dbfs']:.0f} rms)  "
+            f"overruns {stats['input_overruns']}  in-to-out {stats['input_to_output_ms']:.0f} ms")
+
+
 class LiveInput:
     def __init__(self, audio_input, bundle):
         self.input = audio_input
