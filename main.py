@@ -106,6 +106,8 @@ def _playback_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--voices", type=_positive(int), default=4, help="polyphony (1 = mono with legato)")
     p.add_argument("--reference", default=None, metavar="AUDIO",
                    help="token models: play the tokens of this audio file, looped (reference token mode)")
+    p.add_argument("--plugin", default=None, metavar="FILE",
+                   help="a VST3 or Audio Unit plugin in the effects rack's plugin slot, switched in (fx_plugin_mix, fx_plugin_bypass)")
     p.add_argument("--input", default=None, type=_device_arg, metavar="DEV",
                    help="live audio input device (number or name; see 'devices'; on JACK a port to connect): "
                         "token mode 'input' plays its tokens, pitch_follow its pitch")

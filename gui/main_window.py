@@ -22,7 +22,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from realtime import presets
-from realtime.live_input import input_status
+from realtime.status import status_extras
 from realtime.midi import MidiError, list_ports
 from realtime.session import Session
 
@@ -285,14 +285,14 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def save_preset(self, name: str) -> None:
         try:
-            presets.save_preset(name, self.view.bus, self.view.controller)
+            presets.save_preset(name, self.view.bus, self.view.controller, rack=self.view.rack)
             self._fill_presets(select=name)
         except (ValueError, OSError) as e:
             self.show_error(f"cannot save preset: {e}")
 
     def load_preset(self, name: str) -> None:
         try:
-            data = presets.load_preset(name, self.view.bus)
+            data = presets.load_preset(name, self.view.bus, rack=self.view.rack)
             if data.get("mappings") is not None:
                 self.view.load_mappings(data["mappings"])      # on the engine thread
         except (ValueError, KeyError, TypeError) as e:
@@ -468,7 +468,7 @@ class MainWindow(QtWidgets.QMainWindow):
             f"note-to-sound {s['note_to_sound_ms']:.0f} ms ({s['latency_mode']})  ring {s['ring_fill_ms']:.0f} ms  "
             f"RTF {s['rtf']:.2f}  engine {s['priority']}  |  "
             f"underruns {s['underruns']}  NaN {s['nan_events']}  |  voices {s['voices']}  "
-            f"MIDI {s['midi_messages_received']} ({s['midi_messages_ignored']} ignored)" + input_status(s, "  |  "))
+            f"MIDI {s['midi_messages_received']} ({s['midi_messages_ignored']} ignored)" + status_extras(s, "  |  "))
         self.status.setToolTip(self.status.text())
 
     def shutdown(self) -> None:

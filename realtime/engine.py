@@ -282,6 +282,18 @@ class Engine:
             return f"loaded {bundle.name}"
         return self._on_loader(job, f"bundle '{path}'", on_done)
 
+    def load_plugin(self, path: str | None, on_done=None) -> threading.Thread:
+        """The effects rack's plugin slot (:mod:`realtime.rack`): loads a VST3/AU file, or
+        empties the slot for None, on the loader thread (a plugin can take seconds to load). A
+        file that is not a plugin leaves its one line in :attr:`errors`; the slot keeps what
+        it had and the sound goes on (tests/test_effects.py)."""
+        def job() -> str:
+            if path is None:
+                self.rack.clear_plugin()
+                return "plugin slot emptied"
+            return self.rack.load_plugin(path)
+        return self._on_loader(job, f"plugin '{path}'", on_done)
+
     def load_reference(self, path: str, on_done=None) -> threading.Thread:
         """Reference token mode: the tokens of an audio file, named by the bundle's own token
         encoder, on a loader thread; then the token mode switches to "reference". Kept for
@@ -443,6 +455,7 @@ class Engine:
             "midi_messages_received": midi.received if midi else 0,
             "midi_messages_ignored": midi.ignored if midi else 0,
             "midi_port": midi.port_name if midi else None,
+            "osc_address": osc.address if osc else None,
             "osc_messages_received": osc.received if osc else 0,
             "osc_messages_ignored": osc.ignored if osc else 0,
             **self._tempo_stats(),

@@ -9,7 +9,7 @@ import time
 
 from core.compute import ComputeUnavailable
 
-from .live_input import input_status
+from .status import status_extras
 from .midi import MidiError
 from .priority import MAIN_LOOP_PRIORITY, raise_priority
 from .session import NoAudioDevice, Session
@@ -53,6 +53,8 @@ def run_headless(settings: Settings, seconds: float | None = None, stats_json: s
     raise_priority(settings.realtime, rt_priority=MAIN_LOOP_PRIORITY)
     print(f"playing '{engine.model_name}' on {out.device_name} at {out.samplerate} Hz "
           f"(model {engine.model_rate} Hz); Ctrl-C stops", file=sys.stderr, flush=True)
+    if session.osc is not None:
+        print(f"OSC on {session.osc.address} (addresses /driftwave/...: see the README)", file=sys.stderr, flush=True)
     t0 = time.monotonic()
     next_report = t0 + 1.0
     try:
@@ -65,7 +67,7 @@ def run_headless(settings: Settings, seconds: float | None = None, stats_json: s
             if not quiet and time.monotonic() >= next_report:
                 s = engine.stats()
                 print(f"\r{s['seconds_played']:7.1f} s  rtf {s['rtf']:.2f}  underruns {s['underruns']}  "
-                      f"ring {s['ring_fill_ms']:5.1f} ms{input_status(s)}", end="", file=sys.stderr, flush=True)
+                      f"ring {s['ring_fill_ms']:5.1f} ms{status_extras(s)}", end="", file=sys.stderr, flush=True)
                 next_report += 1.0
     finally:
         stats = session.stop()

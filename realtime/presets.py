@@ -83,7 +83,9 @@ def list_presets() -> list[str]:
 def save_preset(name: str, bus: ControlBus, controller: MidiController | None = None,
                 rack: EngineRack | None = None) -> Path:
     """The bus's parameters (the effects rack's among them), the MIDI mappings, and what
-    ``rack`` holds beyond its parameters (its plugin file)."""
+    ``rack`` holds beyond its parameters (its plugin file). ``rack``: anything with
+    ``settings()`` and ``restore(settings)``: an EngineRack, or the window's
+    :class:`~realtime.view.RackView`."""
     params = {k: v for k, v in bus.state().items()}
     data = {"format_version": FORMAT_VERSION, "name": name, "params": params,
             "mappings": controller.to_json() if controller is not None else None}

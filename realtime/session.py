@@ -182,6 +182,11 @@ class Session:
             job = self.engine.load_reference(self.settings.reference)   # its error lands in engine.errors
             if wait_for_reference:
                 job.join()
+        if self.settings.plugin:            # a file that is no plugin: its line in engine.errors
+            def switch_in(ok: bool, msg: str) -> None:
+                if ok:                      # asked for by name: it plays, not bypassed
+                    self.engine.bus.set("fx_plugin_bypass", 0)
+            self.engine.load_plugin(self.settings.plugin, switch_in).join()
         if self.settings.input is not None and self.engine.live_input is None:
             self.open_input(self.settings.input)     # raises NoAudioDevice
             if self.engine.player.tokens is not None:
@@ -231,6 +236,8 @@ class Session:
             engine.midi_input = self.midi
         if self.osc is not None:
             self.osc.engine, engine.osc = engine, self.osc
+        if old_engine.rack.plugin_path is not None:     # the plugin too (loaded again for the new rate)
+            engine.load_plugin(old_engine.rack.plugin_path).join()
         engine.start()
         output.start()
         self.engine, self.output, self.settings = engine, output, settings

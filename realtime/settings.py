@@ -33,6 +33,7 @@ class Settings:
     midi_virtual: str | None = None             # open a virtual input port of this name
     midi_api: str = "default"                   # default, alsa, jack, coremidi, winmm
     reference: str | None = None                # audio file whose tokens play (token models)
+    plugin: str | None = None                   # a VST3/AU file for the effects rack's plugin slot
     input: int | str | None = None              # live audio input device (number or name; realtime/audio_input.py)
     record_input: str | None = None             # WAV to record the live input into (what the engine consumed)
     pitch_follow: bool = False                  # the live input's pitch sets the pitch condition

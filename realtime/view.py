@@ -75,6 +75,11 @@ class EngineView:
         return self._engine.controller.state
 
     @property
+    def rack(self) -> "RackView":
+        """The effects rack, for presets: what one keeps of it beyond its bus parameters."""
+        return RackView(self._engine)
+
+    @property
     def recorder(self) -> Recorder | None:
         return self._engine.recorder
 
@@ -120,3 +125,21 @@ class EngineView:
 
     def stop_recording(self) -> Recorder | None:
         return self._engine.stop_recording()
+
+
+class RackView:
+    """The effects rack as the window sees it (``save_preset``/``load_preset``'s ``rack``):
+    :meth:`settings` reads the plugin path (a reference the loader replaces whole);
+    :meth:`restore` loads a preset's plugin file on the loader thread, never the GUI's
+    (tests/test_gui.py::test_presets_round_trip_the_rack_in_the_window)."""
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+
+    def settings(self) -> dict:
+        return self._engine.rack.settings()
+
+    def restore(self, settings: dict | None) -> None:
+        path = (settings or {}).get("plugin_path")
+        if path != self._engine.rack.plugin_path:
+            self._engine.load_plugin(path)

@@ -1,4 +1,5 @@
 """The window in a real (offscreen) Qt, playing on a real JACK server, with real JACK MIDI."""
+import json
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ import soundfile as sf
 pytest.importorskip("pytestqt")
 
 from gui.main_window import MainWindow  # noqa: E402
+from realtime import presets  # noqa: E402
 from realtime.session import Session  # noqa: E402
 from realtime.settings import Settings  # noqa: E402
 from tests.jackutil import wait_until  # noqa: E402
@@ -102,6 +104,31 @@ def test_bad_bundle_shows_an_error_and_playback_continues(window, qtbot, tmp_pat
     assert window.recent.currentData() == str(small_bundle_path(window))
     assert str(bad) not in [window.recent.itemData(i) for i in range(window.recent.count())]
     assert str(bad) not in window._recent_list()
+
+
+def test_presets_round_trip_the_rack_in_the_window(window, qtbot, tmp_path):
+    """A window preset keeps every effect parameter and the rack's plugin file; a preset whose
+    plugin no longer loads restores the rest, shows one line, and the sound goes on."""
+    bus = window.session.engine.bus
+    fx = {"fx_reverb_rt60": 3.0, "fx_reverb_mix": 0.4, "fx_reverb_bypass": 0, "fx_delay_ms": 250.0}
+    for k, v in fx.items():
+        bus.set(k, v)
+    window.save_preset("room")
+    data = json.loads((presets.preset_path("room")).read_text())
+    assert data["rack"] == {"plugin_path": None}
+    for k in fx:
+        bus.set(k, bus.specs[k].default)
+    window.load_preset("room")
+    assert {k: bus.get(k) for k in fx} == pytest.approx(fx)
+    data["rack"] = {"plugin_path": str(tmp_path / "gone.vst3")}
+    presets.preset_path("gone").write_text(json.dumps(data))
+    bus.set("fx_reverb_mix", 0.0)
+    window.load_preset("gone")
+    qtbot.waitUntil(lambda: window.error_banner.isVisible(), timeout=5000)
+    assert "gone.vst3" in window.error_banner.text() and "\n" not in window.error_banner.text()
+    assert bus.get("fx_reverb_mix") == pytest.approx(0.4)
+    played = window.session.output.frames_played
+    qtbot.waitUntil(lambda: window.session.output.frames_played > played, timeout=3000)
 
 
 def small_bundle_path(window):

@@ -259,3 +259,15 @@ def test_view_requests_run_on_the_engine_thread(small_bundle):
         assert engine._thread.is_alive()                              # and it plays on
     finally:
         engine.stop()
+
+
+def test_status_extras_show_what_applies_and_nothing_else():
+    from realtime.status import status_extras
+    bare = {"tempo_source": "free", "tempo_bpm": None, "osc_address": None,
+            "osc_messages_received": 0, "osc_messages_ignored": 0}
+    assert status_extras(bare) == ""
+    synced = dict(bare, tempo_source="midi_clock", tempo_bpm=None)
+    assert status_extras(synced, " | ") == " | tempo ? BPM (midi_clock)"       # not estimated yet
+    full = dict(bare, tempo_source="bpm", tempo_bpm=96.0, osc_address="127.0.0.1:9000",
+                osc_messages_received=12, osc_messages_ignored=1)
+    assert status_extras(full, " | ") == " | tempo 96.0 BPM (bpm) | OSC 127.0.0.1:9000 12 (1 ignored)"

@@ -1,0 +1,29 @@
+"""The status line's optional parts, from engine ``stats()``: the same words in the window's
+status bar and headless play's progress line (tests/test_realtime_units.py::test_status_extras...)."""
+from __future__ import annotations
+
+from .live_input import input_status
+
+
+def tempo_status(stats: dict) -> str:
+    """``"tempo 120.0 BPM (midi_clock)"``; empty while the tempo is free, "?" until MIDI
+    clock has given enough ticks to estimate it."""
+    source = stats.get("tempo_source", "free")
+    if source == "free":
+        return ""
+    bpm = stats.get("tempo_bpm")
+    return f"tempo {'?' if bpm is None else f'{bpm:.1f}'} BPM ({source})"
+
+
+def osc_status(stats: dict) -> str:
+    """``"OSC 127.0.0.1:9000 12 (1 ignored)"``; empty without an OSC server."""
+    if not stats.get("osc_address"):
+        return ""
+    return f"OSC {stats['osc_address']} {stats['osc_messages_received']} ({stats['osc_messages_ignored']} ignored)"
+
+
+def status_extras(stats: dict, sep: str = "  ") -> str:
+    """The parts that apply, each after ``sep``: live input, tempo, OSC."""
+    live = input_status(stats, sep)
+    rest = "".join(sep + p for p in (tempo_status(stats), osc_status(stats)) if p)
+    return live + rest
