@@ -12,6 +12,7 @@ them onto its DSP. :data:`EFFECT_KINDS` is the registry.
 """
 from __future__ import annotations
 
+import collections
 import os
 from dataclasses import dataclass
 from typing import ClassVar
@@ -349,13 +350,17 @@ class Slot:
 class Rack:
     """Slots in series: ``process(block: ndarray[n] float32) -> ndarray[n] float32``. A block
     that comes out NaN or infinite is replaced by the rack's input and the rack is reset
-    (counted in :attr:`nonfinite_resets`); the sound goes on."""
+    (counted in :attr:`nonfinite_resets`); a slot whose effect raises (a plugin's fault) is
+    put in bypass, its block passes dry, and the reason goes to :attr:`failures` (one line
+    each; the bus's bypass switch, toggled, tries it again). The sound goes on
+    (tests/test_effects.py::test_a_slot_that_raises_is_bypassed_and_reported)."""
 
     def __init__(self, sample_rate: int, slots: list[Slot]):
         self.sample_rate = int(sample_rate)
         self.slots = slots
         self.by_name = {s.name: s for s in slots}
         self.nonfinite_resets = 0
+        self.failures: collections.deque[str] = collections.deque(maxlen=8)   # taken by the engine
 
     @classmethod
     def of_kinds(cls, sample_rate: int, kinds: tuple[str, ...]) -> "Rack":
@@ -367,7 +372,12 @@ class Rack:
     def process(self, block: np.ndarray) -> np.ndarray:
         out = block
         for slot in self.slots:
-            out = slot.process(out)
+            try:
+                out = slot.process(out)
+            except Exception as e:
+                slot.bypass, slot._mix_now = True, 0.0
+                self.failures.append(f"effect slot '{slot.name}' failed and is bypassed: {type(e).__name__}: "
+                                     + " ".join(str(e).split()))
         if out is not block and not np.all(np.isfinite(out)):
             self.nonfinite_resets += 1
             self.reset()

@@ -176,11 +176,11 @@ class Engine:
         self.ring_grown = 0                 # frames added to the sized target after underruns
         self._underruns_seen = 0
         self.ring = RingBuffer(max(self.target_fill, int(0.25 * self.out_rate)) + 4 * self.step_out + self.out_rate // 2)
-        self.rack = EngineRack(self.out_rate)      # effects after the gain, before the limiter
+        self.errors: collections.deque[str] = collections.deque(maxlen=32)
+        self.rack = EngineRack(self.out_rate, errors=self.errors)   # after the gain, before the limiter
         self.limiter = SafetyLimiter(self.out_rate)
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.event_handler = self.controller.handle   # applies MIDI/keyboard events
-        self.errors: collections.deque[str] = collections.deque(maxlen=32)
         self.recorder: Recorder | None = None
         # taps for the GUI
         self.mel_tap = np.full((mel_tap_frames, bundle.mel.n_mels), -3.0, dtype=np.float32)

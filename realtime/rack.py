@@ -15,6 +15,8 @@ reads it once per block (core.effects.Slot.process).
 """
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 
 from core.effects import EFFECT_KINDS, Rack, make_effect
@@ -54,10 +56,15 @@ RACK_SPECS = rack_specs()
 class EngineRack:
     """The engine's rack: ``process(block: ndarray[n] float32, values) -> ndarray[n]`` with
     ``values`` the step's snapshot values (bus name -> value); engine thread only, but for
-    :meth:`load_plugin` / :meth:`clear_plugin` and :meth:`settings`."""
+    :meth:`load_plugin` / :meth:`clear_plugin` and :meth:`settings`. ``errors``: a deque
+    that takes the line of each slot that fails (core.effects.Rack.failures; the engine's
+    ``errors``)."""
 
-    def __init__(self, sample_rate: int, kinds: tuple[str, ...] = RACK_KINDS):
+    def __init__(self, sample_rate: int, kinds: tuple[str, ...] = RACK_KINDS,
+                 errors: collections.deque | None = None):
         self.rack = Rack.of_kinds(sample_rate, kinds)
+        if errors is not None:
+            self.rack.failures = errors
         self.plugin_path: str | None = None
         self._last: dict[str, float] = {}       # the values apply() last carried over
         # (bus name, slot, effect parameter or "mix" / "bypass")

@@ -251,6 +251,38 @@ def test_a_nonfinite_block_is_replaced_by_the_input_and_the_rack_reset():
     assert rack.nonfinite_resets == 1
 
 
+class _Raising(Effect):
+    kind = "raising"
+
+    def process(self, block):
+        raise RuntimeError("plugin crashed\nin its process call")
+
+    def reset(self):
+        pass
+
+
+def test_a_slot_that_raises_is_bypassed_and_reported(small_bundle):
+    """A slot whose effect raises passes its block on dry, goes to bypass and leaves one line;
+    the slots after it still play; in the engine the line lands in ``errors`` and the steps
+    go on (no "engine step failed")."""
+    delay = Slot("delay", make_effect("delay", RATE), mix=0.5, bypass=False)
+    rack = Rack(RATE, [Slot("raising", _Raising(RATE), mix=1.0, bypass=False), delay])
+    alone = Rack(RATE, [Slot("delay", make_effect("delay", RATE), mix=0.5, bypass=False)])
+    x = signal(2000)
+    np.testing.assert_array_equal(rack.process(x.copy()), alone.process(x.copy()))
+    assert rack.slots[0].bypass and list(rack.failures) == [
+        "effect slot 'raising' failed and is bypassed: RuntimeError: plugin crashed in its process call"]
+    np.testing.assert_array_equal(rack.process(x.copy()), alone.process(x.copy()))
+    assert len(rack.failures) == 1                        # bypassed: not run again
+    engine = new_engine(small_bundle)
+    engine.voices.note_on(60, 100)
+    engine.rack.rack.by_name["plugin"].effect = _Raising(RATE)
+    engine.bus.set("fx_plugin_bypass", 0)
+    out = engine_output(engine, 5)
+    assert np.all(np.isfinite(out)) and engine.steps == 5
+    assert [e for e in engine.errors if "'plugin' failed" in e] and not [e for e in engine.errors if "step failed" in e]
+
+
 def test_every_parameter_is_on_the_bus_and_a_preset_restores_it(tmp_path, monkeypatch):
     """Every effect parameter, mix and bypass is a bus parameter; a preset saved with each at
     a value other than its default restores every one; the plugin slot's file goes with it."""
