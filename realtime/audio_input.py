@@ -27,6 +27,7 @@ import time
 import numpy as np
 import rtmixer
 
+from .audio_output import pick_samplerate
 from .ringbuffer import RingBuffer
 
 _ffi = rtmixer._ffi
@@ -34,20 +35,6 @@ _lib = rtmixer._lib
 
 RING_S = 2.0                # what the ring holds (seconds of input)
 FETCH_EVERY_S = 0.05        # how stale the PortAudio flags' counts may be
-
-
-def pick_input_samplerate(device, wanted: float | None) -> int:
-    """``wanted`` if the input device takes it, else the device's default rate."""
-    import sounddevice as sd
-
-    info = sd.query_devices(device, "input")
-    if wanted:
-        try:
-            sd.check_input_settings(device=device, samplerate=wanted, channels=1, dtype="float32")
-            return int(wanted)
-        except Exception:
-            pass
-    return int(info["default_samplerate"])
 
 
 class AudioInput:
@@ -63,7 +50,7 @@ class AudioInput:
         if int(info["max_input_channels"]) < 1:
             raise ValueError(f"'{info['name']}' has no input channels")
         self.device_name = info["name"]
-        self.samplerate = pick_input_samplerate(device, samplerate)
+        self.samplerate = pick_samplerate(device, samplerate, "input")
         self.ring = RingBuffer(int(RING_S * self.samplerate))
         self.overruns = 0               # record actions that ended on a full ring
         self.input_overflows = 0        # PortAudio's paInputOverflow flags
@@ -91,18 +78,22 @@ class AudioInput:
     def active(self) -> bool:
         return bool(self._rec.active)
 
-    def _enqueue(self, action, keep) -> None:
+    def _enqueue(self, action, keep) -> bool:
+        """Hands ``action`` to the callback; False (nothing held) when rtmixer's action queue
+        is full: the caller tries again at its next :meth:`read`. Never raises (the engine
+        thread calls it)."""
         self._req[0] = action
         if self._rec._action_q.write(self._req) != 1:
-            raise RuntimeError("rtmixer's action queue is full")
+            return False
         self._inflight[action] = keep
+        return True
 
     def _start_record(self) -> None:
         act = _ffi.new("struct action*", dict(
             type=_lib.RECORD_RINGBUFFER, actual_time=-1.0, requested_time=0, ringbuffer=self.ring.pa._ptr,
             total_frames=_lib.ULONG_MAX, channels=1, mapping=[1]))
-        self._record = act
-        self._enqueue(act, self.ring.pa)       # the ring's memory lives while the callback may write
+        if self._enqueue(act, self.ring.pa):   # the ring's memory lives while the callback may write
+            self._record = act
 
     def _add_stats(self, stats) -> None:
         self.callbacks += int(stats.blocks)
@@ -127,10 +118,10 @@ class AudioInput:
             self._start_record()
         now = time.monotonic()
         if self._fetch is None and now - self._fetch_t >= FETCH_EVERY_S and self._rec.active:
-            self._fetch = _ffi.new("struct action*", dict(type=_lib.FETCH_AND_RESET_STATS, actual_time=-1.0,
-                                                          requested_time=0))
-            self._fetch_t = now
-            self._enqueue(self._fetch, None)
+            fetch = _ffi.new("struct action*", dict(type=_lib.FETCH_AND_RESET_STATS, actual_time=-1.0,
+                                                    requested_time=0))
+            if self._enqueue(fetch, None):
+                self._fetch, self._fetch_t = fetch, now
 
     def read(self) -> np.ndarray:
         """The reader (one thread: the engine's): every frame that arrived since the last call,

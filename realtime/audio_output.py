@@ -56,14 +56,16 @@ FETCH_EVERY_S = 0.05        # how stale ``callbacks``, ``xruns`` and ``frames_pl
 WATCH_EVERY_S = (0.001, 0.005)
 
 
-def pick_samplerate(device, wanted: float | None) -> int:
-    """``wanted`` if the device takes it, else the device's default rate."""
+def pick_samplerate(device, wanted: float | None, kind: str = "output") -> int:
+    """``wanted`` if the device takes it, else the device's default rate; ``kind``: "output"
+    or "input" (realtime/audio_input.py), the side of the device asked."""
     import sounddevice as sd
 
-    info = sd.query_devices(device, "output")
+    info = sd.query_devices(device, kind)
+    check = sd.check_output_settings if kind == "output" else sd.check_input_settings
     if wanted:
         try:
-            sd.check_output_settings(device=device, samplerate=wanted, channels=1, dtype="float32")
+            check(device=device, samplerate=wanted, channels=1, dtype="float32")
             return int(wanted)
         except Exception:
             pass

@@ -411,3 +411,38 @@ def test_play_headless_with_an_input_and_with_a_bad_one(jack_server, tmp_path):
     r = subprocess.run(play + ["--input", "99", "--seconds", "1"], env=env, capture_output=True, text=True, timeout=120)
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert r.returncode == 1 and len(errors) == 1 and errors[0].startswith("error: no usable audio input device 99 ("), r.stderr
+
+
+def test_a_full_rtmixer_action_queue_never_raises_on_the_engine_thread():
+    """AudioInput.read with rtmixer's action queue full: it returns (no frames), holds no
+    action it could not hand over, and starts the record action at the next read."""
+    from realtime.audio_input import AudioInput, _ffi
+    from realtime.ringbuffer import RingBuffer
+
+    class Queue:
+        def __init__(self):
+            self.full, self.written = True, 0
+
+        def write(self, req):
+            if self.full:
+                return 0
+            self.written += 1
+            return 1
+
+        def readinto(self, res):
+            return 0
+
+    class Recorder:                 # what AudioInput touches of rtmixer.Recorder
+        active = True
+        _action_q, _result_q = Queue(), Queue()
+
+    inp = AudioInput.__new__(AudioInput)
+    inp.ring, inp._rec, inp._inflight = RingBuffer(1024), Recorder(), {}
+    inp._req, inp._res = _ffi.new("struct action**"), _ffi.new("struct action**")
+    inp._record = inp._fetch = None
+    inp._fetch_t, inp.overruns, inp.frames_read = 0.0, 0, 0
+    inp._out = np.zeros(len(inp.ring.buf), np.float32)
+    assert len(inp.read()) == 0 and inp._record is None and inp._fetch is None and not inp._inflight
+    Recorder._action_q.full = False
+    inp.read()
+    assert inp._record is not None and inp._fetch is not None and Recorder._action_q.written == 2
