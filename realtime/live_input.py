@@ -17,6 +17,9 @@ that never fell to the jitter buffer for :data:`TRIM_AFTER_FRAMES` generated fra
 start's backlog, an input clock faster than the output's) drops what it held beyond it
 (``dropped_frames`` too): what waits in the queue is latency.
 
+Input samples that are NaN or infinite (a client's fault) are analysed, kept and recorded as
+zeros and counted (``nonfinite_samples``): the analysis state is never poisoned.
+
 Taps (engine thread writes, others read by value): per generated frame, the index of the
 analysed frame it took (-1: none), its token and the pitch asked for, in circular arrays of
 :data:`TAP_FRAMES`; the input level (peak, RMS, dBFS). For tests, :meth:`LiveInput.keep`
@@ -66,6 +69,7 @@ class LiveInput:
         self._primed = False
         self.starved_frames = 0
         self.dropped_frames = 0
+        self.nonfinite_samples = 0      # NaN/Inf input samples, analysed (and kept) as zeros
         self.held_pitch: float | None = None
         self.peak_dbfs = FLOOR_DBFS
         self.rms_dbfs = FLOOR_DBFS
@@ -98,6 +102,10 @@ class LiveInput:
 
     def _take_input(self, bundle) -> None:
         x = self.input.read()
+        bad = ~np.isfinite(x)
+        if bad.any():               # a client's NaN/Inf: silence in their place, counted
+            self.nonfinite_samples += int(bad.sum())
+            x = np.where(bad, np.float32(0.0), x)
         if bundle is not self.analyzer.bundle:       # a hot swap: the new bundle's tokens
             self.analyzer = InputAnalyzer(bundle, self.input.samplerate)
         if len(x):
@@ -187,4 +195,5 @@ class LiveInput:
                 "input_overruns": inp.overruns + inp.input_overflows, "input_ring_overruns": inp.overruns,
                 "input_underflows": inp.input_underflows,
                 "input_starved_frames": self.starved_frames, "input_dropped_frames": self.dropped_frames,
-                "input_frames_analysed": self.frames_analysed, "input_jitter_frames": self.prebuffer}
+                "input_frames_analysed": self.frames_analysed,
+                "input_nonfinite_samples": self.nonfinite_samples, "input_jitter_frames": self.prebuffer}

@@ -446,3 +446,31 @@ def test_a_full_rtmixer_action_queue_never_raises_on_the_engine_thread():
     Recorder._action_q.full = False
     inp.read()
     assert inp._record is not None and inp._fetch is not None and Recorder._action_q.written == 2
+
+
+def test_nonfinite_input_is_analysed_as_silence_and_counted(tmp_path):
+    """NaN and Inf samples from the device: counted, kept as zeros, and the tokens are the
+    offline tokens of the input with zeros in their place (no NaN reaches the analysis)."""
+    import warnings
+
+    from realtime.live_input import LiveInput
+    bundle = load_bundle(encoder_bundle(tmp_path))
+    x = phrase(48000, 0.5, seed=1)
+    dirty = x.copy()
+    dirty[5000:5100], dirty[9000] = np.nan, -np.inf
+    clean = np.where(np.isfinite(dirty), dirty, 0.0).astype(np.float32)
+    live, player = LiveInput(FakeInput(), bundle), FakePlayer(bundle)
+    live.keep(1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")              # no "invalid value" from the analysis
+        for i in range(0, len(x), 1024):            # a device block, then two generated frames
+            live.input.arrive(dirty[i:i + 1024])
+            live.feed(player, 1, 60.0, follow=True)
+            live.feed(player, 1, 60.0, follow=True)
+    assert live.nonfinite_samples == 101 and live.stats()["input_nonfinite_samples"] == 101
+    np.testing.assert_array_equal(live.kept_audio(), clean)
+    idx, tok, asked = live.taps()
+    used = idx >= 0
+    ref = analyse_offline(bundle, clean, 48000)
+    assert used.sum() > 30 and np.isfinite(asked).all()
+    np.testing.assert_array_equal(tok[used], ref.tokens[idx[used]])
