@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -42,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import emit
-from benchmarks.midi_latency import summary
+from benchmarks.midi_latency import stop_play, summary
 from core.pitch import yin_of_frames
 
 PITCHES_HZ = (220.0, 329.63)    # MIDI 57 and 64, alternating
@@ -211,12 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                            "capture_hole_before_onset": hole,
                            "latency_ms": None if k is None else round(1e3 * k / RATE, 3)})
             time.sleep(a.gap)
-        child.send_signal(signal.SIGTERM)
-        code = child.wait(60)
-        if code != 0 or not os.path.exists(stats_path):
-            raise RuntimeError(f"main.py play exited {code}: {open(stderr_path).read()[-2000:]}")
-        with open(stats_path) as f:
-            s = json.load(f)
+        s = stop_play(child, stats_path, stderr_path)
     finally:
         if child is not None and child.poll() is None:
             child.kill()

@@ -205,6 +205,18 @@ def wait_quiet(probe: KeyProbe, peak: float, after: int, timeout: float = 3.0) -
     return False
 
 
+def stop_play(child: subprocess.Popen, stats_path: str, stderr_path: str) -> dict:
+    """Stops a ``main.py play --headless --stats-json`` child with SIGTERM (it stops cleanly
+    and writes its stats) and returns those stats; RuntimeError with the tail of its stderr
+    when it exits otherwise."""
+    child.send_signal(signal.SIGTERM)
+    code = child.wait(60)
+    if code != 0 or not os.path.exists(stats_path):
+        raise RuntimeError(f"main.py play exited {code}: {open(stderr_path).read()[-2000:]}")
+    with open(stats_path) as f:
+        return json.load(f)
+
+
 def summary(values_ms: list[float]) -> dict:
     if not values_ms:
         return {"median": None, "min": None, "max": None}
@@ -293,12 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         graph = server.graph_errors(log0)
         jack_xruns = xruns.count - xruns0
         playback = playback_latency_frames(probe.client, "system:playback_1")
-        child.send_signal(signal.SIGTERM)      # play --headless stops cleanly and writes its stats
-        code = child.wait(60)
-        if code != 0 or not os.path.exists(stats_path):
-            raise RuntimeError(f"main.py play exited {code}: {open(stderr_path).read()[-2000:]}")
-        with open(stats_path) as f:
-            s = json.load(f)
+        s = stop_play(child, stats_path, stderr_path)
     finally:
         if child is not None and child.poll() is None:
             child.kill()
