@@ -524,10 +524,7 @@ class Engine:
         snap = self.bus.snapshot(self.step_s)
         if "panic" in snap.fired:
             self._panic()
-        for which in ("a", "b"):
-            if f"new_seed_{which}" in snap.fired:
-                self.bus.set(f"seed_{which}", self._rng.randrange(2 ** 31 - 1))
-                snap.values[f"seed_{which}"] = self.bus.get(f"seed_{which}")
+        self._draw_new_seeds(snap)
         incoming = self._incoming
         if incoming is not None:
             self._incoming = None
@@ -573,6 +570,14 @@ class Engine:
         self.compute_s += dt
         self._step_ms[self.steps % len(self._step_ms)] = dt * 1e3
         self.steps += 1
+
+    def _draw_new_seeds(self, snap) -> None:
+        """The ``new_seed_a`` / ``new_seed_b`` triggers fired in ``snap``: a new seed drawn,
+        set on the bus and in the snapshot's values (this step plays it)."""
+        for which in ("a", "b"):
+            if f"new_seed_{which}" in snap.fired:
+                self.bus.set(f"seed_{which}", self._rng.randrange(2 ** 31 - 1))
+                snap.values[f"seed_{which}"] = self.bus.get(f"seed_{which}")
 
     def _tempo_stats(self) -> dict:
         """The tempo source and its tempo, BPM (None: free, or MIDI clock not yet estimated)."""

@@ -128,10 +128,7 @@ class OfflineInstrument:
         if "panic" in snap.fired:
             self._synthesize_queued()       # the model state resets after what came before
             eng._panic()
-        for which in ("a", "b"):
-            if f"new_seed_{which}" in snap.fired:
-                eng.bus.set(f"seed_{which}", eng._rng.randrange(2 ** 31 - 1))
-                snap.values[f"seed_{which}"] = eng.bus.get(f"seed_{which}")
+        eng._draw_new_seeds(snap)
         v = snap.values
         eng._give_beats(1, v)
         controls = eng.voices.render(1, v["pitch"], v["glide"], v["attack"], v["release"])
