@@ -25,8 +25,11 @@ Threads (and what each may touch):
   the model's settling pre-roll, :meth:`core.synth.Synth.settle`), so a slow load never
   stalls the sound; hands it over through ``_incoming``, and sets the token parameter
   to the new bundle's default token (a bus store, as the GUI's). It also names a
-  reference file's frames with tokens (reference token mode).
-* **driftwave-recorder** (:class:`~realtime.recorder.Recorder`): writes the WAV.
+  reference file's frames with tokens (reference token mode), and loads a VST3/AU file
+  into the effects rack's plugin slot (:meth:`Engine.load_plugin`; see ``rack`` below).
+* **driftwave-recorder** (:class:`~realtime.recorder.Recorder`): writes the WAV; with
+  ``--record-input`` a second one writes the live input's (``live_input.recorder``, which the
+  engine thread pushes the consumed input to).
 * **driftwave-osc** (:class:`~realtime.osc.OscServer`, only with ``--osc PORT``): receives
   OSC datagrams, parses them, and sets parameters and triggers on the bus (whole-item stores,
   as the GUI's) or queues notes on ``events`` (:meth:`Engine.note_on`); it never touches
@@ -67,7 +70,8 @@ NB: shared values, and why each is safe without a lock:
 * ``osc``: a reference the session stores (None without OSC); ``stats()`` reads its counters.
 * taps (``mel_tap``, ``peak``, ``rms``, ...): arrays written by the engine, read by the GUI
   by value (a torn read shows one frame of a spectrogram a step late: harmless).
-* ``errors``: ``collections.deque`` (appends and pops are atomic).
+* ``errors``: ``collections.deque`` (appends and pops are atomic); the rack's failing slots
+  append to it too (core.effects.Rack.failures).
 * counters (``nan_events``, ``steps``, ...): ints written by the engine alone.
 * ``GC_PAUSES`` (gc_pauses.py): ints and a bounded deque written by the GC's
   callback in whichever thread collects (holding the GIL), read by ``stats()``.
