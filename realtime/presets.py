@@ -103,6 +103,10 @@ def load_preset(name: str, bus: ControlBus, controller: MidiController | None = 
         data = json.loads(path.read_text())
         if data.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"format version {data.get('format_version')!r} is not {FORMAT_VERSION}")
+        rack_settings = data.get("rack")
+        if rack_settings is not None and not (isinstance(rack_settings, dict)
+                                              and isinstance(rack_settings.get("plugin_path"), (str, type(None)))):
+            raise ValueError(f"its 'rack' is not {{\"plugin_path\": a file or null}}: {rack_settings!r:.80}")
         for k, v in data["params"].items():
             if k in bus.specs:
                 bus.set(k, v)

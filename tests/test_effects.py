@@ -329,3 +329,24 @@ def test_a_bad_plugin_file_gives_one_line_and_the_rack_plays_on(tmp_path, conten
     assert rack.process(x, {"fx_plugin_bypass": 0.0, "fx_plugin_mix": 1.0}) is x
     with pytest.raises(EffectError, match="no effect kind"):
         make_effect("no such kind", RATE)
+
+
+@pytest.mark.parametrize("bad", [[1, 2], "room.vst3", {"plugin_path": 7}])
+def test_a_preset_with_a_malformed_rack_is_one_line_and_changes_nothing(tmp_path, monkeypatch, bad):
+    """A preset file whose "rack" is not {"plugin_path": a file or null}: ValueError, one line
+    naming the file, and neither the bus nor the rack changed."""
+    import json
+
+    monkeypatch.setenv("DRIFTWAVE_CONFIG_DIR", str(tmp_path))
+    from realtime.presets import load_preset, preset_path, save_preset
+    bus, rack = ControlBus(DEFAULT_SPECS + RACK_SPECS), EngineRack(RATE)
+    bus.set("fx_reverb_rt60", 5.0)
+    save_preset("odd", bus, rack=rack)
+    data = json.loads(preset_path("odd").read_text())
+    data["rack"] = bad
+    preset_path("odd").write_text(json.dumps(data))
+    fresh = ControlBus(DEFAULT_SPECS + RACK_SPECS)
+    with pytest.raises(ValueError) as err:
+        load_preset("odd", fresh, rack=rack)
+    assert "\n" not in str(err.value) and "odd.json" in str(err.value) and "'rack'" in str(err.value)
+    assert fresh.state() == ControlBus(DEFAULT_SPECS + RACK_SPECS).state() and rack.plugin_path is None
