@@ -119,7 +119,7 @@ class LiveInput:
                 self.kept_n += k
             rec = self.recorder
             if rec is not None:
-                rec.push(x.copy())
+                rec.push(x)             # push copies it
         f = self.analyzer.process(x) if len(x) else no_frames()
         if len(f):
             idx = np.arange(self.frames_analysed, self.frames_analysed + len(f))
