@@ -1,22 +1,25 @@
 """Where held notes lose their harmonic-to-noise ratio: HNR at each stage of the path.
 
-Stages, on the same held notes (C3, C4, C5 by default) of each instrument in the training
-set, cut from held-out "notes" renders as ``main.py eval`` cuts them
+Stages, on the same held notes (C3-C5's C-major triad tones by default: MIDI 48 52 55 60
+64 67 72) of each instrument in the training set, cut from held-out "notes" renders as ``main.py eval`` cuts them
 (:func:`training.eval_audible.note_clip`, :func:`training.eval_audible.note_score`):
 
 * ``real``: the original audio;
 * ``real_mel_vocoder``: the real mel -> the vocoder, without mel matching;
 * ``real_mel_vocoder_mel_match``: the same with the bundle's mel matching ("full");
-* ``generated_vocoder``: the generator plays the note (fixed pitch, the real note's onset,
-  release and tokens) -> the vocoder, without mel matching;
-* ``generated_vocoder_mel_match``: the same with mel matching (what the instrument plays).
+* ``generated_vocoder``: the generator plays the notes, one score per file as ``eval``
+  plays its scale (:func:`training.eval_audible.note_score`: each note at fixed pitch with
+  the real note's onset, release and tokens) -> the vocoder, without mel matching;
+* ``generated_vocoder_mel_match``: the same with mel matching (what the instrument plays);
+* ``generated_alone_vocoder_mel_match``: each note a score of its own, played by a generator
+  just settled (the first note after the instrument starts), with mel matching.
 
 HNR (:func:`training.quality.harmonic_to_noise`) on 3 CREPE frames in each note's sustain,
 each signal's own voiced frames and f0; median and 90th percentile per stage, per program and
 pooled, and the partial-to-floor median.
 
 Usage: ``python -m benchmarks.hnr_stages --data /tmp/h19corpus --trained-programs 40 0 73 89
-[--pitches 48 60 72] [--seeds 0 1] [--crepe full] [--json benchmarks/results/hnr_stages.json]``
+[--pitches 48 52 55 60 64 67 72] [--seeds 0 1] [--crepe full] [--json benchmarks/results/hnr_stages.json]``
 (the held-out corpus: ``main.py corpus /tmp/h19corpus --programs 40 0 73 89 11 24 56 68
 --low 36 --high 96 --phrases 2 --seed 19``).
 """
@@ -41,22 +44,31 @@ from training.quality import percentiles  # noqa: E402
 
 from benchmarks import emit  # noqa: E402
 
-STAGES = ("real", "real_mel_vocoder", "real_mel_vocoder_mel_match", "generated_vocoder", "generated_vocoder_mel_match")
+STAGES = ("real", "real_mel_vocoder", "real_mel_vocoder_mel_match", "generated_vocoder", "generated_vocoder_mel_match",
+          "generated_alone_vocoder_mel_match")
 
 
-def stage_audio(bundle, corpus, f, pitch: int, seeds) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
-    """``{stage: [(audio, analysis centres s), ...]}`` for one note of file ``f``."""
-    score = note_score(bundle, corpus, f, [pitch])
+def stage_audio(bundle, corpus, f, pitches: list[int], seeds) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """``{stage: [(audio, analysis centres s), ...]}`` for the notes of file ``f`` at
+    ``pitches``: the real stages one clip per note, the generated ones one score of all the
+    notes per seed (as ``eval`` plays its scale)."""
+    score = note_score(bundle, corpus, f, pitches)
     if score is None:
         return {}
-    note = next(n for n in f.notes if n["pitch"] == pitch)
-    clip, onset, _ = note_clip(f.audio, bundle.sample_rate, note)
-    shift = onset - note["onset"]                    # clip time of a file time
-    centres = score.real_centres + shift
-    out = {"real": [(clip, centres)],
-           "real_mel_vocoder": [(resynthesize(bundle, clip, mel_match="off"), centres)],
-           "real_mel_vocoder_mel_match": [(resynthesize(bundle, clip, mel_match="full"), centres)],
-           "generated_vocoder": [], "generated_vocoder_mel_match": []}
+    out = {s: [] for s in STAGES}
+    done = set()
+    for note in f.notes:
+        if note["pitch"] not in pitches or note["pitch"] in done:
+            continue
+        done.add(note["pitch"])
+        clip, onset, _ = note_clip(f.audio, bundle.sample_rate, note)
+        centres = score.real_centres[score.requested == note["pitch"]] + onset - note["onset"]   # clip time
+        out["real"].append((clip, centres))
+        out["real_mel_vocoder"].append((resynthesize(bundle, clip, mel_match="off"), centres))
+        out["real_mel_vocoder_mel_match"].append((resynthesize(bundle, clip, mel_match="full"), centres))
+        alone = note_score(bundle, corpus, f, [note["pitch"]])
+        for seed in seeds:
+            out["generated_alone_vocoder_mel_match"].append((play_score(bundle, alone, seed), alone.generated_centres))
     for seed in seeds:
         out["generated_vocoder"].append((play_score(bundle, score, seed, mel_match="off"), score.generated_centres))
         out["generated_vocoder_mel_match"].append((play_score(bundle, score, seed, mel_match="full"),
@@ -75,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bundle", default=str(ROOT / "models" / "default.dwb"))
     ap.add_argument("--data", required=True, help="held-out labelled renders (every file held out)")
     ap.add_argument("--trained-programs", type=int, nargs="+", required=True)
-    ap.add_argument("--pitches", type=int, nargs="+", default=[48, 60, 72])
+    ap.add_argument("--pitches", type=int, nargs="+", default=[48, 52, 55, 60, 64, 67, 72])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--crepe", choices=["full", "tiny"], default="full")
     ap.add_argument("--threads", type=int, default=2)
@@ -90,14 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     for f in held_out_files(corpus):
         if "notes" not in Path(f.path).stem or f.program not in set(a.trained_programs):
             continue
-        for pitch in a.pitches:
-            for stage, items in stage_audio(bundle, corpus, f, pitch, a.seeds).items():
-                for audio, centres in items:
-                    h, p, _ = hnr_of(audio, sr, centres, a.crepe)
-                    for key in (str(f.program), "all"):
-                        hs, ps = rows.setdefault(key, {}).setdefault(stage, ([], []))
-                        hs += h.tolist()
-                        ps += p.tolist()
+        for stage, items in stage_audio(bundle, corpus, f, a.pitches, a.seeds).items():
+            for audio, centres in items:
+                h, p, _ = hnr_of(audio, sr, centres, a.crepe)
+                for key in (str(f.program), "all"):
+                    hs, ps = rows.setdefault(key, {}).setdefault(stage, ([], []))
+                    hs += h.tolist()
+                    ps += p.tolist()
     result = {"bundle": bundle.path, "data": a.data, "pitches": a.pitches, "seeds": a.seeds, "crepe": a.crepe,
               "stages": list(STAGES),
               "all": {s: summary(*rows["all"][s]) for s in STAGES if s in rows.get("all", {})},

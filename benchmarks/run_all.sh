@@ -13,6 +13,11 @@ $PY -m benchmarks.bench_voices --seconds 4 --precision float32 bfloat16 --mel-ma
 $PY -m benchmarks.vocoder_ceiling > benchmarks/results/vocoder_ceiling.json 2>/dev/null
 $PY -m benchmarks.noise_floor > benchmarks/results/noise_floor.json 2>/dev/null
 $PY -m benchmarks.resampler > benchmarks/results/resampler.json 2>/dev/null
+# held-out renders for the audible-defect measures (issue "sound"): 4 programs in the training set, 4 not
+H19=${H19CORPUS:-/tmp/h19corpus}
+[ -d "$H19" ] || $PY main.py corpus "$H19" --programs 40 0 73 89 11 24 56 68 --low 36 --high 96 --phrases 2 --seed 19 > /dev/null
+$PY -m benchmarks.hnr_stages --data "$H19" --trained-programs 40 0 73 89 --json benchmarks/results/hnr_stages.json > /dev/null 2>&1
+$PY main.py eval --sections audible --heldout "$H19" --trained-programs 40 0 73 89 --seeds 0 1 --json benchmarks/results/eval_quality.json > /dev/null 2>&1
 $PY -m benchmarks.bench_rack --out benchmarks/results/rack.json > /dev/null 2>&1
 $PY -m benchmarks.midi_latency --period 512 --probes 20 --json benchmarks/results/midi_latency.json > /dev/null 2>&1
 $PY -m benchmarks.midi_latency --period 1024 --probes 20 --json benchmarks/results/midi_latency_1024.json > /dev/null 2>&1

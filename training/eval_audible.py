@@ -8,7 +8,9 @@
   real mel with the bundle's mel matching ("full", :func:`core.resynth.resynthesize`) and
   by Griffin-Lim; CREPE read at 2 frames in the note (0.1 s after its onset and midway
   through what is kept of it) and 1 in the silence after it; :mod:`training.quality`'s
-  measures, pooled for instruments in the training set, not in it, and all.
+  measures, pooled for instruments in the training set, not in it, and all (log-mel L1
+  and MR-STFT over the clip without its silence pads; periodicity RMSE over all three
+  frames, the silence frame included, as CARGAN takes every frame).
 * **Generated notes** (:func:`eval_generated_notes`): for each held-out instrument in the
   training set, the generator plays the C-major scale C3-C5 (MIDI 48-72, within its pitch
   range) at fixed pitch with the real notes' onsets, releases and tokens (the bundle's
@@ -105,11 +107,16 @@ class Pooled:
     ptf_ref: list = field(default_factory=list)
     ptf_est: list = field(default_factory=list)
     silence: list = field(default_factory=list)
+    silence_by_pitch: dict = field(default_factory=dict)      # labelled MIDI pitch -> [dB below peak]
     logmel_l1: list = field(default_factory=list)
     mrstft: list = field(default_factory=list)
 
     def add(self, sr: int, ref_audio: np.ndarray, est_audio: np.ndarray, ref: PitchTrack, est: PitchTrack,
-            centres: np.ndarray, labels: np.ndarray, mel_config) -> None:
+            centres: np.ndarray, labels: np.ndarray, mel_config, sounding: slice = slice(None),
+            clip_pitch: int | None = None) -> None:
+        """One clip. ``sounding``: the part log-mel L1 and MR-STFT read (a note clip's
+        digital-silence pads are left to the silence measure: in them the log terms of both
+        compare the output's residue with the floor of their clamps)."""
         self.pitch.add(ref, est, labels)
         both = ref.voiced() & est.voiced()
         if both.any():
@@ -122,8 +129,10 @@ class Pooled:
         s = silence_level_db(ref_audio, est_audio)
         if s is not None:
             self.silence.append(s)
-        self.logmel_l1.append(logmel_l1(ref_audio, est_audio, mel_config))
-        self.mrstft.append(mr_stft_distance(ref_audio, est_audio))
+            if clip_pitch is not None:
+                self.silence_by_pitch.setdefault(clip_pitch, []).append(s)
+        self.logmel_l1.append(logmel_l1(ref_audio[sounding], est_audio[sounding], mel_config))
+        self.mrstft.append(mr_stft_distance(ref_audio[sounding], est_audio[sounding]))
 
     def summary(self) -> dict:
         out = self.pitch.summary()
@@ -135,6 +144,8 @@ class Pooled:
                     "partial_to_floor_db_median_original": percentiles(self.ptf_ref)["p50"],
                     "silence_db_below_peak_median": float(np.median(self.silence)) if self.silence else None,
                     "silence_db_below_peak_worst": float(np.min(self.silence)) if self.silence else None,
+                    "silence_db_below_peak_by_pitch": {str(p): round(float(np.median(v)), 1)
+                                                       for p, v in sorted(self.silence_by_pitch.items())},
                     "logmel_l1": float(np.mean(self.logmel_l1)) if self.logmel_l1 else None,
                     "mrstft": float(np.mean(self.mrstft)) if self.mrstft else None,
                     "clips": len(self.logmel_l1)})
@@ -177,12 +188,14 @@ def eval_copy_synthesis(bundle: Bundle, files: list[HeldOutFile], trained: set[i
                 centres, in_note = centres[~in_note], in_note[~in_note]
             labels = np.where(in_note, float(note["pitch"]), np.nan)
             ref = track(clip, sr, centres, capacity)
+            pad = int(PAD_S * sr) // bundle.hop * bundle.hop
+            sounding = slice(pad, pad + (len(clip) - 2 * pad) // bundle.hop * bundle.hop)
             pitches.append(int(note["pitch"]))
             for name, est_audio in copy_synthesize(bundle, clip).items():
                 est = track(est_audio, sr, centres, capacity)
                 for g in groups_of(f.program, trained):
                     pooled.setdefault(g, {}).setdefault(name, Pooled()).add(
-                        sr, clip, est_audio, ref, est, centres, labels, bundle.mel)
+                        sr, clip, est_audio, ref, est, centres, labels, bundle.mel, sounding, int(note["pitch"]))
     out = {g: {name: p.summary() for name, p in by.items()} for g, by in pooled.items()}
     out["pitches"] = sorted(set(pitches))
     out["mel_match"] = "full"
@@ -318,12 +331,13 @@ MidiRenderer = Callable[[str], np.ndarray]   # MIDI file path -> audio [L] at th
 
 
 def eval_midi_render(bundle: Bundle, files: list[HeldOutFile], trained: set[int] | None,
-                     render: MidiRenderer | None, capacity: str = "full") -> dict:
+                     render: MidiRenderer | None, capacity: str = "full", frame_step: int = 4) -> dict:
     """``render --midi`` of held-out phrases against the real render of the same score
     (issue "sound": gross pitch errors on at most 2 % of frames voiced in both, V/UV F1 >=
     0.9, HNR within 2 dB of the real notes at the median and 90th percentile). The MIDI file
-    is rebuilt from each phrase's labels (:func:`training.corpus.write_midi`). Every mel frame
-    of the phrase is read. Without a renderer: ``{"skipped": ...}``."""
+    is rebuilt from each phrase's labels (:func:`training.corpus.write_midi`). Every
+    ``frame_step``-th mel frame of the phrase is read (CREPE full reads about 10-20 frames a
+    second on 2 CPU cores). Without a renderer: ``{"skipped": ...}``."""
     if render is None:
         return {"skipped": "no MIDI renderer given (realtime.offline.render_midi)"}
     import tempfile
@@ -341,7 +355,7 @@ def eval_midi_render(bundle: Bundle, files: list[HeldOutFile], trained: set[int]
             y = np.asarray(render(mid), np.float32)
             n = min(len(y), len(f.audio))
             ref_audio, est_audio = f.audio[:n], np.pad(y[:n], (0, n - len(y[:n])))
-            centres = (np.arange(n // hop) + 0.5) * hop / sr
+            centres = (np.arange(0, n // hop, frame_step) + 0.5) * hop / sr
             ref, est = track(ref_audio, sr, centres, capacity), track(est_audio, sr, centres, capacity)
             for g in groups_of(f.program, trained):
                 pooled.setdefault(g, Pooled()).add(sr, ref_audio, est_audio, ref, est, centres,

@@ -285,7 +285,7 @@ def evaluate(bundle: Bundle, corpus: AudioCorpus | None, generated_seconds: floa
         out["stability"] = eval_stability(bundle, stability_minutes, min(stability_window_s, stability_minutes * 30))
     if "audible" in sections:
         from .eval_audible import eval_audible
-        if trained_programs is None and corpus is not None and heldout is not None:
+        if trained_programs is None and corpus is not None:
             progs = {n.get("program") for it in corpus.train for n in (it.notes or [])} - {None}
             trained_programs = progs or None
         out["audible"] = eval_audible(bundle, heldout if heldout is not None else corpus, trained_programs,
