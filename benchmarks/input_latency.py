@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import emit
-from benchmarks.midi_latency import stop_play, summary
+from benchmarks.midi_latency import JackProbe, stop_play, summary
 from core.pitch import yin_of_frames
 
 PITCHES_HZ = (220.0, 329.63)    # MIDI 57 and 64, alternating
@@ -73,31 +73,21 @@ def burst(seconds: float, f0: float = 220.0, rate: int = RATE) -> np.ndarray:
     return (x * 0.5 * (1 - np.cos(np.pi * fade))).astype(np.float32)
 
 
-class BurstProbe:
+class BurstProbe(JackProbe):
     """A JACK client with an audio output (``out``) and input (``in``); one process callback
     starts queued bursts at chosen frames and records the input, by the server's frame clock."""
 
     def __init__(self, server, seconds: float, name: str = "input-probe"):
-        import jack
-        self.client = jack.Client(name, servername=server.name, no_start_server=True)
-        self.rate, self.period = self.client.samplerate, self.client.blocksize
+        super().__init__(server, seconds, name)
         self.out = self.client.outports.register("out")
-        self.audio = self.client.inports.register("in")
-        self.buf = np.zeros(int(seconds * self.rate), np.float32)
-        self.first_frame: int | None = None
-        self.n = 0
-        self.holes: list[tuple[int, int]] = []
         self._queue: collections.deque = collections.deque()   # (signal, offset), this thread appends
         self._playing: tuple[np.ndarray, int] | None = None     # (signal, next index)
         self.started: list[int] = []                            # buf index of each burst's first frame
-        self.client.set_process_callback(self._process)
-        self.client.activate()
+        self._activate()
 
     def _process(self, frames: int) -> None:
         start = self.client.last_frame_time
-        if self.first_frame is None:
-            self.first_frame = start
-        i = (start - self.first_frame) & 0xFFFFFFFF
+        i = self._record_cycle(start, frames)
         out = self.out.get_array()
         out[:] = 0.0
         if self._playing is None and self._queue:
@@ -112,11 +102,6 @@ class BurstProbe:
             out[lo:lo + k] = sig[max(pos, 0):max(pos, 0) + k]
             pos += frames
             self._playing = None if pos >= len(sig) else (sig, pos)
-        if i != self.n:
-            self.holes.append((self.n, i))
-        if i + frames <= len(self.buf):
-            self.buf[i:i + frames] = self.audio.get_array()
-            self.n = i + frames
 
     def play(self, sig: np.ndarray, offset: int, timeout: float = 5.0) -> int:
         """Queues ``sig`` to start ``offset`` frames into the next free cycle; returns its
@@ -129,15 +114,6 @@ class BurstProbe:
                 raise RuntimeError("the JACK process callback did not run")
             time.sleep(0.001)
         return self.started[k]
-
-    def wait_for(self, frame: int, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.n < frame and time.monotonic() < deadline:
-            time.sleep(0.005)
-
-    def close(self) -> None:
-        self.client.deactivate()
-        self.client.close()
 
 
 def connect(probe: BurstProbe, timeout: float) -> tuple[str, str]:

@@ -84,17 +84,17 @@ def sound_onset(pre: np.ndarray, post: np.ndarray, rms_factor: float = RMS_FACTO
     return int(np.argmax(post > threshold))
 
 
-class KeyProbe:
-    """A JACK client with a MIDI output (``keys``) and an audio input (``in``); one process
-    callback writes queued MIDI messages at chosen frames and records the input, both in
-    frames of the server's clock (``last_frame_time``). Recording starts at :meth:`record`."""
+class JackProbe:
+    """A JACK client of this process with an audio input (``in``) that its process callback
+    records into :attr:`buf`, in frames of the server's clock (``last_frame_time``), while
+    :attr:`recording`. A subclass registers its own outputs, then calls :meth:`_activate`;
+    its callback calls :meth:`_record_cycle` once a cycle."""
 
-    def __init__(self, server, seconds: float, name: str = "latency-probe"):
+    def __init__(self, server, seconds: float, name: str, recording: bool = True):
         import jack
         self.client = jack.Client(name, servername=server.name, no_start_server=True)
         self.rate = self.client.samplerate
         self.period = self.client.blocksize
-        self.midi = self.client.midi_outports.register("keys")
         self.audio = self.client.inports.register("in")
         self.buf = np.zeros(int(seconds * self.rate), np.float32)
         self.first_frame: int | None = None     # JACK frame of buf[0]
@@ -102,22 +102,20 @@ class KeyProbe:
         self.skipped_cycles = 0                 # cycles whose first frame did not follow the last
         self.holes: list[tuple[int, int]] = []  # [start, stop) of buf those cycles left unrecorded
         self.overflow = False
-        self._recording = False
-        self._out: collections.deque = collections.deque()    # (bytes, offset), this thread appends
-        self.sent: list[tuple[int, bytes]] = []               # (JACK frame, message), the callback appends
+        self.recording = recording
+
+    def _activate(self) -> None:
         self.client.set_process_callback(self._process)
         self.client.activate()
 
     def _process(self, frames: int) -> None:
-        self.midi.clear_buffer()
-        start = self.client.last_frame_time
-        if self._out:
-            msg, offset = self._out.popleft()
-            offset = min(int(offset), frames - 1)
-            self.midi.write_midi_event(offset, msg)
-            self.sent.append((start + offset, msg))
-        if not self._recording:
-            return
+        raise NotImplementedError
+
+    def _record_cycle(self, start: int, frames: int) -> int:
+        """Records this cycle's input (cycle start ``start``, a JACK frame); returns the
+        cycle's index in :attr:`buf` (-1 while not recording)."""
+        if not self.recording:
+            return -1
         if self.first_frame is None:
             self.first_frame = start
         i = (start - self.first_frame) & 0xFFFFFFFF        # jack_nframes_t wraps at 2**32
@@ -126,25 +124,10 @@ class KeyProbe:
             self.holes.append((self.n, i))
         if i + frames > len(self.buf):
             self.overflow = True
-            return
+            return i
         self.buf[i:i + frames] = self.audio.get_array()
         self.n = i + frames
-
-    def record(self) -> None:
-        self._recording = True
-
-    def send(self, msg: list[int], offset: int = 0, timeout: float = 5.0) -> int:
-        """Queues ``msg`` for the next cycle at ``offset`` frames into it; returns its frame
-        index in :attr:`buf` once the callback has written it (it must be recording)."""
-        k = len(self.sent)
-        self._out.append((bytes(msg), offset))
-        deadline = time.monotonic() + timeout
-        while len(self.sent) <= k:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the JACK process callback did not run")
-            time.sleep(0.001)
-        frame = self.sent[k][0]
-        return (frame - self.first_frame) & 0xFFFFFFFF if self.first_frame is not None else -1
+        return i
 
     def segment(self, start: int, stop: int) -> np.ndarray:
         return self.buf[max(0, start):max(0, min(stop, self.n))]
@@ -158,6 +141,45 @@ class KeyProbe:
     def close(self) -> None:
         self.client.deactivate()
         self.client.close()
+
+
+class KeyProbe(JackProbe):
+    """A JACK client with a MIDI output (``keys``) and an audio input (``in``); one process
+    callback writes queued MIDI messages at chosen frames and records the input, both in
+    frames of the server's clock (``last_frame_time``). Recording starts at :meth:`record`."""
+
+    def __init__(self, server, seconds: float, name: str = "latency-probe"):
+        super().__init__(server, seconds, name, recording=False)
+        self.midi = self.client.midi_outports.register("keys")
+        self._out: collections.deque = collections.deque()    # (bytes, offset), this thread appends
+        self.sent: list[tuple[int, bytes]] = []               # (JACK frame, message), the callback appends
+        self._activate()
+
+    def _process(self, frames: int) -> None:
+        self.midi.clear_buffer()
+        start = self.client.last_frame_time
+        if self._out:
+            msg, offset = self._out.popleft()
+            offset = min(int(offset), frames - 1)
+            self.midi.write_midi_event(offset, msg)
+            self.sent.append((start + offset, msg))
+        self._record_cycle(start, frames)
+
+    def record(self) -> None:
+        self.recording = True
+
+    def send(self, msg: list[int], offset: int = 0, timeout: float = 5.0) -> int:
+        """Queues ``msg`` for the next cycle at ``offset`` frames into it; returns its frame
+        index in :attr:`buf` once the callback has written it (it must be recording)."""
+        k = len(self.sent)
+        self._out.append((bytes(msg), offset))
+        deadline = time.monotonic() + timeout
+        while len(self.sent) <= k:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the JACK process callback did not run")
+            time.sleep(0.001)
+        frame = self.sent[k][0]
+        return (frame - self.first_frame) & 0xFFFFFFFF if self.first_frame is not None else -1
 
 
 def connect_to_program(probe: KeyProbe, midi_port_name: str, timeout: float) -> tuple[str, str]:
