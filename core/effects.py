@@ -258,8 +258,9 @@ class Plugin(PedalboardEffect):
     """A VST3 or Audio Unit plugin file, loaded by path (``pedalboard.load_plugin``). Its own
     parameters stay the plugin's (``effect.plugin.parameters``); the slot gives it wet/dry and
     bypass. A plugin that takes no mono input gets the block on two channels and gives back
-    their mean. Untested with a real plugin (the test machine has none): only the error for a
-    file that is not one is."""
+    their mean. Never run with a real plugin file (the test machine has none): the tests stub
+    pedalboard's loader with a built-in effect (presets), use an effect that raises (the
+    rack bypasses it), and load files that are not plugins (one line)."""
     kind = "plugin"
 
     def __init__(self, sample_rate: int, path: str):
