@@ -274,7 +274,7 @@ class OscServer:
 
     def _refuse(self, why: str) -> None:
         self.ignored += 1
-        self.last_ignored = why
+        self.last_ignored = " ".join(why.split())     # one line, whatever the exception's text
 
     def stop(self) -> None:
         """Stops the thread and frees the port. Idempotent."""
