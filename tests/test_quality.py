@@ -13,10 +13,23 @@ import torch
 
 from core.pitch import midi_to_hz
 from training import crepe
-from training.crepe import CrepeError, CrepeNet, crepe_pitch, frame_centres, load_crepe, weights_path
+from training.crepe import (
+    CrepeError,
+    crepe_pitch,
+    frame_centres,
+    load_crepe,
+    weights_path,
+)
 from training.metrics import logmel_l1
-from training.quality import (GROSS_CENTS, PitchComparison, PitchTrack, harmonic_to_noise, silence_level_db,
-                              silent_blocks, track)
+from training.quality import (
+    GROSS_CENTS,
+    PitchComparison,
+    PitchTrack,
+    harmonic_to_noise,
+    silence_level_db,
+    silent_blocks,
+    track,
+)
 
 SR = 22050
 
@@ -58,7 +71,7 @@ def test_network_equals_torchcrepes_own_module():
     saved = sys.modules.get("torchcrepe")
     sys.modules["torchcrepe"] = stub
     try:
-        exec(compile(src.read_text(), str(src), "exec"), ns)
+        exec(compile(src.read_text(), str(src), "exec"), ns)        # noqa: S102  (the reference module, from the wheel)
     finally:
         if saved is None:
             del sys.modules["torchcrepe"]

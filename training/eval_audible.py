@@ -38,7 +38,14 @@ from core.mel import LogMel
 from core.resynth import resynthesize
 
 from .metrics import griffin_lim, logmel_l1, mr_stft_distance
-from .quality import PitchComparison, PitchTrack, harmonic_to_noise, percentiles, silence_level_db, track
+from .quality import (
+    PitchComparison,
+    PitchTrack,
+    harmonic_to_noise,
+    percentiles,
+    silence_level_db,
+    track,
+)
 
 CREPE_TOP_MIDI = 95          # the last note below CREPE's top bin (2005.5 Hz)
 PAD_S = 0.3                  # digital silence each side of a note clip
@@ -322,7 +329,7 @@ def eval_generated_notes(bundle: Bundle, corpus, files: list[HeldOutFile], train
 
     if not rows:
         return {"skipped": "no held-out notes file of an instrument in the training set"}
-    pooled = {k: sum((r[k] for r in rows.values()), []) for k in next(iter(rows.values()))}
+    pooled = {k: [v for r in rows.values() for v in r[k]] for k in next(iter(rows.values()))}
     return {"pitches": scale, "seeds": list(seeds), "all": summary(pooled),
             "per_program": {p: summary(r) for p, r in rows.items()}}
 

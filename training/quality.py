@@ -20,6 +20,7 @@ per mel frame).
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -221,7 +222,7 @@ def harmonic_to_noise(audio: np.ndarray, sample_rate: int, centres_s: np.ndarray
     df = sample_rate / HNR_FFT
     fmax_bins = HNR_FMAX_FRACTION * sample_rate / df
     f0_bins = f0[ok] / df
-    kmax = int(math.floor(fmax_bins / f0_bins.min())) + 1
+    kmax = math.floor(fmax_bins / f0_bins.min()) + 1
     pos = _track_partials(power, f0_bins, kmax, fmax_bins)
     bins = np.arange(power.shape[1], dtype=np.float64)
     out_h, out_p = [], []
@@ -236,10 +237,10 @@ def harmonic_to_noise(audio: np.ndarray, sample_rate: int, centres_s: np.ndarray
         in_band = (bins >= f / 2) & (bins <= fmax_bins)
         harm = dist < LOBE_BINS
         noise = in_band & ~harm
-        for a, b in zip(parts[:-1], parts[1:]):
-            lo, hi = int(math.ceil(a + LOBE_BINS)), int(math.floor(b - LOBE_BINS))
+        for a, b in itertools.pairwise(parts):
+            lo, hi = math.ceil(a + LOBE_BINS), math.floor(b - LOBE_BINS)
             if lo > hi:                     # no bin 3 bins clear: the bin nearest the midpoint
-                mid = int(round((a + b) / 2))
+                mid = round((a + b) / 2)
                 harm[mid] = False
                 noise[mid] = True
         total = p.sum()
