@@ -92,8 +92,15 @@ class LogMel(nn.Module):
         c = self.config
         pad = (c.n_fft - c.hop) // 2
         x = F.pad(x[:, None, :], (pad, pad), mode="reflect")[:, 0]
+        out = self.of_padded(x)
+        return out[0] if squeeze else out
+
+    def of_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """The log10 mel of audio already padded: ``Tensor[B x L]`` (or ``[L]``) -> one frame
+        per ``hop`` whose ``n_fft`` window lies within it, ``Tensor[B x n_mels x k]`` (or
+        ``[n_mels x k]``). :meth:`forward` pads and calls it; the streaming mel
+        (core/stream_mel.py) hands it the samples that have arrived."""
+        c = self.config
         spec = torch.stft(x, c.n_fft, hop_length=c.hop, win_length=c.win, window=self.window,
                           center=False, return_complex=True)
-        mel = torch.matmul(self.fb, spec.abs())
-        out = torch.log10(torch.clamp(mel, min=c.log_floor))
-        return out[0] if squeeze else out
+        return torch.log10(torch.clamp(torch.matmul(self.fb, spec.abs()), min=c.log_floor))

@@ -55,6 +55,4 @@ class StreamingLogMel:
             return torch.zeros(c.n_mels, 0, device=self.device)
         self.frames_out += k
         x = torch.from_numpy(np.ascontiguousarray(buf[:c.n_fft + (k - 1) * c.hop])).to(self.device)
-        spec = torch.stft(x, c.n_fft, hop_length=c.hop, win_length=c.win, window=self.mel.window,
-                          center=False, return_complex=True)
-        return torch.log10(torch.clamp(torch.matmul(self.mel.fb, spec.abs()), min=c.log_floor))
+        return self.mel.of_padded(x)
