@@ -138,11 +138,17 @@ class Session:
         from .audio_input import AudioInput
         from .recorder import Recorder
 
+        inp = None
         try:
             inp = AudioInput(device, samplerate=self.engine.out_rate)
             inp.start()
         except Exception as e:      # PortAudio's errors, a device without inputs
-            raise NoAudioDevice(f"no usable audio input device {device!r} ({e})") from None
+            if inp is not None:     # opened but would not start: closed, not left registered
+                try:
+                    inp.stop()
+                except Exception:
+                    pass
+            raise NoAudioDevice(f"no usable audio input device {device!r} ({' '.join(str(e).split())})") from None
         old = self.engine.live_input
         live = self.engine.attach_input(inp)
         if self.settings.record_input:

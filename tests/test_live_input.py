@@ -474,3 +474,41 @@ def test_nonfinite_input_is_analysed_as_silence_and_counted(tmp_path):
     ref = analyse_offline(bundle, clean, 48000)
     assert used.sum() > 30 and np.isfinite(asked).all()
     np.testing.assert_array_equal(tok[used], ref.tokens[idx[used]])
+
+
+def test_an_input_that_opens_but_will_not_start_is_closed_and_one_line(small_bundle, monkeypatch):
+    """Session.open_input: a device that opens but fails to start is stopped (its stream
+    closed, not left registered with the server) and NoAudioDevice says why in one line."""
+    from realtime import audio_input
+    from realtime import session as session_module
+    from realtime.engine import Engine
+
+    engine = Engine(load_bundle(small_bundle), 22050, threads=1)
+
+    class Output:
+        def start(self):
+            pass
+
+        def stop(self):
+            pass
+
+    stopped = []
+
+    class Refusing:
+        def __init__(self, device, samplerate=None):
+            pass
+
+        def start(self):
+            raise RuntimeError("Error starting stream:\nUnanticipated host error")
+
+        def stop(self):
+            stopped.append(True)
+
+    monkeypatch.setattr(session_module, "build", lambda s: (engine, Output()))
+    monkeypatch.setattr(audio_input, "AudioInput", Refusing)
+    s = session_module.Session(session_module.Settings(bundle=str(small_bundle)))
+    with pytest.raises(session_module.NoAudioDevice) as err:
+        s.open_input(3)
+    assert stopped == [True] and engine.live_input is None
+    assert str(err.value) == "no usable audio input device 3 (Error starting stream: Unanticipated host error)"
+    s.stop()
