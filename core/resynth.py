@@ -10,6 +10,7 @@ from .bundle import Bundle
 from .mel import LogMel
 from .mel_match import mel_matcher
 from .pitch import frame_f0
+from .silence_offset import silence_offset
 
 
 @torch.inference_mode()
@@ -31,11 +32,13 @@ def resynthesize(bundle: Bundle, audio: np.ndarray, chunk_frames: int = 0,
     f0 = None
     if voc.takes_f0:       # harmonic excitation: f0 tracked from the input (YIN)
         f0 = torch.from_numpy(frame_f0(x.numpy(), bundle.sample_rate, hop, mel.shape[2]))[None].to(mel.device)
-    voc.reset()
+    # the vocoder's offset in silence taken off, as Synth plays (core/silence_offset.py)
+    offset = silence_offset(voc, bundle.mel.n_mels, bundle.mel.log_floor, mel.device)
     k = chunk_frames if chunk_frames > 0 else mel.shape[2]
     chunks = []
     for i in range(0, mel.shape[2], k):
         y = voc(mel[:, :, i:i + k], None if f0 is None else f0[:, i:i + k])
+        y = y - offset
         chunks.append(y if matcher is None else matcher(y, mel[:, :, i:i + k]))
     out = torch.cat(chunks, 1)
     voc.reset()

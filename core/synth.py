@@ -14,6 +14,7 @@ from .inputs import FrameInputs, frame_inputs
 from .latent import NoiseSource
 from .mel_match import mel_matcher
 from .pitch import midi_to_hz
+from .silence_offset import silence_offset
 from .step_graph import StepGraphs
 from .streaming import BatchSubset
 from .vocoders import Vocoder
@@ -54,6 +55,9 @@ class Synth:
         self.mel_match = mel_matcher(mel_match, bundle.mel, self.vocoder.delay)
         if self.mel_match is not None:
             self.mel_match.to(self.device)
+        # what the vocoder adds to everything it plays: taken off, so silence asked for is
+        # silence (core/silence_offset.py; tests/test_silence_offset.py)
+        self.offset = silence_offset(self.vocoder, bundle.mel.n_mels, bundle.mel.log_floor, self.device, self.dtype)
         self.use_graphs = self.device.type == "cuda" if graphs is None else graphs
         self.graphs: StepGraphs | None = None
 
@@ -152,7 +156,7 @@ class Synth:
         if self.vocoder.takes_f0 and pitch is not None:   # the requested pitch excites it
             f0 = midi_to_hz(pitch.float())
         logmel = mel * self._std + self._mean
-        audio = self.vocoder(logmel.to(self.dtype), f0)
+        audio = self.vocoder(logmel.to(self.dtype), f0) - self.offset
         if self.mel_match is not None:
             audio = self.mel_match(audio, logmel)
         return audio.float(), mel

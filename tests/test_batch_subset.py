@@ -59,7 +59,8 @@ def test_subset_rows_with_a_harmonic_vocoder_keep_each_voice_phase(tmp_path):
         with_f0 = full.vocoder(mel, midi_to_hz(pit[:1, :8]))
         full.vocoder.reset()
         without = full.vocoder(mel)
-        # the player mel-matches the vocoder's audio (core/mel_match.py)
-        with_f0, without = (MelMatch(MelConfig(), full.vocoder.delay)(a, mel) for a in (with_f0, without))
+        # the player takes the vocoder's offset in silence off (core/silence_offset.py), then
+        # mel-matches the vocoder's audio (core/mel_match.py)
+        with_f0, without = (MelMatch(MelConfig(), full.vocoder.delay)(a - full.offset, mel) for a in (with_f0, without))
     torch.testing.assert_close(audio, with_f0, atol=1e-5, rtol=0)
     assert (audio - without).abs().max() > 1e-3
