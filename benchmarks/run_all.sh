@@ -18,6 +18,11 @@ H19=${H19CORPUS:-/tmp/h19corpus}
 [ -d "$H19" ] || $PY main.py corpus "$H19" --programs 40 0 73 89 11 24 56 68 --low 36 --high 96 --phrases 2 --seed 19 > /dev/null
 $PY -m benchmarks.hnr_stages --data "$H19" --trained-programs 40 0 73 89 --json benchmarks/results/hnr_stages.json > /dev/null 2>&1
 $PY main.py eval --sections audible --heldout "$H19" --trained-programs 40 0 73 89 --seeds 0 1 --json benchmarks/results/eval_quality.json > /dev/null 2>&1
+# render --midi of held-out phrases against FluidSynth's: inside the default's pitch range (48-84), and over 36-96
+H19IN=${H19INCORPUS:-/tmp/h19in}
+[ -d "$H19IN" ] || $PY main.py corpus "$H19IN" --programs 40 0 73 89 --low 48 --high 84 --step 12 --phrases 2 --seed 23 > /dev/null
+$PY -m benchmarks.midi_render_quality --data "$H19IN" --trained-programs 40 0 73 89 --json benchmarks/results/midi_render_quality.json > /dev/null 2>&1
+$PY -m benchmarks.midi_render_quality --data "$H19" --trained-programs 40 0 73 89 --json benchmarks/results/midi_render_quality_36_96.json > /dev/null 2>&1
 $PY -m benchmarks.bench_rack --out benchmarks/results/rack.json > /dev/null 2>&1
 $PY -m benchmarks.midi_latency --period 512 --probes 20 --json benchmarks/results/midi_latency.json > /dev/null 2>&1
 $PY -m benchmarks.midi_latency --period 1024 --probes 20 --json benchmarks/results/midi_latency_1024.json > /dev/null 2>&1
