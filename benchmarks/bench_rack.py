@@ -46,8 +46,10 @@ def _summary(step_s: float, times: list[float], rack: list[float]) -> dict:
             "rack_share_of_step": float(r.sum() / t.sum())}
 
 
-def measure(bundle_path: str, voices: int, frames: int, seconds: float, block: int) -> dict:
-    engine = Engine(load_bundle(bundle_path), 48000, frames_per_step=frames, voices=voices, threads=1)
+def measure(bundle_path: str, voices: int, frames: int, seconds: float, block: int,
+            mel_match: str = "zero-latency") -> dict:
+    engine = Engine(load_bundle(bundle_path), 48000, frames_per_step=frames, voices=voices, threads=1,
+                    mel_match=mel_match)
     for i in range(voices):
         engine.voices.note_on(48 + 5 * i, 100)          # every voice sounding
     rack_time = [0.0]
@@ -97,10 +99,11 @@ def main() -> None:
     ap.add_argument("--voices", type=int, default=4)
     ap.add_argument("--frames", type=int, default=1)
     ap.add_argument("--block", type=int, default=50, help="steps per condition before switching")
+    ap.add_argument("--mel-match", default="zero-latency", help="mel matching mode (live play's default)")
     ap.add_argument("--out", default=str(RESULTS / "rack.json"), help="JSON file to write ('-': none)")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    r = measure(a.bundle, a.voices, a.frames, a.seconds, a.block)
+    r = measure(a.bundle, a.voices, a.frames, a.seconds, a.block, a.mel_match)
     result = {"benchmark": "rack_rtf", "bundle": os.path.relpath(a.bundle, ROOT), "machine": describe(),
               "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
               "command": " ".join(["python -m benchmarks.bench_rack"] + sys.argv[1:]), **r}
