@@ -22,9 +22,10 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from realtime import presets
-from realtime.status import status_extras
 from realtime.midi import MidiError, list_ports
+from realtime.rack import display_name, is_rack_param
 from realtime.session import Session
+from realtime.status import status_extras
 
 from .widgets import Keyboard, LevelMeter, ParamControl
 
@@ -167,22 +168,29 @@ class MainWindow(QtWidgets.QMainWindow):
         return row
 
     def _params_panel(self):
+        """The knobs, and the effects rack's parameters on a tab of their own."""
+        self.controls: dict[str, ParamControl] = {}
+        tabs = QtWidgets.QTabWidget()
+        tabs.addTab(self._param_list(lambda name: not is_rack_param(name)), "Knobs")
+        tabs.addTab(self._param_list(is_rack_param), "Effects")
+        tabs.setMinimumWidth(400)
+        return tabs
+
+    def _param_list(self, wanted) -> QtWidgets.QScrollArea:
         box = QtWidgets.QWidget()
         lay = QtWidgets.QVBoxLayout(box)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
-        self.controls: dict[str, ParamControl] = {}
         for spec in self.view.bus.specs.values():
-            if spec.kind == "trigger" or spec.name in HIDDEN:
+            if spec.kind == "trigger" or spec.name in HIDDEN or not wanted(spec.name):
                 continue
-            c = ParamControl(spec, self._set_param, self._learn)
+            c = ParamControl(spec, self._set_param, self._learn, label=display_name(spec.name))
             self.controls[spec.name] = c
             lay.addWidget(c)
         lay.addStretch(1)
         scroll = QtWidgets.QScrollArea()
         scroll.setWidget(box)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(400)
         return scroll
 
     def _display_panel(self):

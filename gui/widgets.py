@@ -12,13 +12,13 @@ class ParamControl(QtWidgets.QWidget):
     """Name, a slider (or box / check box), the value with its unit, a Learn button and the
     bound CC. Emits nothing: it calls ``set_value(name, value)`` and ``learn(name)``."""
 
-    def __init__(self, spec: ParamSpec, set_value, learn, parent=None):
+    def __init__(self, spec: ParamSpec, set_value, learn, parent=None, label: str | None = None):
         super().__init__(parent)
         self.spec, self._set_value, self._learn = spec, set_value, learn
         lay = QtWidgets.QHBoxLayout(self)
         lay.setContentsMargins(2, 1, 2, 1)
-        self.label = QtWidgets.QLabel(spec.name)
-        self.label.setMinimumWidth(86)
+        self.label = QtWidgets.QLabel(label or spec.name)
+        self.label.setMinimumWidth(max(86, self.label.sizeHint().width()))     # long rack names whole
         self.label.setToolTip(spec.doc)
         lay.addWidget(self.label)
         if spec.kind == "choice":

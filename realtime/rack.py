@@ -31,9 +31,21 @@ DEFAULT_MIX = {"reverb": 0.3, "delay": 0.3, "chorus": 0.5}
 SMOOTHING_S = {"mix": 0.05, "cutoff": 0.05}
 
 
+FX_PREFIX = "fx_"
+
+
 def param_name(slot: str, param: str) -> str:
     """The bus name of a slot's parameter: ``fx_reverb_rt60``."""
-    return f"fx_{slot}_{param}"
+    return f"{FX_PREFIX}{slot}_{param}"
+
+
+def is_rack_param(name: str) -> bool:
+    return name.startswith(FX_PREFIX)
+
+
+def display_name(name: str) -> str:
+    """A rack parameter as the window labels it: ``fx_reverb_rt60`` -> ``reverb rt60``."""
+    return name[len(FX_PREFIX):].replace("_", " ", 1) if is_rack_param(name) else name
 
 
 def rack_specs(kinds: tuple[str, ...] = RACK_KINDS) -> tuple[ParamSpec, ...]:

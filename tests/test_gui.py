@@ -43,6 +43,18 @@ def test_moving_a_knob_changes_the_engine_parameter(window, qtbot):
     assert window.controls["morph"].value_label.text() == "0.75"
 
 
+def test_every_parameter_has_a_control_and_the_rack_has_its_own_tab(window):
+    from PySide6 import QtWidgets
+    bus = window.session.engine.bus
+    shown = {n for n, s in bus.specs.items() if s.kind != "trigger" and n not in ("seed_a", "seed_b")}
+    assert set(window.controls) == shown
+    tabs = window.findChild(QtWidgets.QTabWidget)
+    assert [tabs.tabText(i) for i in range(tabs.count())] == ["Knobs", "Effects"]
+    effects = tabs.widget(1)
+    assert effects.isAncestorOf(window.controls["fx_reverb_rt60"]) and not effects.isAncestorOf(window.controls["morph"])
+    assert window.controls["fx_reverb_rt60"].label.text() == "reverb rt60"
+
+
 def test_midi_learn_from_the_window_binds_a_cc_sent_over_jack(window, qtbot):
     import rtmidi
     ctrl = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="gui-controller")
