@@ -193,6 +193,10 @@ class Session:
                 if ok:                      # asked for by name: it plays, not bypassed
                     self.engine.bus.set("fx_plugin_bypass", 0)
             self.engine.load_plugin(self.settings.plugin, switch_in).join()
+        unused = [flag for flag, on in (("--pitch-follow", self.settings.pitch_follow),
+                                        ("--record-input", self.settings.record_input)) if on]
+        if unused and self.settings.input is None:
+            self.warnings.append(f"{' and '.join(unused)} without --input: nothing to follow or record; ignored")
         if self.settings.input is not None and self.engine.live_input is None:
             self.open_input(self.settings.input)     # raises NoAudioDevice
             if self.engine.player.tokens is not None:

@@ -82,7 +82,7 @@ def test_render_to_an_unwritable_path_says_so_in_one_line(small_bundle, tmp_path
     assert r.returncode == 1 and "cannot write" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_play_names_its_osc_address_and_a_plugin_that_does_not_load_is_one_warning(jack_server, small_bundle, tmp_path):
+def test_play_names_its_osc_address_and_warns_of_a_plugin_that_does_not_load_and_a_flag_without_input(jack_server, small_bundle, tmp_path):
     import socket
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:     # a port free just now
         s.bind(("127.0.0.1", 0))
@@ -90,11 +90,12 @@ def test_play_names_its_osc_address_and_a_plugin_that_does_not_load_is_one_warni
     env = dict(os.environ, **jack_server.env)
     stats_path = tmp_path / "stats.json"
     r = main_py("play", "--headless", "--seconds", 1.5, "--bundle", small_bundle, "--osc", port,
-                "--plugin", tmp_path / "missing.vst3", "--stats-json", stats_path, env=env)
+                "--plugin", tmp_path / "missing.vst3", "--pitch-follow", "--stats-json", stats_path, env=env)
     assert r.returncode == 0, r.stderr
     assert f"OSC on 127.0.0.1:{port}" in r.stderr
     warnings = [line for line in r.stderr.splitlines() if "missing.vst3" in line]
     assert len(warnings) == 1 and warnings[0].startswith("warning: "), r.stderr
+    assert "warning: --pitch-follow without --input" in r.stderr         # a flag with nothing to act on
     stats = json.loads(stats_path.read_text())
     assert stats["seconds_played"] > 1.0 and stats["params"]["fx_plugin_bypass"] == 1.0   # nothing switched in
     assert stats["osc_address"] == f"127.0.0.1:{port}"
