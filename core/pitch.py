@@ -95,11 +95,37 @@ def yin_of_frames(frames: np.ndarray, sr: int, fmin: float = 50.0, fmax: float =
 
 
 def frame_f0(audio: np.ndarray, sr: int, hop: int, n_frames: int, fmin: float = 50.0,
-             fmax: float = 2000.0) -> np.ndarray:
+             fmax: float = 2000.0, fill: bool = False) -> np.ndarray:
     """f0 in Hz per frame ``ndarray[n_frames]`` (float32; 0 = unvoiced): YIN frames centred on
-    ``i * hop``, cut or zero-padded to ``n_frames``."""
+    ``i * hop``, cut or zero-padded to ``n_frames``. ``fill``: :func:`fill_sounding_gaps`
+    (copy synthesis: a frame YIN misses inside a note would play unexcited)."""
     f0, voiced = yin_pitch(audio, sr, fmin=fmin, fmax=fmax, hop=hop)
+    if fill:
+        f0, voiced = fill_sounding_gaps(f0, voiced, _frames(audio, 1024, hop))
     out = np.zeros(n_frames, np.float32)
     m = min(n_frames, len(f0))
     out[:m] = np.where(voiced[:m], f0[:m], 0.0)
     return out
+
+
+FILL_FRAMES = 12        # at most this many frames from a voiced one (140 ms at 22050 / 256)
+FILL_BELOW_PEAK_DB = 30.0
+
+
+def fill_sounding_gaps(f0: np.ndarray, voiced: np.ndarray, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unvoiced frames that sound (RMS within :data:`FILL_BELOW_PEAK_DB` of the loudest frame)
+    and lie within :data:`FILL_FRAMES` of a voiced frame take that nearest voiced frame's f0: a
+    bowed onset or one noisy frame inside a note, which YIN calls unvoiced, keeps the note's
+    pitch. Silence stays unvoiced. ``frames``: the analysis frames ``[n x frame]``."""
+    n = len(f0)
+    if not voiced.any():
+        return f0, voiced
+    rms = np.sqrt(np.mean(frames[:n] ** 2, 1))
+    sounding = rms >= rms.max() * 10 ** (-FILL_BELOW_PEAK_DB / 20)
+    idx = np.flatnonzero(voiced)
+    pos = np.arange(n)
+    right = np.clip(np.searchsorted(idx, pos), 0, len(idx) - 1)
+    left = np.clip(right - 1, 0, len(idx) - 1)
+    nearest = np.where(np.abs(idx[left] - pos) <= np.abs(idx[right] - pos), idx[left], idx[right])
+    take = ~voiced & sounding & (np.abs(nearest - pos) <= FILL_FRAMES)
+    return np.where(take, f0[nearest], f0), voiced | take

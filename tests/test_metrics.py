@@ -298,3 +298,23 @@ def test_frame_change_per_bin_of_known_sequences():
     t = torch.arange(9, dtype=torch.float32)
     mel = torch.stack([torch.zeros(9), 0.5 * t, 0.3 * (-1) ** t])[None]     # [1 x 3 bins x 9 frames]
     torch.testing.assert_close(frame_change(mel), torch.tensor([[0.0, 0.5, 0.6]]))
+
+
+def test_sounding_gaps_take_the_nearest_voiced_pitch_and_silence_stays_unvoiced():
+    from core.pitch import FILL_FRAMES, fill_sounding_gaps
+    n = 60
+    f0 = np.full(n, np.nan)
+    voiced = np.zeros(n, bool)
+    f0[20:30], voiced[20:30] = 220.0, True            # a note, then one missed frame, then more note
+    f0[31:40], voiced[31:40] = 221.0, True
+    frames = np.zeros((n, 1024))
+    frames[14:45] = 0.1                               # it sounds from frame 14 (a bowed onset) to 44
+    filled, now = fill_sounding_gaps(f0, voiced, frames)
+    assert now[30] and filled[30] in (220.0, 221.0)   # the missed frame inside the note
+    assert now[14:20].all() and (filled[14:20] == 220.0).all()      # the onset before YIN's first
+    assert now[40:45].all() and (filled[40:45] == 221.0).all()
+    assert not now[:14].any() and not now[45:].any()  # silence stays unvoiced
+    far = np.zeros((n, 1024)) + 0.1                   # sounding everywhere: only FILL_FRAMES reach
+    _, reach = fill_sounding_gaps(f0, voiced, far)
+    assert reach[20 - FILL_FRAMES] and not reach[20 - FILL_FRAMES - 1]
+    assert np.array_equal(fill_sounding_gaps(f0, np.zeros(n, bool), frames)[1], np.zeros(n, bool))
