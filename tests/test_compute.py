@@ -1,7 +1,7 @@
 """Where the models run (``--compute``): the choice and its errors everywhere; on a CUDA
 machine, the streaming contract, the engine and a training step of every configuration on
 the GPU, each compared with the CPU. The GPU tests skip where torch sees no CUDA GPU (CI
-has none); they were run on an H100 (see the README)."""
+has none); they were run on an H100 (docs/measurements.md, "On a GPU")."""
 import json
 import subprocess
 import sys
