@@ -524,25 +524,9 @@ class Engine:
 
     def _step(self) -> None:
         t0 = time.perf_counter()
-        self._drain_events()
-        snap = self.bus.snapshot(self.step_s)
-        if "panic" in snap.fired:
-            self._panic()
-        self._draw_new_seeds(snap)
-        incoming = self._incoming
-        if incoming is not None:
-            self._incoming = None
-            self._fading, self.player, self._fade_pos = self.player, incoming, 0
         n = self.frames_per_step
+        snap, controls = self._controls(n)
         player = self.player
-        v = snap.values
-        self._give_beats(n, v)
-        pitch, glide, live = v["pitch"], v["glide"], self.live_input
-        if live is not None:       # the input's tokens to the token source, its pitch if followed
-            follow = v["pitch_follow"] >= 0.5
-            pitch = live.feed(player, n, pitch, follow)
-            glide = 0.0 if follow else glide       # the input's own pitch moves are its glide
-        controls = self.voices.render(n, pitch, glide, v["attack"], v["release"])
         player.render(n, snap, self.voices, controls)
         if self._fading is not None:
             old = self._fading
@@ -561,9 +545,7 @@ class Engine:
             block = player.take(len(player.pending))
         self.nan_events += player.nan_events
         player.nan_events = 0
-        block = block * np.float32(10.0 ** (snap["gain"] / 20.0))
-        block = self.rack.process(block, v)
-        self.limiter.process(block)
+        block = self._post_chain(block, snap.values)
         self.ring.write(block)
         rec = self.recorder
         if rec is not None:
@@ -574,6 +556,40 @@ class Engine:
         self.compute_s += dt
         self._step_ms[self.steps % len(self._step_ms)] = dt * 1e3
         self.steps += 1
+
+    def _controls(self, n: int, before_panic=None):
+        """The control half of a step of ``n`` frames, up to the model: the events drained, the
+        bus snapshot, a panic (``before_panic()`` first, if given), new seeds, a hot swap's
+        player taken over, beats, the live input, the voices. Returns ``(snap, controls)`` for
+        ``player.render``/``prepare``; :mod:`realtime.offline` runs the same half
+        (tests/test_render_midi.py: its output is this engine's, sample for sample)."""
+        self._drain_events()
+        snap = self.bus.snapshot(self.step_s)
+        if "panic" in snap.fired:
+            if before_panic is not None:
+                before_panic()
+            self._panic()
+        self._draw_new_seeds(snap)
+        incoming = self._incoming
+        if incoming is not None:
+            self._incoming = None
+            self._fading, self.player, self._fade_pos = self.player, incoming, 0
+        v = snap.values
+        self._give_beats(n, v)
+        pitch, glide, live = v["pitch"], v["glide"], self.live_input
+        if live is not None:       # the input's tokens to the token source, its pitch if followed
+            follow = v["pitch_follow"] >= 0.5
+            pitch = live.feed(self.player, n, pitch, follow)
+            glide = 0.0 if follow else glide       # the input's own pitch moves are its glide
+        return snap, self.voices.render(n, pitch, glide, v["attack"], v["release"])
+
+    def _post_chain(self, block: np.ndarray, v: dict) -> np.ndarray:
+        """A step's device-rate block after the player: the gain, the effects rack, the
+        safety limiter (in place); ``v``: the step's snapshot values."""
+        block = block * np.float32(10.0 ** (v["gain"] / 20.0))
+        block = self.rack.process(block, v)
+        self.limiter.process(block)
+        return block
 
     def _draw_new_seeds(self, snap) -> None:
         """The ``new_seed_a`` / ``new_seed_b`` triggers fired in ``snap``: a new seed drawn,

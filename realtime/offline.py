@@ -117,22 +117,15 @@ class OfflineInstrument:
         return int(round(self.player.delay_s * self.out_rate))
 
     def step(self, events: Sequence[MidiEvent] = ()) -> None:
-        """``Engine._step`` up to the model, for one frame: ``events`` drained through the
-        engine's handler, the bus snapshot, triggers, beats, voices, the player's inputs;
-        the model's part is queued."""
+        """``Engine._step`` up to the model, for one frame (``Engine._controls``: ``events``
+        drained through the engine's handler, the bus snapshot, triggers, beats, voices), then
+        the player's inputs; the model's part is queued."""
         eng = self.engine
         for ev in events:
             eng.events.put(ev)
-        eng._drain_events()
-        snap = eng.bus.snapshot(eng.step_s)
-        if "panic" in snap.fired:
-            self._synthesize_queued()       # the model state resets after what came before
-            eng._panic()
-        eng._draw_new_seeds(snap)
-        v = snap.values
-        eng._give_beats(1, v)
-        controls = eng.voices.render(1, v["pitch"], v["glide"], v["attack"], v["release"])
-        self._queued.append((eng.player.prepare(1, snap, eng.voices, controls), v))
+        # a panic resets the model state after what came before it: the queued steps run first
+        snap, controls = eng._controls(1, before_panic=self._synthesize_queued)
+        self._queued.append((eng.player.prepare(1, snap, eng.voices, controls), snap.values))
 
     def flush(self) -> np.ndarray:
         """Runs the model over the queued steps; the audio of every step since the last flush,
@@ -147,14 +140,11 @@ class OfflineInstrument:
         self._done += [self._post(block, v) for block, (_, v) in zip(blocks, queued)]
 
     def _post(self, block: np.ndarray, v: dict) -> np.ndarray:
-        """``Engine._step`` after the player: the gain, the effects rack, the safety limiter."""
+        """``Engine._step`` after the player: its NaN count, then ``Engine._post_chain``."""
         eng = self.engine
         eng.nan_events += self.player.nan_events
         self.player.nan_events = 0
-        block = block * np.float32(10.0 ** (v["gain"] / 20.0))
-        block = eng.rack.process(block, v)
-        eng.limiter.process(block)
-        return block
+        return eng._post_chain(block, v)
 
 
 def play_frames(instrument: OfflineInstrument, by_frame: dict[int, list[MidiEvent]], n_frames: int,
