@@ -1,8 +1,8 @@
 """The synth's steady-state step as a CUDA graph: one launch instead of hundreds of kernels.
 
 On a GPU a real-time step is hundreds of tiny kernels, each paid in launch latency (an
-H100 took about 10 ms a step whatever the voice count). :class:`StepGraphs` records the
-step of a :class:`core.synth.Synth` once and replays it. What the recording needs:
+H100 took about 10 ms a step whatever the voice count: benchmarks/results/gpu_h100.json).
+:class:`StepGraphs` records the step of a :class:`core.synth.Synth` once and replays it. What the recording needs:
 
 * **Static memory.** Every stream state tensor (each module's ``state_attrs``) becomes a
   buffer of its own that the step reads and, at its end, writes the advanced state back
@@ -114,10 +114,11 @@ class StepGraphs:
             self.io[key] = io
         return io
 
-    def _fill(self, io: dict[str, torch.Tensor], rows: list[int], z, tokens, pitch, note) -> None:
-        """The step's inputs into the static inputs (rows ``rows``), defaults where not given."""
-        every = len(rows) == self.rows
-        idx = None if every else torch.tensor(rows, dtype=torch.long, device=self.device)
+    def _fill(self, io: dict[str, torch.Tensor], rows: list[int], idx: torch.Tensor | None,
+              z, tokens, pitch, note) -> None:
+        """The step's inputs into the static inputs (rows ``rows``; ``idx``: them on the
+        device, None when they are every row), defaults where not given."""
+        every = idx is None
         given = {"z": z, "tokens": tokens, "pitch": pitch, "note": note}
         for name, value in given.items():
             buf = io.get(name)
@@ -189,9 +190,9 @@ class StepGraphs:
             return None
         key = (n, gen.frame % gen.stride, pitch is not None)
         io = self._io(key)
-        self._fill(io, rows, z, tokens, pitch, note)
         every = len(rows) == self.rows
         idx = None if every else torch.tensor(rows, dtype=torch.long, device=self.device)
+        self._fill(io, rows, idx, z, tokens, pitch, note)
         run = self.steps.get(key)
         frame0 = gen.frame
         try:
