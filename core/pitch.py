@@ -20,15 +20,19 @@ def _frames(audio: np.ndarray, frame: int, hop: int) -> np.ndarray:
     return np.lib.stride_tricks.as_strided(x, (n, frame), (x.strides[0] * hop, x.strides[0]))
 
 
+YIN_FRAME = 1024        # samples: yin_pitch's default analysis frame
+
+
 def yin_pitch(audio: np.ndarray, sr: int, fmin: float = 50.0, fmax: float = 1000.0,
-              frame: int = 1024, hop: int = 256,
+              frame: int = YIN_FRAME, hop: int = 256,
               threshold: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
     """YIN f0 of mono ``audio`` (floats, full scale 1): (f0 Hz ``[n]``, voiced bool ``[n]``).
 
     Frame ``i`` is centred on sample ``i * hop`` (zero padding), n = 1 + len // hop. The
     difference function uses an integration window of ``frame // 2`` samples and lags up to
     ``frame - frame // 2``; the first lag in [sr / fmax, sr / fmin] whose cumulative mean
-    normalized difference is below ``threshold`` is refined to its local minimum, then by
+    normalized difference is below ``threshold`` is refined to its local minimum, then to
+    the deepest dip within :data:`BEST_SPAN` of it (YIN's best local estimate), then by
     parabolic interpolation. Frames with no such lag, or with RMS below -60 dBFS, are
     unvoiced (f0 = nan).
     """
@@ -99,9 +103,10 @@ def frame_f0(audio: np.ndarray, sr: int, hop: int, n_frames: int, fmin: float = 
     """f0 in Hz per frame ``ndarray[n_frames]`` (float32; 0 = unvoiced): YIN frames centred on
     ``i * hop``, cut or zero-padded to ``n_frames``. ``fill``: :func:`fill_sounding_gaps`
     (copy synthesis: a frame YIN misses inside a note would play unexcited)."""
-    f0, voiced = yin_pitch(audio, sr, fmin=fmin, fmax=fmax, hop=hop)
+    frames = _frames(audio, YIN_FRAME, hop)            # yin_pitch's frames, made once for both
+    f0, voiced = yin_of_frames(frames, sr, fmin=fmin, fmax=fmax)
     if fill:
-        f0, voiced = fill_sounding_gaps(f0, voiced, _frames(audio, 1024, hop))
+        f0, voiced = fill_sounding_gaps(f0, voiced, frames)
     out = np.zeros(n_frames, np.float32)
     m = min(n_frames, len(f0))
     out[:m] = np.where(voiced[:m], f0[:m], 0.0)
