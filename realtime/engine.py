@@ -594,10 +594,10 @@ class Engine:
     def _draw_new_seeds(self, snap) -> None:
         """The ``new_seed_a`` / ``new_seed_b`` triggers fired in ``snap``: a new seed drawn,
         set on the bus and in the snapshot's values (this step plays it)."""
-        for which in ("a", "b"):
-            if f"new_seed_{which}" in snap.fired:
-                self.bus.set(f"seed_{which}", self._rng.randrange(2 ** 31 - 1))
-                snap.values[f"seed_{which}"] = self.bus.get(f"seed_{which}")
+        for trigger, seed in (("new_seed_a", "seed_a"), ("new_seed_b", "seed_b")):   # constants: no per-step strings
+            if trigger in snap.fired:
+                self.bus.set(seed, self._rng.randrange(2 ** 31 - 1))
+                snap.values[seed] = self.bus.get(seed)
 
     def _tempo_stats(self) -> dict:
         """The tempo source and its tempo, BPM (None: free, or MIDI clock not yet estimated)."""
