@@ -35,13 +35,16 @@ import torch
 
 from core.bundle import Bundle
 from core.mel import LogMel
+from core.pitch import midi_to_hz
 from core.resynth import resynthesize
 
 from .metrics import griffin_lim, logmel_l1, mr_stft_distance
 from .quality import (
+    GROSS_CENTS,
     PitchComparison,
     PitchTrack,
     harmonic_to_noise,
+    cents_between,
     percentiles,
     silence_level_db,
     track,
@@ -313,7 +316,7 @@ def eval_generated_notes(bundle: Bundle, corpus, files: list[HeldOutFile], train
             v = gen.voiced()
             row["hnr_gen"] += h.tolist()
             row["ptf_gen"] += p.tolist()
-            row["cents"] += (1200 * np.log2(gen.f0[v] / (440.0 * 2 ** ((score.requested[v] - 69) / 12)))).tolist()
+            row["cents"] += cents_between(gen.f0[v], midi_to_hz(score.requested[v])).tolist()
 
     def summary(r: dict) -> dict:
         g, re_ = percentiles(r["hnr_gen"]), percentiles(r["hnr_real"])
@@ -325,7 +328,7 @@ def eval_generated_notes(bundle: Bundle, corpus, files: list[HeldOutFile], train
                 "frames_generated_voiced": int(np.isfinite(r["hnr_gen"]).sum()),
                 "frames_real_voiced": int(np.isfinite(r["hnr_real"]).sum()),
                 "median_abs_cents_vs_requested": float(np.median(c)) if len(c) else None,
-                "gross_pitch_error_rate_vs_requested": float((c > 50).mean()) if len(c) else None}
+                "gross_pitch_error_rate_vs_requested": float((c > GROSS_CENTS).mean()) if len(c) else None}
 
     if not rows:
         return {"skipped": "no held-out notes file of an instrument in the training set"}
@@ -343,8 +346,8 @@ def eval_midi_render(bundle: Bundle, files: list[HeldOutFile], trained: set[int]
     (issue "sound": gross pitch errors on at most 2 % of frames voiced in both, V/UV F1 >=
     0.9, HNR within 2 dB of the real notes at the median and 90th percentile). The MIDI file
     is rebuilt from each phrase's labels (:func:`training.corpus.write_midi`). Every
-    ``frame_step``-th mel frame of the phrase is read (CREPE full reads about 10-20 frames a
-    second on 2 CPU cores). Without a renderer: ``{"skipped": ...}``."""
+    ``frame_step``-th mel frame of the phrase is read (CREPE "full" is slow on a CPU).
+    Without a renderer: ``{"skipped": ...}``."""
     if render is None:
         return {"skipped": "no MIDI renderer given (realtime.offline.render_midi)"}
     import tempfile
