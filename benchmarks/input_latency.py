@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import emit
-from benchmarks.midi_latency import JackProbe, stop_play, summary
+from benchmarks.midi_latency import JackProbe, start_play, stop_play, summary, teardown
 from core.pitch import yin_of_frames
 
 PITCHES_HZ = (220.0, 329.63)    # MIDI 57 and 64, alternating
@@ -162,10 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server = JackServer(rate=RATE, period=a.period)
         _terminate_portaudio()
-        env = dict(os.environ, DRIFTWAVE_CONFIG_DIR=tmp, **server.env)
-        with open(stderr_path, "w") as err:
-            child = subprocess.Popen(play_command(a, stats_path), cwd=ROOT, env=env,
-                                     stdout=subprocess.DEVNULL, stderr=err)
+        child = start_play(play_command(a, stats_path), server, tmp, stderr_path)
         probe = BurstProbe(server, a.warmup + 4 + a.probes * (a.burst + a.gap + 0.5))
         ports = connect(probe, a.startup_timeout)
         time.sleep(a.warmup)
@@ -187,12 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(a.gap)
         s = stop_play(child, stats_path, stderr_path)
     finally:
-        if child is not None and child.poll() is None:
-            child.kill()
-        if probe is not None:
-            probe.close()
-        if server is not None:
-            server.stop()
+        teardown(child, server, probe)
     lat = [p["latency_ms"] for p in probes if p["latency_ms"] is not None]
     result = {
         "benchmark": "input_latency", "method": "frame-accurate: burst and capture in one JACK process callback",

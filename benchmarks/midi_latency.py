@@ -227,6 +227,15 @@ def wait_quiet(probe: KeyProbe, peak: float, after: int, timeout: float = 3.0) -
     return False
 
 
+def start_play(cmd: list[str], server, config_dir: str, stderr_path: str) -> subprocess.Popen:
+    """Starts ``cmd`` (a ``main.py play --headless`` command line) on JACK server ``server``,
+    with ``config_dir`` as its config folder (no saved mappings of the user) and its stderr
+    written to ``stderr_path``."""
+    env = dict(os.environ, DRIFTWAVE_CONFIG_DIR=config_dir, **server.env)
+    with open(stderr_path, "w") as err:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+
+
 def stop_play(child: subprocess.Popen, stats_path: str, stderr_path: str) -> dict:
     """Stops a ``main.py play --headless --stats-json`` child with SIGTERM (it stops cleanly
     and writes its stats) and returns those stats; RuntimeError with the tail of its stderr
@@ -237,6 +246,19 @@ def stop_play(child: subprocess.Popen, stats_path: str, stderr_path: str) -> dic
         raise RuntimeError(f"main.py play exited {code}: {open(stderr_path).read()[-2000:]}")
     with open(stats_path) as f:
         return json.load(f)
+
+
+def teardown(child: subprocess.Popen | None, server, *clients) -> None:
+    """After a probe run, passed or failed: kills ``child`` if it still runs, closes
+    ``clients`` (this process's JACK clients: probes, xrun counters), then stops ``server``;
+    None stands for a part that never started."""
+    if child is not None and child.poll() is None:
+        child.kill()
+    for client in clients:
+        if client is not None:
+            client.close()
+    if server is not None:
+        server.stop()
 
 
 def summary(values_ms: list[float]) -> dict:
@@ -313,10 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         _terminate_portaudio()      # this process plays nothing: no idle PortAudio client in the graph
         xruns = XrunCounter(server)
         port_name = "bench-keys"
-        env = dict(os.environ, DRIFTWAVE_CONFIG_DIR=tmp, **server.env)   # no saved mappings of the user
-        with open(stderr_path, "w") as err:
-            child = subprocess.Popen(play_command(a, port_name, stats_path), cwd=ROOT, env=env,
-                                     stdout=subprocess.DEVNULL, stderr=err)
+        child = start_play(play_command(a, port_name, stats_path), server, tmp, stderr_path)
         seconds = a.warmup + 6 + a.probes * (a.hold + 3.5)
         probe = KeyProbe(server, seconds)
         audio_port, midi_port = connect_to_program(probe, port_name, a.startup_timeout)
@@ -329,15 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         playback = playback_latency_frames(probe.client, "system:playback_1")
         s = stop_play(child, stats_path, stderr_path)
     finally:
-        if child is not None and child.poll() is None:
-            child.kill()
-        if probe is not None:
-            probe.close()
-        if xruns is not None:
-            xruns.close()
+        teardown(child, server, probe, xruns)
         load_report = load.stop() if load is not None else {"ran": False}
-        if server is not None:
-            server.stop()
     lat = [p["latency_ms"] for p in probes if p["latency_ms"] is not None]
     playback_ms = 1e3 * playback / RATE
     result = {
