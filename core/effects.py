@@ -132,6 +132,12 @@ REVERB_RT60_TABLE: tuple[tuple[float, float], ...] = (
 CALIBRATION_ROOM_SIZES = tuple(r for r, _ in REVERB_RT60_TABLE)
 
 
+def _reverb_plugin(room_size: float) -> "pedalboard.Reverb":
+    """The JUCE reverb as :class:`Reverb` runs it (wet only, damping :data:`REVERB_DAMPING`),
+    at ``room_size``: the plugin :data:`REVERB_RT60_TABLE` was measured on."""
+    return pedalboard.Reverb(room_size=room_size, damping=REVERB_DAMPING, wet_level=1.0, dry_level=0.0, width=1.0)
+
+
 def room_size_for_rt60(rt60_s: float) -> float:
     """JUCE room size (0..1) whose impulse decays 60 dB in ``rt60_s`` seconds."""
     rooms = np.array([r for r, _ in REVERB_RT60_TABLE])
@@ -161,7 +167,7 @@ class Reverb(PedalboardEffect):
                           "time for the tail to fall 60 dB (Schroeder, T30; within 5 % of this)"),)
 
     def _build(self):
-        return pedalboard.Reverb(room_size=0.5, damping=REVERB_DAMPING, wet_level=1.0, dry_level=0.0, width=1.0)
+        return _reverb_plugin(0.5)
 
     def _apply(self, name: str, value: float) -> None:
         self.plugin.room_size = room_size_for_rt60(value)
@@ -398,7 +404,7 @@ def calibrate_reverb(sample_rate: int = 48000, rooms: tuple[float, ...] = CALIBR
     measurement :data:`REVERB_RT60_TABLE` holds."""
     out = []
     for room in rooms:
-        plugin = pedalboard.Reverb(room_size=room, damping=REVERB_DAMPING, wet_level=1.0, dry_level=0.0, width=1.0)
+        plugin = _reverb_plugin(room)
         impulse = np.zeros((1, int(seconds * sample_rate)), np.float32)
         impulse[0, 0] = 1.0
         ir = plugin.process(impulse, sample_rate, reset=True)[0]
