@@ -12,9 +12,12 @@ import numpy as np
 
 
 def _may_realtime() -> bool:
+    """Whether this user may run jackd at FIFO 10: root, or an RLIMIT_RTPRIO soft limit above
+    10 (unlimited reads as ``RLIM_INFINITY``, -1)."""
     try:
         import resource
-        return os.geteuid() == 0 or resource.getrlimit(resource.RLIMIT_RTPRIO)[0] >= 11
+        soft = resource.getrlimit(resource.RLIMIT_RTPRIO)[0]
+        return os.geteuid() == 0 or soft == resource.RLIM_INFINITY or soft >= 11
     except (ImportError, AttributeError):
         return False
 
