@@ -240,9 +240,10 @@ class AudioOutput:
         return min(hi, max(lo, self._block_max / self.samplerate / 4)) if self._block_max else lo
 
     def _watch(self) -> None:
-        # NB: the watcher takes the GIL 500 times a second; preempted by a busy program while it
-        # holds it, it would stall the real-time engine thread behind it (priority inversion),
-        # so it asks for the same class of scheduling, one level below the engine's
+        # NB: the watcher takes the GIL at every poll (WATCH_EVERY_S: 200 to 1000 times a second);
+        # preempted by a busy program while it holds it, it would stall the real-time engine
+        # thread behind it (priority inversion), so it asks for the same class of scheduling, one
+        # level below the engine's
         raise_priority(self.realtime, rt_priority=WATCHER_PRIORITY)
         while not self._quit.wait(self._poll_s()):
             with self._lock:
