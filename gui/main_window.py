@@ -352,11 +352,12 @@ class MainWindow(QtWidgets.QMainWindow):
     def _fill_pickers(self) -> None:
         try:
             import sounddevice as sd
-            for i, d in enumerate(sd.query_devices()):
+            devices = sd.query_devices()        # one query of PortAudio for both pickers
+            for i, d in enumerate(devices):
                 if d["max_output_channels"] > 0:
                     self.device_box.addItem(f"{i}: {d['name']}", i)
             self.input_box.addItem("(no input)", None)
-            for i, d in enumerate(sd.query_devices()):
+            for i, d in enumerate(devices):
                 if d["max_input_channels"] > 0:
                     self.input_box.addItem(f"{i}: {d['name']}", i)
         except Exception as e:
