@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks import emit
 from core.bundle import load_bundle
 from core.compute import compute_device, describe
 from core.mel_match import MODES
@@ -116,11 +117,8 @@ def main() -> None:
     before = Path(a.before) if a.before != "-" else None
     if before is not None and before.exists() and before.resolve() != Path(a.out).resolve():
         result["before"] = json.loads(before.read_text())
-    text = json.dumps(result, indent=1)
-    if a.out != "-":
-        Path(a.out).write_text(text + "\n")
     print(_table(runs), file=sys.stderr)
-    print(text)
+    emit(result, None if a.out == "-" else a.out)
 
 
 if __name__ == "__main__":
