@@ -170,6 +170,8 @@ class StreamingUNAGAN(nn.Module):
                 nn.init.zeros_(lin.weight)
                 nn.init.zeros_(lin.bias)
         self.frame = 0
+        self._stacked = _PreparedWeight(self._stack)      # :meth:`_projection`'s weights
+        self._constants: dict[tuple, torch.Tensor] = {}   # :meth:`_constant`'s tensors
 
     def reset(self) -> None:
         reset_streams(self)
@@ -200,7 +202,7 @@ class StreamingUNAGAN(nn.Module):
         """Made once per device and dtype: "eye" (``n_tokens`` one-hot rows), "semitones"
         (``0 .. pitch_max - pitch_min``, float32)."""
         key = (name, like.device, like.dtype)
-        consts = self.__dict__.setdefault("_constants", {})
+        consts = self._constants
         if key not in consts:
             c = self.config
             consts[key] = (torch.eye(c.n_tokens, dtype=like.dtype, device=like.device) if name == "eye" else
@@ -258,10 +260,7 @@ class StreamingUNAGAN(nn.Module):
         the note condition: nothing is added there), level l > 0 ``inject[l-1](features) +
         note_in[l](note)``. Cached for inference."""
         params = [p for m in (*self.inject, *(self.note_in if self.config.note_dim else ())) for p in (m.weight, m.bias)]
-        st = self.__dict__.get("_stack")
-        if st is None:
-            st = self.__dict__["_stack"] = _PreparedWeight(self._stack)
-        return st.get(*params)
+        return self._stacked.get(*params)
 
     def _stack(self, *params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         c, w, b = self.config, params[0::2], params[1::2]

@@ -71,6 +71,7 @@ class ResnetBlock(nn.Module):
         )
         self.shortcut = CachedConv1d(dim, dim, 1, causal=causal)
         self.align = DelayLine(self.block[2].delay)
+        self._bias_sum = _PreparedWeight(torch.add)      # the 1x1 convs' biases, summed
 
     @property
     def delay(self) -> int:
@@ -85,15 +86,8 @@ class ResnetBlock(nn.Module):
         s = self.align.forward(x) if self.align.length else x
         b, t, c = h.shape
         w1, ws = conv1.weight[:, :, 0], self.shortcut.weight[:, :, 0]
-        out = torch.addmm(self._bias.get(conv1.bias, self.shortcut.bias), h.reshape(b * t, c), w1.t())
+        out = torch.addmm(self._bias_sum.get(conv1.bias, self.shortcut.bias), h.reshape(b * t, c), w1.t())
         return out.addmm_(s.reshape(b * t, c), ws.t()).view(b, t, -1)
-
-    @property
-    def _bias(self) -> _PreparedWeight:
-        prepared = self.__dict__.get("_bias_sum")
-        if prepared is None:
-            prepared = self.__dict__["_bias_sum"] = _PreparedWeight(torch.add)
-        return prepared
 
 
 class HarmonicSource(nn.Module):
@@ -204,6 +198,8 @@ class MelGANVocoder(nn.Module):
             mult //= 2
         layers += [nn.LeakyReLU(0.2), nn.Identity(), CachedConv1d(c.ngf, c.bands, 7, causal=c.causal), nn.Tanh()]
         self.model = nn.Sequential(*layers)
+        # (index, layer) of the model without its nn.Identity placeholders, called in turn
+        self._layer_list = [(i, m) for i, m in enumerate(self.model) if not isinstance(m, nn.Identity)]
         self.pqmf = PQMFSynthesis(c.bands) if c.bands > 1 else None
         self.hop = c.bands
         for r in c.ratios:
@@ -218,6 +214,7 @@ class MelGANVocoder(nn.Module):
             nn.init.normal_(self.source_proj.weight, 0.0, 0.1)
             nn.init.zeros_(self.source_gate.weight)
             nn.init.zeros_(self.source_gate.bias)
+            self._gate_bias_1 = _PreparedWeight(lambda b: b + 1)     # the gate's bias plus 1
             # the stream at the injection point lags the reference by the layers before it
             self.source_align = DelayLine(self._delay_through(self.inject_at))
 
@@ -252,33 +249,18 @@ class MelGANVocoder(nn.Module):
         in Hz, 0 = unvoiced; None = all unvoiced) -> ``Tensor[B x n * hop]``."""
         x = mel.transpose(1, 2)
         y = x
-        for i, m in self._layers():      # the Sequential's layers called directly (no per-layer dispatch)
+        for i, m in self._layer_list:    # the Sequential's layers called directly (no per-layer dispatch)
             y = m.forward(y)
             if i == self.inject_at:
                 if f0 is None:
                     f0 = mel.new_zeros(mel.shape[0], mel.shape[2])
                 e = self.source_align.forward(self.source.forward(f0, mel.dtype))
                 # y + P(e) * (1 + G(y)); the 1 folded into G's bias
-                gate = F.linear(y, self.source_gate.weight, self._gate_bias.get(self.source_gate.bias))
+                gate = F.linear(y, self.source_gate.weight, self._gate_bias_1.get(self.source_gate.bias))
                 y = torch.addcmul(y, self.source_proj(e), gate)
         if self.pqmf is not None:
             y = self.pqmf.forward(y)
         return y[:, :, 0]
-
-    @property
-    def _gate_bias(self) -> _PreparedWeight:
-        prepared = self.__dict__.get("_gate_bias_1")
-        if prepared is None:
-            prepared = self.__dict__["_gate_bias_1"] = _PreparedWeight(lambda b: b + 1)
-        return prepared
-
-    def _layers(self) -> list[tuple[int, nn.Module]]:
-        """(index, layer) of ``self.model`` without its ``nn.Identity`` placeholders."""
-        layers = self.__dict__.get("_layer_list")
-        if layers is None:
-            layers = [(i, m) for i, m in enumerate(self.model) if not isinstance(m, nn.Identity)]
-            self.__dict__["_layer_list"] = layers
-        return layers
 
 
 def fold_weight_norm(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
