@@ -132,7 +132,7 @@ REVERB_RT60_TABLE: tuple[tuple[float, float], ...] = (
 CALIBRATION_ROOM_SIZES = tuple(r for r, _ in REVERB_RT60_TABLE)
 
 
-def _reverb_plugin(room_size: float) -> "pedalboard.Reverb":
+def _reverb_plugin(room_size: float) -> pedalboard.Reverb:
     """The JUCE reverb as :class:`Reverb` runs it (wet only, damping :data:`REVERB_DAMPING`),
     at ``room_size``: the plugin :data:`REVERB_RT60_TABLE` was measured on."""
     return pedalboard.Reverb(room_size=room_size, damping=REVERB_DAMPING, wet_level=1.0, dry_level=0.0, width=1.0)
