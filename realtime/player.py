@@ -59,7 +59,6 @@ class BundlePlayer:
         self.frame_rate = bundle.sample_rate / bundle.hop
         self._env_delay = np.zeros((n_voices, self.synth.delay), np.float32)   # aligns levels with audio
         self._last_level = np.zeros(n_voices, np.float32)
-        self.active_voices = 0
         self.resampler = self._new_resampler()
         self.pending = np.zeros(0, np.float32)     # resampled audio not yet handed out
         self.nan_events = 0
@@ -184,7 +183,6 @@ class BundlePlayer:
                 block = (voice_audio * s.env[rows]).sum(0)
             else:
                 block = np.zeros(s.frames * hop, np.float32)
-            self.active_voices = len(rows)
             if is_runaway(block):
                 # NaN/Inf or a runaway level: silence for this block and a fresh state
                 self.nan_events += 1
