@@ -81,12 +81,19 @@ def unbroken_pieces(x: np.ndarray, min_gap: int = 16) -> list[np.ndarray]:
     return [x[a:b] for a, b in pieces if b > a]
 
 
+def sounding_samples(x: np.ndarray) -> int:
+    """Samples captured from the first one above -80 dBFS on."""
+    loud = np.flatnonzero(np.abs(x) > 1e-4)
+    return len(x) - int(loud[0]) if len(loud) else 0
+
+
 def test_plays_the_offline_sequence_without_clicks(jack_server, small_bundle):
     cap = Capture(jack_server)
     engine, out = start_engine(small_bundle)
     try:
         cap.connect_program_outputs()
-        assert wait_until(lambda: cap.n > 3 * RATE, 15)
+        # 2 s and a margin after the first sound (on a busy machine the sound may start late)
+        assert wait_until(lambda: cap.n > 3 * RATE and sounding_samples(cap.audio()) > 2 * RATE + 1000, 15)
     finally:
         cap.close()              # stop capturing first: the stopped engine sends silence
         stop_engine(engine, out)
