@@ -44,10 +44,14 @@ WARMUP_STEPS = 8
 
 
 def rtf(bundle_path: str, voices: int, frames: int, seconds: float, precision: str,
-        compute: str = "cpu", mel_match: str = "full") -> dict:
-    """One run: ``voices`` voices sounding, ``frames`` frames a step, for ``seconds`` of audio."""
+        compute: str = "cpu", mel_match: str = "full", step: str = "eager") -> dict:
+    """One run: ``voices`` voices sounding, ``frames`` frames a step, for ``seconds`` of audio;
+    ``step`` "compiled": the step compiled first (core/compiled_step.py; not timed here)."""
     bundle = load_bundle(bundle_path, compute_device(compute))
-    player = BundlePlayer(bundle, 48000, precision=precision, n_voices=voices, mel_match=mel_match)
+    player = BundlePlayer(bundle, 48000, precision=precision, n_voices=voices, mel_match=mel_match,
+                          compile_frames=frames if step == "compiled" else None)
+    if step == "compiled" and player.step_path != "compiled":
+        raise SystemExit(f"cannot measure the compiled step: {player.step_path}")
     bank = VoiceBank(voices, bundle.sample_rate / bundle.hop)
     for i in range(voices):
         bank.note_on(48 + 5 * i, 100)         # every voice sounding
@@ -67,7 +71,7 @@ def rtf(bundle_path: str, voices: int, frames: int, seconds: float, precision: s
     step_s = frames * bundle.hop / bundle.sample_rate
     t = np.array(times)
     return {"voices": voices, "frames_per_step": frames, "precision": precision, "compute": compute,
-            "mel_match": mel_match, "steps": len(t),
+            "mel_match": mel_match, "step": player.step_path, "compile_s": player.compile_s, "steps": len(t),
             "rtf": float(t.sum() / (len(t) * step_s)), "rtf_cpu": float(np.sum(cpu) / (len(t) * step_s)),
             "step_ms_mean": float(t.mean() * 1e3),
             "step_ms_p50": float(np.median(t) * 1e3), "step_ms_p99": float(np.percentile(t, 99) * 1e3),
@@ -75,10 +79,10 @@ def rtf(bundle_path: str, voices: int, frames: int, seconds: float, precision: s
 
 
 def _table(runs: list[dict]) -> str:
-    lines = [f"{'mel match':12s} {'thr':>3s} {'voices':>6s} {'frames':>6s} {'rtf':>6s} {'cpu':>6s} {'p50 ms':>7s} "
+    lines = [f"{'step':9s} {'mel match':12s} {'thr':>3s} {'voices':>6s} {'frames':>6s} {'rtf':>6s} {'cpu':>6s} {'p50 ms':>7s} "
              f"{'p99 ms':>7s} {'load':>5s}"]
     for r in runs:
-        lines.append(f"{r['mel_match']:12s} {r['threads']:3d} {r['voices']:6d} {r['frames_per_step']:6d} "
+        lines.append(f"{r.get('step', 'eager')[:9]:9s} {r['mel_match']:12s} {r['threads']:3d} {r['voices']:6d} {r['frames_per_step']:6d} "
                      f"{r['rtf']:6.3f} {r['rtf_cpu']:6.3f} {r['step_ms_p50']:7.2f} {r['step_ms_p99']:7.2f} "
                      f"{r['loadavg_1min_after']:5.2f}")
     return "\n".join(lines)
@@ -95,6 +99,8 @@ def main() -> None:
     ap.add_argument("--compute", nargs="+", default=["cpu"], help="compute devices to measure (cpu, cuda, ...)")
     ap.add_argument("--mel-match", nargs="+", default=["zero-latency", "low-latency", "full"], choices=MODES,
                     help="mel matching modes to measure (core/mel_match.py)")
+    ap.add_argument("--step", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"],
+                    help="the eager step and the compiled one (core/compiled_step.py), measured one after the other")
     ap.add_argument("--out", default=str(RESULTS / "voices.json"), help="JSON file to write ('-': none)")
     ap.add_argument("--before", default=str(RESULTS / "voices_before.json"),
                     help="an earlier result whose runs go under 'before' ('-' or missing: none)")
@@ -107,9 +113,10 @@ def main() -> None:
                 for mm in a.mel_match:
                     for frames in a.frames:
                         for v in a.voices:
-                            r = rtf(a.bundle, v, frames, a.seconds, precision, compute, mm)
-                            r["threads"] = threads
-                            runs.append(r)
+                            for step in a.step:
+                                r = rtf(a.bundle, v, frames, a.seconds, precision, compute, mm, step)
+                                r["threads"] = threads
+                                runs.append(r)
     result = {"benchmark": "voices_rtf", "bundle": os.path.relpath(a.bundle, ROOT), "machine": describe(),
               "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
               "seconds": a.seconds, "command": " ".join(["python -m benchmarks.bench_voices"] + sys.argv[1:]),

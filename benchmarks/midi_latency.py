@@ -205,7 +205,8 @@ def play_command(a, midi_port_name: str, stats_path: str) -> list[str]:
     cmd = [sys.executable, str(ROOT / "main.py"), "play", "--headless", "--quiet", "--bundle", a.bundle,
            "--midi-api", "jack", "--midi-virtual", midi_port_name, "--stats-json", stats_path]
     for flag, value in (("--latency", a.latency), ("--mel-match", a.mel_match),
-                        ("--frames-per-step", a.frames_per_step), ("--voices", a.voices)):
+                        ("--frames-per-step", a.frames_per_step), ("--voices", a.voices),
+                        ("--compile", a.compile)):
         if value is not None:
             cmd += [flag, str(value)]
     return cmd
@@ -312,6 +313,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--mel-match", default=None, choices=["full", "low-latency", "zero-latency", "off"])
     ap.add_argument("--frames-per-step", type=int, default=None)
     ap.add_argument("--voices", type=int, default=None, help="default: the product's (4)")
+    ap.add_argument("--compile", default=None, choices=["auto", "on", "off"],
+                    help="the compiled step (core/compiled_step.py); default: the product's (auto)")
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds of play before the first note")
     ap.add_argument("--load", action="store_true", help="one core kept busy by another process throughout")
     ap.add_argument("--startup-timeout", type=float, default=120.0)
@@ -357,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(play_command(a, "NAME", "STATS")[1:]),
         "jack_period": a.period, "jack_rate": RATE, "period_ms": round(1e3 * a.period / RATE, 2),
         "model": s["model"], "voices": s["voices"], "latency_mode": s["latency_mode"], "mel_match": s["mel_match"],
-        "frames_per_step": s["frames_per_step"], "priority": s["priority"], "priority_note": s["priority_note"],
+        "frames_per_step": s["frames_per_step"], "step_path": s.get("step_path"), "compile_s": s.get("compile_s"), "priority": s["priority"], "priority_note": s["priority_note"],
         "threads": s["threads"], "probes": len(probes), "probes_with_onset": len(lat),
         "latency_ms": summary(lat),
         "latency_at_speaker_ms": {**summary([v + playback_ms for v in lat]),

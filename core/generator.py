@@ -210,21 +210,22 @@ class StreamingUNAGAN(nn.Module):
         return consts[key]
 
     def forward(self, z: torch.Tensor, tokens: torch.Tensor | None = None,
-                pitch: torch.Tensor | None = None, note: torch.Tensor | None = None) -> torch.Tensor:
+                pitch: torch.Tensor | None = None, note: torch.Tensor | None = None,
+                calls: tuple | None = None) -> torch.Tensor:
         """Next ``n`` frames: ``z: Tensor[B x z_dim x n]`` -> mel ``Tensor[B x n_mels x n]``.
-        ``note``: ``Tensor[B x n x note_dim]`` (default: a long-held note)."""
+        ``note``: ``Tensor[B x n x note_dim]`` (default: a long-held note). ``calls``: three
+        callables with the signatures of :meth:`inputs`, :meth:`first_level` and
+        :meth:`next_level`, run in their place (compiled ones: :mod:`core.compiled`); the frame
+        clock and the held samples stay here."""
         t0, n = self.frame, z.shape[2]
         c = self.config
         if n == 0:
             return z.new_zeros(z.shape[0], c.n_mels, 0)
         if c.note_dim and note is None:
             note = torch.from_numpy(held_note((z.shape[0], n))).to(z.device, z.dtype)
-        feat = self.features(z, tokens, pitch, note if c.note_dim else None)
+        inputs, first_level, next_level = calls if calls is not None else (self.inputs, self.first_level, self.next_level)
+        feat, proj = inputs(z, tokens, pitch, note if c.note_dim else None)
         hid = c.hidden
-        # what enters each level from the inputs, one linear for all levels and frames
-        # (level l reads its own rows and columns, :meth:`_projection`)
-        proj = F.linear(feat, *self._projection())                     # [B x n x (n_levels + 1)*H]
-        feat = feat[..., :c.feature_dim]
         parent = None  # (body, head, index of their first sample) of the level above
         for level in range(c.n_levels + 1):
             s = self.stride >> level                   # frames per sample at this level
@@ -236,13 +237,11 @@ class StreamingUNAGAN(nn.Module):
             rows = slice(first * s - t0, None, s)      # the frames of the new samples
             into = proj[:, rows, level * hid:(level + 1) * hid]
             if level == 0:
-                body = self.block0.forward(feat[:, rows], into if c.note_dim else None)
-                head = self.head0.forward(body)
+                body, head = first_level(feat[:, rows], into if c.note_dim else None)
             else:
                 pbody, phead, pbase = parent
-                body, head = _nearest_x2(pbody, first, last, pbase), _nearest_x2(phead, first, last, pbase)
-                body = body + self.blocks[level - 1].forward(body + into)
-                head = head + self.heads[level - 1].forward(body)
+                body, head = next_level(level, _nearest_x2(pbody, first, last, pbase),
+                                        _nearest_x2(phead, first, last, pbase), into)
             # the next level's new samples read this level's from index (its first) // 2
             child_first = -(-t0 // (s >> 1)) if s > 1 else last
             if held.body is not None and child_first // 2 < first:
@@ -253,6 +252,28 @@ class StreamingUNAGAN(nn.Module):
             keep_state(held, "head", head[:, -1:])
         self.frame = t0 + n
         return head.transpose(1, 2)
+
+    def inputs(self, z: torch.Tensor, tokens: torch.Tensor | None, pitch: torch.Tensor | None,
+               note: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features ``Tensor[B x n x feature_dim]``, what enters each level from them
+        ``Tensor[B x n x (n_levels + 1)*H]``): one linear for all levels and frames (level l
+        reads its own columns, :meth:`_projection`)."""
+        feat = self.features(z, tokens, pitch, note)
+        proj = F.linear(feat, *self._projection())
+        return feat[..., :self.config.feature_dim], proj
+
+    def first_level(self, x: torch.Tensor, into: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Level 0's new samples: features ``Tensor[B x m x feature_dim]`` (and the note's
+        projection ``Tensor[B x m x H]``) -> (body ``Tensor[B x m x H]``, head ``Tensor[B x m x n_mels]``)."""
+        body = self.block0.forward(x, into)
+        return body, self.head0.forward(body)
+
+    def next_level(self, level: int, body: torch.Tensor, head: torch.Tensor,
+                   into: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Level ``level`` >= 1's new samples from its parent's, upsampled (body ``Tensor[B x m
+        x H]``, head ``Tensor[B x m x n_mels]``) and the inputs' projection ``into``."""
+        body = body + self.blocks[level - 1].forward(body + into)
+        return body, head + self.heads[level - 1].forward(body)
 
     def _projection(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(weight ``[(n_levels + 1)*H x (feature_dim + note_dim)]``, bias) of the inputs'

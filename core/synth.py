@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 
 from .bundle import Bundle
+from .compiled import NotReady
+from .compiled_step import CompiledSteps
 from .inputs import FrameInputs, frame_inputs
 from .latent import NoiseSource
 from .mel_match import mel_matcher
@@ -60,6 +62,7 @@ class Synth:
         self.offset = silence_offset(self.vocoder, bundle.mel.n_mels, bundle.mel.log_floor, self.device, self.dtype)
         self.use_graphs = self.device.type == "cuda" if graphs is None else graphs
         self.graphs: StepGraphs | None = None
+        self.compiled: CompiledSteps | None = None      # prepare_compiled
 
     @property
     def sample_rate(self) -> int:
@@ -108,6 +111,8 @@ class Synth:
         """Like :meth:`step` for the batch rows ``rows`` of a ``full_batch``-row stream
         (inputs have ``len(rows)`` rows); the other rows' state stays as it is."""
         out = self._graph_step(rows, full_batch, z, tokens, pitch, note)
+        if out is None and self.compiled is not None and self.compiled.ready(full_batch, z.shape[2]):
+            out = self.compiled.step(rows, z, tokens, pitch, note)
         if out is not None:
             return out
         if len(rows) == full_batch:
@@ -130,7 +135,10 @@ class Synth:
         ``Tensor[B x n_mels x n]``). ``note``: ``Tensor[B x n x note_dim]`` for generators
         with the note condition (:mod:`core.notes`; default: a long-held note)."""
         b = z.shape[0]
-        out = self._graph_step(list(range(b)), b, z, tokens, pitch, note)
+        rows = list(range(b))
+        out = self._graph_step(rows, b, z, tokens, pitch, note)
+        if out is None and self.compiled is not None and self.compiled.ready(b, z.shape[2]):
+            out = self.compiled.step(rows, z, tokens, pitch, note)
         return out if out is not None else self._compute(z, tokens, pitch, note)
 
     def _graph_step(self, rows: list[int], full_batch: int, z, tokens, pitch, note):
@@ -142,21 +150,43 @@ class Synth:
             g = self.graphs = StepGraphs(self, full_batch, record=self.device.type == "cuda")
         return g.step(rows, z, tokens, pitch, note)
 
+    def prepare_compiled(self, rows: int, frames: int = 1) -> float:
+        """Compiles the ``frames``-frame step of ``rows`` rows (:mod:`core.compiled_step`),
+        from the settled state (:meth:`settle` with ``rows`` rows); later steps of that shape
+        run compiled. Returns the seconds it took; raises when it cannot compile (the
+        steps stay eager: :attr:`compiled` is None then)."""
+        compiled = self.compiled if self.compiled is not None else CompiledSteps(self)
+        took = compiled.prepare(rows, frames)
+        if compiled.failed:
+            self.compiled = None
+            raise NotReady(compiled.failed)
+        self.compiled = compiled
+        return took
+
+    def voice(self, logmel: torch.Tensor, f0: torch.Tensor | None) -> tuple[torch.Tensor]:
+        """The vocoder chain of a step: log10 mel ``Tensor[B x n_mels x n]`` (and f0 ``Tensor[B
+        x n]``, Hz) -> (audio ``Tensor[B x n*hop]`` float32,): the vocoder less its silence
+        offset, then mel matching."""
+        audio = self.vocoder(logmel.to(self.dtype), f0) - self.offset
+        if self.mel_match is not None:
+            audio = self.mel_match(audio, logmel)
+        return (audio.float(),)
+
     def _compute(self, z: torch.Tensor, tokens: torch.Tensor | None = None,
-                 pitch: torch.Tensor | None = None, note: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The eager step (:meth:`step`), every row."""
+                 pitch: torch.Tensor | None = None, note: torch.Tensor | None = None,
+                 calls: CompiledSteps | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step (:meth:`step`) on every row: eager, or through ``calls``."""
         if tokens is not None:
             tokens = tokens.to(self.device)
         if pitch is not None:
             pitch = pitch.to(self.device)
         if note is not None:
             note = note.to(self.device)
-        mel = self.generator(z.to(self.device, self.dtype), tokens, pitch, note).float()
+        mel = self.generator(z.to(self.device, self.dtype), tokens, pitch, note,
+                             calls=calls.generator_calls if calls is not None else None).float()
         f0 = None
         if self.vocoder.takes_f0 and pitch is not None:   # the requested pitch excites it
             f0 = midi_to_hz(pitch.float())
         logmel = mel * self._std + self._mean
-        audio = self.vocoder(logmel.to(self.dtype), f0) - self.offset
-        if self.mel_match is not None:
-            audio = self.mel_match(audio, logmel)
-        return audio.float(), mel
+        audio, = (calls.voice if calls is not None else self.voice)(logmel, f0)
+        return audio, mel

@@ -138,10 +138,12 @@ class Engine:
                  target_fill_s: float | None = 0.05, latency: str = "normal", threads: int | None = None,
                  precision: str = "float32", seed: int = 0, fade_s: float = 0.25,
                  mel_tap_frames: int = 512, voices: int = 1, mel_match: str = "full",
-                 realtime: bool = True):
+                 realtime: bool = True, compiled: bool = False):
         """``target_fill_s``: a fixed ring fill, seconds; None: sized by ``latency`` (a key of
         :data:`LATENCY_MARGINS_MS`) from measured step times. ``realtime``: ask the OS for
-        real-time scheduling for the engine thread (else only a better nice value)."""
+        real-time scheduling for the engine thread (else only a better nice value).
+        ``compiled``: the model's steps run as compiled graphs (:mod:`core.compiled_step`),
+        prepared when a player is built (here, and on the loader thread for a hot swap)."""
         if latency not in LATENCY_MARGINS_MS:
             raise ValueError(f"latency must be one of {', '.join(LATENCY_MARGINS_MS)}; got {latency!r}")
         self.out_rate = int(out_rate)
@@ -162,7 +164,9 @@ class Engine:
         self.live_input = None         # a LiveInput: tokens and pitch of the input device (live_input.py)
         self.osc = None                # an OscServer setting the bus, for its counters (session.py)
         self.clock = BeatClock()       # beat positions token moves follow (core/tempo.py)
-        self.player = BundlePlayer(bundle, self.out_rate, seed, seed + 1, precision, self.n_voices, self.mel_match)
+        self.compiled = compiled
+        self.player = BundlePlayer(bundle, self.out_rate, seed, seed + 1, precision, self.n_voices, self.mel_match,
+                                   self._compile_frames)
         self._use_default_token(bundle)
         self.reference_path: str | None = None     # reference token mode's file (loader thread)
         self._fading: BundlePlayer | None = None
@@ -202,6 +206,10 @@ class Engine:
         self._rng = random.Random(seed)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def _compile_frames(self) -> int | None:
+        return self.frames_per_step if self.compiled else None
 
     # ---- control from other threads -------------------------------------------------
     def attach_output(self, output) -> None:
@@ -275,7 +283,7 @@ class Engine:
             bundle = load_bundle(path, self.compute_device)   # where the current one runs
             v = self.bus.state()
             player = BundlePlayer(bundle, self.out_rate, int(v["seed_a"]), int(v["seed_b"]),
-                                  self.precision, self.n_voices, self.mel_match)
+                                  self.precision, self.n_voices, self.mel_match, self._compile_frames)
             if self.reference_path and player.tokens is not None:
                 try:      # the reference file in the new model's own tokens
                     self._give_reference(player, self.reference_path)
@@ -454,6 +462,8 @@ class Engine:
             "threads": self.threads,
             "precision": self.precision,
             "mel_match": self.mel_match,
+            "step_path": self.player.step_path,
+            "compile_s": self.player.compile_s,
             "compute": str(self.compute_device),
             "ring_fill_ms": 1e3 * self.ring.available() / self.out_rate,
             "midi_messages_received": midi.received if midi else 0,

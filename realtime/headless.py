@@ -9,7 +9,7 @@ import time
 
 from core.compute import ComputeUnavailable
 
-from .status import status_extras
+from .status import status_extras, step_status
 from .midi import MidiError
 from .priority import MAIN_LOOP_PRIORITY, raise_priority
 from .session import NoAudioDevice, Session
@@ -52,7 +52,8 @@ def run_headless(settings: Settings, seconds: float | None = None, stats_json: s
     # this loop takes the GIL too: a normal thread preempted while holding it stalls the engine
     raise_priority(settings.realtime, rt_priority=MAIN_LOOP_PRIORITY)
     print(f"playing '{engine.model_name}' on {out.device_name} at {out.samplerate} Hz "
-          f"(model {engine.model_rate} Hz); Ctrl-C stops", file=sys.stderr, flush=True)
+          f"(model {engine.model_rate} Hz, {step_status(engine.stats(), full=True)}); Ctrl-C stops",
+          file=sys.stderr, flush=True)
     if session.osc is not None:
         print(f"OSC on {session.osc.address} (addresses /driftwave/...: see the README)", file=sys.stderr, flush=True)
     t0 = time.monotonic()
@@ -66,7 +67,7 @@ def run_headless(settings: Settings, seconds: float | None = None, stats_json: s
                 _warn(engine.errors.popleft())
             if not quiet and time.monotonic() >= next_report:
                 s = engine.stats()
-                print(f"\r{s['seconds_played']:7.1f} s  rtf {s['rtf']:.2f}  underruns {s['underruns']}  "
+                print(f"\r{s['seconds_played']:7.1f} s  rtf {s['rtf']:.2f} {step_status(s)}  underruns {s['underruns']}  "
                       f"ring {s['ring_fill_ms']:5.1f} ms{status_extras(s)}", end="", file=sys.stderr, flush=True)
                 next_report += 1.0
     finally:

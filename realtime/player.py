@@ -46,7 +46,10 @@ def join_frames(parts: list[FrameInputs]) -> FrameInputs:
 
 class BundlePlayer:
     def __init__(self, bundle: Bundle, out_rate: int, seed_a: int = 0, seed_b: int = 1,
-                 precision: str = "float32", n_voices: int = 1, mel_match: str = "full"):
+                 precision: str = "float32", n_voices: int = 1, mel_match: str = "full",
+                 compile_frames: int | None = None):
+        """``compile_frames``: compile the synth's steps of that many frames
+        (:mod:`core.compiled_step`) after settling; :attr:`step_path` says how it went."""
         self.bundle = bundle
         self.synth = Synth(bundle, precision, mel_match)
         self.out_rate = out_rate
@@ -66,7 +69,27 @@ class BundlePlayer:
         self.last_mel: np.ndarray | None = None    # [n x n_mels] standardized, for taps
         self.last_tokens: np.ndarray | None = None
         self.last_pitch: np.ndarray | None = None
+        self.compile_s = 0.0
         self.synth.settle(n_voices)     # on the constructing thread (the loader, for hot swaps)
+        self.step_path = "eager"        # or "compiled", or "eager (why compiling failed)"
+        if compile_frames:
+            self._compile(compile_frames)
+
+    def _compile(self, frames: int) -> None:
+        from core.compiled import NotReady, compiler_available, use_cache_dir
+
+        missing = compiler_available()
+        if missing is not None:
+            self.step_path = f"eager ({missing})"
+            return
+        use_cache_dir()
+        try:
+            took = self.synth.prepare_compiled(self.n_voices, frames)
+        except NotReady as e:
+            self.step_path = f"eager (compiling failed: {e})"
+            return
+        self.step_path = "compiled"
+        self.compile_s = took
 
     def _new_resampler(self):
         if self.bundle.sample_rate == self.out_rate:

@@ -37,6 +37,14 @@ def describe_devices() -> str:
     return devs or "(no audio devices)"
 
 
+def wants_compiled(choice: str, device) -> bool:
+    """``--compile``: "on", "off", or "auto": on where the step has no CUDA graphs (every
+    device but CUDA; core/compiled_step.py)."""
+    if choice not in ("auto", "on", "off"):
+        raise ValueError(f"compile must be auto, on or off; got {choice!r}")
+    return choice == "on" or (choice == "auto" and getattr(device, "type", str(device)) != "cuda")
+
+
 def build(settings: Settings):
     """Loads the bundle onto the compute device (:func:`core.compute.compute_device`; raises
     its ``ComputeUnavailable``), opens the audio device at a rate it takes (raises
@@ -55,7 +63,8 @@ def build(settings: Settings):
     engine = Engine(bundle, rate, frames_per_step=s.frames_per_step,
                     target_fill_s=None if s.latency_ms is None else s.latency_ms / 1e3, latency=s.latency,
                     threads=s.threads, precision=s.precision, seed=s.seed, voices=s.voices,
-                    mel_match=s.mel_match, realtime=s.realtime)
+                    mel_match=s.mel_match, realtime=s.realtime,
+                    compiled=wants_compiled(s.compile, bundle.mean.device))
     out = AudioOutput(engine.ring, device=s.device, samplerate=rate, blocksize=s.blocksize,
                       latency=s.device_latency, realtime=s.realtime)
     engine.attach_output(out)
@@ -229,7 +238,8 @@ class Session:
         settings = self.settings.but(bundle=old_engine.player.bundle.path, device=device, samplerate=None,
                                      latency=self.settings.latency if fixed else latency,
                                      latency_ms=float(latency) if fixed else None, seed=int(state["seed_a"]),
-                                     compute=str(old_engine.compute_device), mel_match=old_engine.mel_match)
+                                     compute=str(old_engine.compute_device), mel_match=old_engine.mel_match,
+                                     compile="on" if old_engine.compiled else "off")
         engine, output = build(settings)
         old_out.stop()
         old_engine.stop()                 # its thread has ended: this thread may read its controller

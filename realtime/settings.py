@@ -27,6 +27,7 @@ class Settings:
     precision: str = "float32"
     mel_match: str = "zero-latency"             # core/mel_match.py: full, low-latency, zero-latency, off
     compute: str = "auto"                       # core/compute.py: auto, cpu, cuda[:N], mps
+    compile: str = "auto"                       # core/compiled_step.py: auto (on without CUDA), on, off
     voices: int = 4                             # polyphony
     # inputs
     midi: int | str | None = None               # MIDI input port number or name

@@ -22,6 +22,16 @@ def osc_status(stats: dict) -> str:
     return f"OSC {stats['osc_address']} {stats['osc_messages_received']} ({stats['osc_messages_ignored']} ignored)"
 
 
+def step_status(stats: dict, full: bool = False) -> str:
+    """``"compiled"`` or ``"eager"`` (how the model's step runs, core/compiled_step.py);
+    ``full`` adds why an asked-for compile did not happen."""
+    path = stats.get("step_path", "eager")
+    if full:
+        took = stats.get("compile_s") or 0.0
+        return f"compiled step, prepared in {took:.1f} s" if path == "compiled" else f"{path} step"
+    return path.split(" (")[0]
+
+
 def status_extras(stats: dict, sep: str = "  ") -> str:
     """The parts that apply, each after ``sep``: live input, tempo, OSC."""
     live = input_status(stats, sep)

@@ -1,0 +1,139 @@
+"""The compiled step (core/compiled.py, core/compiled_step.py) against the eager one.
+
+One module-scoped pair of synths on a small model: compiling its seven graphs takes tens of
+seconds without TorchInductor's cache (about 5 s with it), so every test here shares them.
+"""
+import numpy as np
+import pytest
+import torch
+
+from core.bundle import load_bundle, save_bundle
+from core.compiled import CompiledCall, NotReady, compiler_available
+from core.inputs import frame_inputs
+from core.latent import NoiseSource
+from core.mel import MelConfig
+from core.synth import Synth
+from tests.conftest import chunkings, small_models
+
+pytestmark = pytest.mark.skipif(compiler_available() is not None, reason=str(compiler_available()))
+
+ROWS = 3
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def bundle_path(tmp_path_factory):
+    gen, voc = small_models(n_tokens=4, hidden=32, ngf=8, seed=3)
+    path = tmp_path_factory.mktemp("compiled") / "small.dwb"
+    save_bundle(path, name="small", generator=gen, vocoder=voc, mel=MelConfig(),
+                mean=torch.linspace(-4, -1, 80), std=torch.full((80,), 1.5), provenance={"test": True})
+    return path
+
+
+def _synth(path, compiled: bool) -> Synth:
+    s = Synth(load_bundle(path), mel_match="zero-latency")
+    s.settle(ROWS, frames=20)
+    if compiled:
+        s.prepare_compiled(ROWS, 1)
+    return s
+
+
+@pytest.fixture(scope="module")
+def prepared(bundle_path):
+    """A compiled synth, for tests that each start it again from the settled state."""
+    return _synth(bundle_path, True)
+
+
+def _fresh_pair(bundle_path, prepared):
+    """(eager, compiled) synths in the same settled state; the compiled one reuses the
+    module's prepared graphs (settling again resets its state, not its graphs)."""
+    prepared.settle(ROWS, frames=20)
+    return _synth(bundle_path, False), prepared
+
+
+def _inputs(cfg, n_steps: int, seed: int = 5):
+    noise = NoiseSource(cfg.z_dim, seed, seed + 1)
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n_steps):
+        pitch = rng.uniform(cfg.pitch_min, cfg.pitch_max, size=(ROWS, 1))
+        tokens = rng.integers(0, cfg.n_tokens, size=(ROWS, 1))
+        out.append(frame_inputs(cfg, noise.next(1, drift=0.05), tokens, pitch, rows=ROWS))
+    return out
+
+
+def _step(s: Synth, x, rows):
+    xs = x.select(rows)
+    audio, mel = s.step_rows(rows, ROWS, xs.z, xs.tokens, xs.pitch, xs.note)
+    return audio.numpy(), mel.numpy()
+
+
+def test_compiled_steps_equal_eager_steps_for_every_set_of_sounding_rows(bundle_path, prepared):
+    eager, compiled = _fresh_pair(bundle_path, prepared)
+    before = [c.replays for c in compiled.compiled.calls]
+    rng = np.random.default_rng(1)
+    cfg = eager.generator.config
+    for i, x in enumerate(_inputs(cfg, 64)):
+        # every row for two clock cycles, then random subsets (voices starting and stopping)
+        rows = list(range(ROWS)) if i < 32 else sorted(rng.choice(ROWS, size=int(rng.integers(1, ROWS + 1)),
+                                                                  replace=False).tolist())
+        a, ma = _step(eager, x, rows)
+        b, mb = _step(compiled, x, rows)
+        np.testing.assert_allclose(b, a, atol=TOL, err_msg=f"step {i}, rows {rows}")
+        np.testing.assert_allclose(mb, ma, atol=TOL)
+    after = [c.replays for c in compiled.compiled.calls]
+    # every call ran compiled: the generator's five levels and inputs, the vocoder chain
+    assert all(b > a for a, b in zip(before, after)), [c.name for c, a, b in zip(compiled.compiled.calls, before, after) if b <= a]
+
+
+def test_after_a_reset_steps_run_eagerly_then_compiled_again_and_stay_equal(bundle_path, prepared):
+    eager, compiled = _fresh_pair(bundle_path, prepared)
+    cfg = eager.generator.config
+    xs = _inputs(cfg, 40, seed=9)
+    rows = [0, 2]
+    voice = compiled.compiled.voice
+    for i, x in enumerate(xs):
+        if i == 10:
+            eager.reset()
+            compiled.reset()
+            replays_at_reset = voice.replays
+        a, _ = _step(eager, x, rows)
+        b, _ = _step(compiled, x, rows)
+        np.testing.assert_allclose(b, a, atol=TOL, err_msg=f"step {i}")
+    assert voice.replays > replays_at_reset        # compiled again once every state exists
+
+
+@pytest.mark.parametrize("name,sizes", chunkings(48, seed=4, n_random=1))
+def test_chunked_with_compiled_one_frame_steps_equals_whole(bundle_path, prepared, name, sizes):
+    """Chunks of one frame run compiled, others eagerly: together they equal one whole call."""
+    eager, compiled = _fresh_pair(bundle_path, prepared)
+    cfg = eager.generator.config
+    x = frame_inputs(cfg, NoiseSource(cfg.z_dim, 2, 3).next(48, drift=0.05), 1,
+                     np.linspace(50, 70, 48)[None].repeat(ROWS, 0), rows=ROWS)
+    whole, _ = eager.step(x.z, x.tokens, x.pitch, x.note)
+    parts, at = [], 0
+    for k in sizes:
+        cut = lambda t: None if t is None else t[:, at:at + k]            # noqa: E731
+        parts.append(compiled.step(x.z[:, :, at:at + k], cut(x.tokens), cut(x.pitch), cut(x.note))[0])
+        at += k
+    np.testing.assert_allclose(torch.cat(parts, 1).numpy(), whole.numpy(), atol=TOL)
+
+
+def test_an_unprepared_signature_is_not_compiled_on_the_fly():
+    lin = torch.nn.Linear(4, 4)
+    call = CompiledCall(lambda x: (lin(x),), [], "linear")
+    with pytest.raises(NotReady):
+        call(torch.zeros(2, 4))
+    assert call.graphs == {}
+
+
+def test_a_call_that_cannot_be_traced_fails_once_and_says_why():
+    def broken(x):
+        raise RuntimeError("no graph here")
+    call = CompiledCall(broken, [], "broken")
+    call.preparing = True
+    with pytest.raises(NotReady):
+        call(torch.ones(3, 2))
+    assert call.failed == "broken: RuntimeError: no graph here"
+    with pytest.raises(NotReady):                          # eager from then on, without retrying
+        call(torch.ones(3, 2))
