@@ -44,38 +44,51 @@ WARMUP_STEPS = 8
 
 
 def rtf(bundle_path: str, voices: int, frames: int, seconds: float, precision: str,
-        compute: str = "cpu", mel_match: str = "full", step: str = "eager") -> dict:
-    """One run: ``voices`` voices sounding, ``frames`` frames a step, for ``seconds`` of audio;
-    ``step`` "compiled": the step compiled first (core/compiled_step.py; not timed here)."""
+        compute: str = "cpu", mel_match: str = "full", steps: tuple[str, ...] = ("eager",)) -> list[dict]:
+    """One run per entry of ``steps`` ("eager", "compiled": core/compiled_step.py, compiled
+    before timing): ``voices`` voices sounding, ``frames`` frames a step, for ``seconds`` of
+    audio. The players step in turn, one step each, so the shared host's drifting speed
+    weighs on every one alike."""
     bundle = load_bundle(bundle_path, compute_device(compute))
-    player = BundlePlayer(bundle, 48000, precision=precision, n_voices=voices, mel_match=mel_match,
-                          compile_frames=frames if step == "compiled" else None)
-    if step == "compiled" and player.step_path != "compiled":
-        raise SystemExit(f"cannot measure the compiled step: {player.step_path}")
-    bank = VoiceBank(voices, bundle.sample_rate / bundle.hop)
-    for i in range(voices):
-        bank.note_on(48 + 5 * i, 100)         # every voice sounding
+    players, banks = [], []
+    for kind in steps:
+        player = BundlePlayer(bundle, 48000, precision=precision, n_voices=voices, mel_match=mel_match,
+                              compile_frames=frames if kind == "compiled" else None)
+        if kind == "compiled" and player.step_path != "compiled":
+            raise SystemExit(f"cannot measure the compiled step: {player.step_path}")
+        bank = VoiceBank(voices, bundle.sample_rate / bundle.hop)
+        for i in range(voices):
+            bank.note_on(48 + 5 * i, 100)         # every voice sounding
+        players.append(player)
+        banks.append(bank)
     bus = ControlBus()
-    steps = max(1, int(seconds * bundle.sample_rate / bundle.hop / frames))
+    n_steps = max(1, int(seconds * bundle.sample_rate / bundle.hop / frames))
     load_before = os.getloadavg()[0]
-    times, cpu = [], []
-    for i in range(steps + WARMUP_STEPS):
-        snap = bus.snapshot(0.02)
-        t0, c0 = time.perf_counter(), time.thread_time()
-        ctl = bank.render(frames, 60.0, 0.05, 0.01, 0.3)
-        player.render(frames, snap, bank, ctl)
-        player.take(len(player.pending))
-        if i >= WARMUP_STEPS:
-            times.append(time.perf_counter() - t0)
-            cpu.append(time.thread_time() - c0)
+    times = [[] for _ in steps]
+    cpu = [[] for _ in steps]
+    for i in range(n_steps + WARMUP_STEPS):
+        for k, (player, bank) in enumerate(zip(players, banks)):
+            snap = bus.snapshot(0.02)
+            t0, c0 = time.perf_counter(), time.thread_time()
+            ctl = bank.render(frames, 60.0, 0.05, 0.01, 0.3)
+            player.render(frames, snap, bank, ctl)
+            player.take(len(player.pending))
+            if i >= WARMUP_STEPS:
+                times[k].append(time.perf_counter() - t0)
+                cpu[k].append(time.thread_time() - c0)
     step_s = frames * bundle.hop / bundle.sample_rate
-    t = np.array(times)
-    return {"voices": voices, "frames_per_step": frames, "precision": precision, "compute": compute,
-            "mel_match": mel_match, "step": player.step_path, "compile_s": player.compile_s, "steps": len(t),
-            "rtf": float(t.sum() / (len(t) * step_s)), "rtf_cpu": float(np.sum(cpu) / (len(t) * step_s)),
-            "step_ms_mean": float(t.mean() * 1e3),
-            "step_ms_p50": float(np.median(t) * 1e3), "step_ms_p99": float(np.percentile(t, 99) * 1e3),
-            "loadavg_1min_before": load_before, "loadavg_1min_after": os.getloadavg()[0]}
+    load_after = os.getloadavg()[0]
+    runs = []
+    for player, ts, cs in zip(players, times, cpu):
+        t = np.array(ts)
+        runs.append({"voices": voices, "frames_per_step": frames, "precision": precision, "compute": compute,
+                     "mel_match": mel_match, "step": player.step_path, "compile_s": player.compile_s,
+                     "steps": len(t),
+                     "rtf": float(t.sum() / (len(t) * step_s)), "rtf_cpu": float(np.sum(cs) / (len(t) * step_s)),
+                     "step_ms_mean": float(t.mean() * 1e3),
+                     "step_ms_p50": float(np.median(t) * 1e3), "step_ms_p99": float(np.percentile(t, 99) * 1e3),
+                     "loadavg_1min_before": load_before, "loadavg_1min_after": load_after})
+    return runs
 
 
 def _table(runs: list[dict]) -> str:
@@ -100,7 +113,7 @@ def main() -> None:
     ap.add_argument("--mel-match", nargs="+", default=["zero-latency", "low-latency", "full"], choices=MODES,
                     help="mel matching modes to measure (core/mel_match.py)")
     ap.add_argument("--step", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"],
-                    help="the eager step and the compiled one (core/compiled_step.py), measured one after the other")
+                    help="the eager step and the compiled one (core/compiled_step.py), stepped in turn")
     ap.add_argument("--out", default=str(RESULTS / "voices.json"), help="JSON file to write ('-': none)")
     ap.add_argument("--before", default=str(RESULTS / "voices_before.json"),
                     help="an earlier result whose runs go under 'before' ('-' or missing: none)")
@@ -113,8 +126,7 @@ def main() -> None:
                 for mm in a.mel_match:
                     for frames in a.frames:
                         for v in a.voices:
-                            for step in a.step:
-                                r = rtf(a.bundle, v, frames, a.seconds, precision, compute, mm, step)
+                            for r in rtf(a.bundle, v, frames, a.seconds, precision, compute, mm, tuple(a.step)):
                                 r["threads"] = threads
                                 runs.append(r)
     result = {"benchmark": "voices_rtf", "bundle": os.path.relpath(a.bundle, ROOT), "machine": describe(),

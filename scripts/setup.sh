@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-PKGS="python3-venv libportaudio2 libsndfile1 jackd2 fluidsynth fluid-soundfont-gm xvfb libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3"
+# g++: TorchInductor builds the compiled step's kernels (core/compiled.py; without it the step runs eagerly)
+PKGS="python3-venv libportaudio2 libsndfile1 jackd2 fluidsynth fluid-soundfont-gm xvfb libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 g++"
 missing=""
 # "install ok installed" only: dpkg -s also succeeds for a removed package whose config files remain
 for p in $PKGS; do
