@@ -22,7 +22,8 @@ Threads (and what each may touch):
   engine measures on itself in its first :data:`SIZING_STEPS` steps (:meth:`Engine._size_ring`);
   with a fixed ``target_fill_s`` it is that.
 * **driftwave-loader**: loads a bundle for a hot swap and builds its player (which runs
-  the model's settling pre-roll, :meth:`core.synth.Synth.settle`), so a slow load never
+  the model's settling pre-roll, :meth:`core.synth.Synth.settle`, and with ``compiled``
+  compiles its step, :mod:`core.compiled_step`), so a slow load never
   stalls the sound; hands it over through ``_incoming``, and sets the token parameter
   to the new bundle's default token (a bus store, as the GUI's). It also names a
   reference file's frames with tokens (reference token mode), and loads a VST3/AU file
