@@ -70,6 +70,15 @@ def _signature(tensors: Sequence[torch.Tensor | None]) -> tuple:
     return tuple(None if t is None else (tuple(t.shape), t.dtype, t.device) for t in tensors)
 
 
+# Compiled graphs of this process by (graph code, input layout): a graph holds no weights, so
+# another player of the same architecture (a device switch, a hot swap) reuses it.
+_COMPILED: dict[tuple, Callable] = {}
+
+
+def _layout(args: Sequence[torch.Tensor]) -> tuple:
+    return tuple((tuple(a.shape), a.stride(), a.dtype, a.device) for a in args)
+
+
 def _lift_constants(gm: torch.fx.GraphModule) -> tuple[torch.fx.GraphModule, list[torch.Tensor]]:
     """The traced graph with its tensor constants (weights, windows) turned into trailing
     inputs, and those tensors: a graph that holds no weights is the same graph for every
@@ -186,9 +195,12 @@ class CompiledCall:
                 # mel matching's FFTs stay library calls: said once per graph, nothing to act on
                 warnings.filterwarnings("ignore", message=".*complex operators.*")
                 gm, constants = _lift_constants(make_fx(pure)(*args))
-                # inductor itself, without dynamo: no guards, so nothing recompiles later; the
-                # kernels check their inputs' sizes and strides (a mismatch raises)
-                compiled = compile_fx(gm, _fake_inputs(gm, args + constants))
+                key = (gm.code, _layout(args + constants))
+                compiled = _COMPILED.get(key)
+                if compiled is None:
+                    # inductor itself, without dynamo: no guards, so nothing recompiles later;
+                    # the kernels check their inputs' sizes and strides (a mismatch raises)
+                    compiled = _COMPILED[key] = compile_fx(gm, _fake_inputs(gm, args + constants))
             graph = lambda *a: compiled(*a, *constants)          # noqa: E731
         except Exception as e:                        # this call runs eagerly from now on
             self.failed = f"{self.name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"

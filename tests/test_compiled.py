@@ -137,3 +137,19 @@ def test_a_call_that_cannot_be_traced_fails_once_and_says_why():
     assert call.failed == "broken: RuntimeError: no graph here"
     with pytest.raises(NotReady):                          # eager from then on, without retrying
         call(torch.ones(3, 2))
+
+
+def test_a_second_player_of_the_same_model_reuses_the_compiled_graphs(bundle_path, prepared):
+    """A device switch or a hot swap of the same architecture builds a new synth: its graphs
+    are this process's already (the weights are inputs, not part of a graph)."""
+    import core.compiled as compiled_module
+
+    known = len(compiled_module._COMPILED)
+    other = _synth(bundle_path, True)
+    assert len(compiled_module._COMPILED) == known
+    eager = _synth(bundle_path, False)
+    for x in _inputs(eager.generator.config, 20, seed=11):
+        a, _ = _step(eager, x, [0, 1, 2])
+        b, _ = _step(other, x, [0, 1, 2])
+        np.testing.assert_allclose(b, a, atol=TOL)
+    assert other.compiled.voice.replays >= 20
