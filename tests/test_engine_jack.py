@@ -6,9 +6,11 @@ the engine's streaming resampler.
 import time
 
 import numpy as np
+import pytest
 import torch
 
 from core.bundle import load_bundle
+from core.compiled import compiler_available
 from core.latent import NoiseSource
 from core.resample import LowDelayResampler
 from core.synth import Synth
@@ -87,9 +89,12 @@ def sounding_samples(x: np.ndarray) -> int:
     return len(x) - int(loud[0]) if len(loud) else 0
 
 
-def test_plays_the_offline_sequence_without_clicks(jack_server, small_bundle):
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=pytest.mark.skipif(
+    compiler_available() is not None, reason=str(compiler_available())))], ids=["eager", "compiled"])
+def test_plays_the_offline_sequence_without_clicks(jack_server, small_bundle, compiled):
+    """Eager, and with the compiled 1-frame step (core/compiled_step.py): the same samples."""
     cap = Capture(jack_server)
-    engine, out = start_engine(small_bundle)
+    engine, out = start_engine(small_bundle, **({"compiled": True, "frames_per_step": 1} if compiled else {}))
     try:
         cap.connect_program_outputs()
         # 2 s and a margin after the first sound (on a busy machine the sound may start late)
@@ -101,6 +106,8 @@ def test_plays_the_offline_sequence_without_clicks(jack_server, small_bundle):
     assert engine.out_rate == RATE and engine.model_rate == 22050
     stats = engine.stats()
     assert stats["nan_events"] == 0 and not stats["errors"]
+    if compiled:          # prepared, and the steps played ran through the graphs
+        assert stats["step_path"] == "compiled" and engine.player.synth.compiled.voice.replays > 100
     ref = offline_reference(small_bundle, stats["seconds_played"] + 2.0)
     # the captured audio is the offline sequence, sample for sample: nothing lost, doubled
     # or mangled at any of the ~100 engine-step joins it spans

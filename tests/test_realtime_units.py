@@ -3,6 +3,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 
 from core.limiter import SafetyLimiter, is_runaway
 from core.notes import NOTE_DIM, held_note
@@ -271,3 +272,20 @@ def test_status_extras_show_what_applies_and_nothing_else():
     full = dict(bare, tempo_source="bpm", tempo_bpm=96.0, osc_address="127.0.0.1:9000",
                 osc_messages_received=12, osc_messages_ignored=1)
     assert status_extras(full, " | ") == " | tempo 96.0 BPM (bpm) | OSC 127.0.0.1:9000 12 (1 ignored)"
+
+
+def test_compile_choice_and_its_status_words():
+    """--compile auto compiles everywhere but on CUDA (which has CUDA graphs); the status line
+    says which step runs, and headless play's first line why an asked-for compile did not."""
+    from realtime.session import wants_compiled
+    from realtime.status import step_status
+
+    assert wants_compiled("auto", torch.device("cpu")) and not wants_compiled("auto", torch.device("cuda"))
+    assert wants_compiled("on", torch.device("cuda")) and not wants_compiled("off", torch.device("cpu"))
+    with pytest.raises(ValueError, match="auto, on or off"):
+        wants_compiled("yes", torch.device("cpu"))
+    assert step_status({"step_path": "compiled", "compile_s": 8.04}) == "compiled"
+    assert step_status({"step_path": "compiled", "compile_s": 8.04}, full=True) == "compiled step, prepared in 8.0 s"
+    missing = "eager (no C++ compiler ('g++' not found; Debian/Ubuntu: apt install g++))"
+    assert step_status({"step_path": missing}) == "eager"
+    assert step_status({"step_path": missing}, full=True) == missing + " step"
