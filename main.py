@@ -100,10 +100,10 @@ def _playback_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     _mel_match_option(p, "zero-latency")
     _compute_option(p)
-    p.add_argument("--compile", default=os.environ.get("DRIFTWAVE_COMPILE", "auto"), choices=["auto", "on", "off"],
+    p.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
                    help="run the model's step as compiled graphs (core/compiled_step.py; about 8 s at start with "
-                        "the kernels cached, longer the first time): auto = on except on CUDA, which has CUDA graphs; "
-                        "default from DRIFTWAVE_COMPILE")
+                        "the kernels cached, longer the first time): auto = DRIFTWAVE_COMPILE (on/off) where set, "
+                        "else on except on CUDA, which has CUDA graphs")
     p.add_argument("--midi", default=None, help="MIDI input port (number or name); see 'devices'")
     p.add_argument("--midi-virtual", default=None, metavar="NAME", help="open a virtual MIDI input port")
     p.add_argument("--midi-api", default="default", choices=["default", "alsa", "jack", "coremidi", "winmm"])

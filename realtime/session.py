@@ -9,6 +9,7 @@ engine's own threads are listed in :mod:`realtime.engine`.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -38,10 +39,13 @@ def describe_devices() -> str:
 
 
 def wants_compiled(choice: str, device) -> bool:
-    """``--compile``: "on", "off", or "auto": on where the step has no CUDA graphs (every
-    device but CUDA; core/compiled_step.py)."""
+    """``--compile``: "on", "off", or "auto": what ``DRIFTWAVE_COMPILE`` says ("on" or "off")
+    where it is set, else on where the step has no CUDA graphs (every device but CUDA;
+    core/compiled_step.py)."""
     if choice not in ("auto", "on", "off"):
         raise ValueError(f"compile must be auto, on or off; got {choice!r}")
+    if choice == "auto":
+        choice = os.environ.get("DRIFTWAVE_COMPILE", "auto")
     return choice == "on" or (choice == "auto" and getattr(device, "type", str(device)) != "cuda")
 
 

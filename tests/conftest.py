@@ -1,8 +1,9 @@
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-# `main.py play` and the window compile the model's step by default (core/compiled_step.py),
-# 8 s or more at every start; tests that start them run it eagerly unless they ask
+# sessions (`main.py play`, the window, Session(Settings(...))) compile the model's step by
+# default (core/compiled_step.py), 8 s or more at every start; with this, "auto" means off in
+# the tests, which run it eagerly unless they ask ("on")
 # (tests/test_compiled.py tests the compiled step, and a JACK test plays it)
 os.environ.setdefault("DRIFTWAVE_COMPILE", "off")
 

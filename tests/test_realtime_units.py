@@ -274,12 +274,14 @@ def test_status_extras_show_what_applies_and_nothing_else():
     assert status_extras(full, " | ") == " | tempo 96.0 BPM (bpm) | OSC 127.0.0.1:9000 12 (1 ignored)"
 
 
-def test_compile_choice_and_its_status_words():
+def test_compile_choice_and_its_status_words(monkeypatch):
     """--compile auto compiles everywhere but on CUDA (which has CUDA graphs); the status line
     says which step runs, and headless play's first line why an asked-for compile did not."""
     from realtime.session import wants_compiled
     from realtime.status import step_status
 
+    assert not wants_compiled("auto", torch.device("cpu"))       # DRIFTWAVE_COMPILE=off (conftest)
+    monkeypatch.delenv("DRIFTWAVE_COMPILE")
     assert wants_compiled("auto", torch.device("cpu")) and not wants_compiled("auto", torch.device("cuda"))
     assert wants_compiled("on", torch.device("cuda")) and not wants_compiled("off", torch.device("cpu"))
     with pytest.raises(ValueError, match="auto, on or off"):
