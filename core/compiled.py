@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sysconfig
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
@@ -50,6 +51,9 @@ def compiler_available() -> str | None:
     cxx = os.environ.get("CXX") or "g++"
     if shutil.which(cxx) is None:
         return f"no C++ compiler ('{cxx}' not found; Debian/Ubuntu: apt install g++)"
+    include = sysconfig.get_paths().get("include") or ""
+    if not os.path.exists(os.path.join(include, "Python.h")):   # the kernels' Python bindings need it
+        return f"no Python headers ({include}/Python.h; Debian/Ubuntu: apt install python3-dev)"
     return None
 
 

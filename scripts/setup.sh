@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-# g++: TorchInductor builds the compiled step's kernels (core/compiled.py; without it the step runs eagerly)
-PKGS="python3-venv libportaudio2 libsndfile1 jackd2 fluidsynth fluid-soundfont-gm xvfb libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 g++"
+# g++, python3-dev: TorchInductor builds the compiled step's kernels and their Python bindings
+# (core/compiled.py; without them the step runs eagerly)
+PKGS="python3-venv libportaudio2 libsndfile1 jackd2 fluidsynth fluid-soundfont-gm xvfb libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 g++ python3-dev"
 missing=""
 # "install ok installed" only: dpkg -s also succeeds for a removed package whose config files remain
 for p in $PKGS; do
