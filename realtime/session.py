@@ -64,11 +64,15 @@ def build(settings: Settings):
     except Exception as e:
         raise NoAudioDevice(f"no usable audio output device ({e}).\nDevices:\n{describe_devices()}\n"
                             f"('driftwave render' works without a device.)") from None
+    compiled = wants_compiled(s.compile, bundle.mean.device)
+    if compiled:          # seconds of silence otherwise unexplained (a minute the first time)
+        print("compiling the model's step (about 8 s; a minute the first time; --compile off skips it)",
+              file=sys.stderr, flush=True)
     engine = Engine(bundle, rate, frames_per_step=s.frames_per_step,
                     target_fill_s=None if s.latency_ms is None else s.latency_ms / 1e3, latency=s.latency,
                     threads=s.threads, precision=s.precision, seed=s.seed, voices=s.voices,
                     mel_match=s.mel_match, realtime=s.realtime,
-                    compiled=wants_compiled(s.compile, bundle.mean.device))
+                    compiled=compiled)
     out = AudioOutput(engine.ring, device=s.device, samplerate=rate, blocksize=s.blocksize,
                       latency=s.device_latency, realtime=s.realtime)
     engine.attach_output(out)
