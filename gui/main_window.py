@@ -39,6 +39,13 @@ def default_record_dir() -> Path:
     return d if d.is_dir() else Path.home()
 
 
+# The window redraws at 15 Hz. Its paints hold the GIL (pyqtgraph's paint code, about 6.5 ms
+# a paint in a cProfile run), which the engine thread needs for every step: at 30 Hz, 4 voices
+# at 1-frame steps underran 460 times in 20 s on an idle 2-core machine (RTF 1.23), at 15 Hz
+# once (RTF 0.84); docs/measurements.md, "The window's refresh rate".
+REFRESH_MS = 66
+
+
 class MainWindow(QtWidgets.QMainWindow):
     def __init__(self, session: Session, parent=None):
         super().__init__(parent)
@@ -56,7 +63,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._bind_engine()
         self.timer = QtCore.QTimer(self)
         self.timer.timeout.connect(self.tick)
-        self.timer.start(33)
+        self.timer.start(REFRESH_MS)
 
     # ---- construction -------------------------------------------------------------------
     def _build(self) -> None:

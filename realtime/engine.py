@@ -166,6 +166,9 @@ class Engine:
         self.osc = None                # an OscServer setting the bus, for its counters (session.py)
         self.clock = BeatClock()       # beat positions token moves follow (core/tempo.py)
         self.compiled = compiled
+        # before the player: its compiled kernels take the thread count they are compiled with
+        # (TorchInductor's OpenMP loops), and the engine steps with self.threads
+        torch.set_num_threads(self.threads)
         self.player = BundlePlayer(bundle, self.out_rate, seed, seed + 1, precision, self.n_voices, self.mel_match,
                                    self._compile_frames)
         self._use_default_token(bundle)
