@@ -117,7 +117,7 @@ def generated(bundle, corpus, seconds: float, seed: int = 0, chunk: int = 64) ->
     for s in range(0, frames, chunk):
         k = min(chunk, frames - s)
         inputs = frame_inputs(cfg, noise.next(k, drift=0.05), None if tokens is None else tokens[s:s + k],
-                              float((cfg.pitch_min + cfg.pitch_max) / 2) if pitch is None else pitch[s:s + k],
+                              float(cfg.pitch_centre) if pitch is None else pitch[s:s + k],
                               None if note is None else note[s:s + k])
         a, m = synth.step_inputs(inputs)
         raw.append(a)

@@ -88,7 +88,7 @@ class CompiledSteps:
         cfg = g.config
         z = torch.zeros(rows, cfg.z_dim, frames, dtype=s.dtype, device=s.device)
         tokens = torch.zeros(rows, frames, dtype=torch.long, device=s.device) if cfg.n_tokens else None
-        pitch = torch.full((rows, frames), float(cfg.pitch_min + cfg.pitch_max) / 2, device=s.device) \
+        pitch = torch.full((rows, frames), cfg.pitch_centre, device=s.device) \
             if cfg.has_pitch else None
         note = torch.from_numpy(held_note((rows, frames))).to(s.device, s.dtype) if cfg.note_dim else None
         for call in self.calls:
@@ -150,7 +150,7 @@ class CompiledSteps:
             tf = tokens.new_zeros(b, n)
             tf[idx] = tokens
         if pitch is not None:
-            pf = pitch.new_full((b, n), float(cfg.pitch_min + cfg.pitch_max) / 2)
+            pf = pitch.new_full((b, n), cfg.pitch_centre)
             pf[idx] = pitch
         if note is not None:
             nf = torch.from_numpy(held_note((b, n))).to(note.device, note.dtype)

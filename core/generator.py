@@ -52,6 +52,11 @@ class GeneratorConfig(DictConfig):
         return self.pitch_max > self.pitch_min
 
     @property
+    def pitch_centre(self) -> float:
+        """The MIDI pitch a step plays when it is given none: the middle of the range."""
+        return (self.pitch_min + self.pitch_max) / 2
+
+    @property
     def n_pitch(self) -> int:
         return self.pitch_max - self.pitch_min + 1 if self.has_pitch else 0
 
@@ -192,7 +197,7 @@ class StreamingUNAGAN(nn.Module):
             parts.append(F.embedding(tokens.clamp(0, c.n_tokens - 1), self._constant("eye", z)))
         if c.has_pitch:
             if pitch is None:
-                pitch = torch.full((b, n), (c.pitch_min + c.pitch_max) / 2, device=z.device)
+                pitch = torch.full((b, n), c.pitch_centre, device=z.device)
             parts.append(_soft_one_hot(pitch, c.pitch_min, self._constant("semitones", z)).to(z.dtype))
         if note is not None:
             parts.append(note.to(z.dtype))

@@ -42,7 +42,7 @@ def render(bundle: Bundle, seconds: float, seed: int = 0, seed_b: int | None = N
     n_frames = math.ceil((n_out + delay) / synth.hop)
     noise = NoiseSource(cfg.z_dim, seed, seed + 1 if seed_b is None else seed_b)
     if pitch is None:
-        pitch = (cfg.pitch_min + cfg.pitch_max) / 2
+        pitch = cfg.pitch_centre
     notes = np.atleast_1d(np.asarray(pitch, dtype=np.float64))
     if notes.size == 0:
         raise ValueError("pitch: give at least one note")

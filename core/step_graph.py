@@ -107,7 +107,7 @@ class StepGraphs:
             if g.n_tokens:
                 io["tokens"] = torch.zeros(b, n, dtype=torch.long, device=dev)
             if has_pitch:                    # (the vocoder takes it as f0 even without the condition)
-                io["pitch"] = torch.full((b, n), (g.pitch_min + g.pitch_max) / 2, device=dev)
+                io["pitch"] = torch.full((b, n), g.pitch_centre, device=dev)
             if g.note_dim:
                 io["note"] = torch.from_numpy(held_note((b, n))).to(dev, s.dtype)
                 io["held_note"] = io["note"].clone()

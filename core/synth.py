@@ -101,7 +101,7 @@ class Synth:
             return
         cfg = self.generator.config
         z = NoiseSource(cfg.z_dim, SETTLE_SEED, SETTLE_SEED + 1).next(frames, drift=0.05)
-        self.step_inputs(frame_inputs(cfg, z, self.bundle.default_token, (cfg.pitch_min + cfg.pitch_max) / 2,
+        self.step_inputs(frame_inputs(cfg, z, self.bundle.default_token, cfg.pitch_centre,
                                       rows=rows))
 
     @torch.inference_mode()

@@ -136,7 +136,7 @@ def generate(bundle: Bundle, frames: int, seed: int = 0, drift: float = 0.05,
     tok = bundle.default_token     # as the player starts
     audio, mels = [], []
     if pitch is None:
-        pitch = (cfg.pitch_min + cfg.pitch_max) / 2
+        pitch = cfg.pitch_centre
     for start in range(0, frames, chunk):
         n = min(chunk, frames - start)
         z = noise.next(n, drift=drift)

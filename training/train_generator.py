@@ -115,7 +115,7 @@ def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resu
     frames = int(cfg.data["segment_frames"])
     stride = G.stride
     frames = max(stride, frames // stride * stride)
-    centre = (gcfg.pitch_min + gcfg.pitch_max) / 2
+    centre = gcfg.pitch_centre
     ema = None
     run.bar(start, int(o["steps"]))
     for step in range(start, int(o["steps"])):
