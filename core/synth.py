@@ -110,9 +110,7 @@ class Synth:
                   note: torch.Tensor | None = None):
         """Like :meth:`step` for the batch rows ``rows`` of a ``full_batch``-row stream
         (inputs have ``len(rows)`` rows); the other rows' state stays as it is."""
-        out = self._graph_step(rows, full_batch, z, tokens, pitch, note)
-        if out is None and self.compiled is not None and self.compiled.ready(full_batch, z.shape[2]):
-            out = self.compiled.step(rows, z, tokens, pitch, note)
+        out = self._fast_step(rows, full_batch, z, tokens, pitch, note)
         if out is not None:
             return out
         if len(rows) == full_batch:
@@ -135,20 +133,22 @@ class Synth:
         ``Tensor[B x n_mels x n]``). ``note``: ``Tensor[B x n x note_dim]`` for generators
         with the note condition (:mod:`core.notes`; default: a long-held note)."""
         b = z.shape[0]
-        rows = list(range(b))
-        out = self._graph_step(rows, b, z, tokens, pitch, note)
-        if out is None and self.compiled is not None and self.compiled.ready(b, z.shape[2]):
-            out = self.compiled.step(rows, z, tokens, pitch, note)
+        out = self._fast_step(list(range(b)), b, z, tokens, pitch, note)
         return out if out is not None else self._compute(z, tokens, pitch, note)
 
-    def _graph_step(self, rows: list[int], full_batch: int, z, tokens, pitch, note):
-        """The step through :attr:`graphs` when they are on and can run it, else None."""
-        if not self.use_graphs:
-            return None
-        g = self.graphs
-        if g is None or g.rows != full_batch or g.stale:
-            g = self.graphs = StepGraphs(self, full_batch, record=self.device.type == "cuda")
-        return g.step(rows, z, tokens, pitch, note)
+    def _fast_step(self, rows: list[int], full_batch: int, z, tokens, pitch, note):
+        """The step through CUDA graphs (:attr:`graphs`) or compiled calls (:attr:`compiled`)
+        when one of them is on and can run it, else None (the caller runs it eagerly)."""
+        out = None
+        if self.use_graphs:
+            g = self.graphs
+            if g is None or g.rows != full_batch or g.stale:
+                g = self.graphs = StepGraphs(self, full_batch, record=self.device.type == "cuda")
+            out = g.step(rows, z, tokens, pitch, note)
+        c = self.compiled
+        if out is None and c is not None and c.ready(full_batch, z.shape[2]):
+            out = c.step(rows, z, tokens, pitch, note)
+        return out
 
     def prepare_compiled(self, rows: int, frames: int = 1) -> float:
         """Compiles the ``frames``-frame step of ``rows`` rows (:mod:`core.compiled_step`),

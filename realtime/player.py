@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from core.bundle import Bundle
+from core.compiled import NotReady, compiler_available, use_cache_dir
 from core.inputs import FrameInputs, frame_inputs
 from core.latent import NoiseSource
 from core.limiter import is_runaway
@@ -76,8 +77,6 @@ class BundlePlayer:
             self._compile(compile_frames)
 
     def _compile(self, frames: int) -> None:
-        from core.compiled import NotReady, compiler_available, use_cache_dir
-
         missing = compiler_available()
         if missing is not None:
             self.step_path = f"eager ({missing})"

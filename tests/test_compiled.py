@@ -111,12 +111,15 @@ def test_chunked_with_compiled_one_frame_steps_equals_whole(bundle_path, prepare
     x = frame_inputs(cfg, NoiseSource(cfg.z_dim, 2, 3).next(48, drift=0.05), 1,
                      np.linspace(50, 70, 48)[None].repeat(ROWS, 0), rows=ROWS)
     whole, _ = eager.step(x.z, x.tokens, x.pitch, x.note)
+    replays = compiled.compiled.voice.replays
     parts, at = [], 0
     for k in sizes:
         cut = lambda t: None if t is None else t[:, at:at + k]            # noqa: E731
         parts.append(compiled.step(x.z[:, :, at:at + k], cut(x.tokens), cut(x.pitch), cut(x.note))[0])
         at += k
     np.testing.assert_allclose(torch.cat(parts, 1).numpy(), whole.numpy(), atol=TOL)
+    # every 1-frame chunk (the prepared shape) ran compiled, every other one eagerly
+    assert compiled.compiled.voice.replays - replays == sizes.count(1)
 
 
 def test_an_unprepared_signature_is_not_compiled_on_the_fly():
