@@ -39,7 +39,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from .streaming import keep_state, stream_states
+from .streaming import set_state, stream_states
 
 
 class NotReady(RuntimeError):
@@ -63,11 +63,11 @@ def default_cache_dir() -> Path:
     return Path(base) / "driftwave" / "inductor"
 
 
-def use_cache_dir(path: Path | None = None) -> None:
-    """Points TorchInductor's on-disk cache at ``path`` (default :func:`default_cache_dir`)
-    unless the user chose one (``TORCHINDUCTOR_CACHE_DIR``)."""
+def use_cache_dir() -> None:
+    """Points TorchInductor's on-disk cache at :func:`default_cache_dir` unless the user
+    chose one (``TORCHINDUCTOR_CACHE_DIR``)."""
     if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path or default_cache_dir())
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(default_cache_dir())
 
 
 def _signature(tensors: Sequence[torch.Tensor | None]) -> tuple:
@@ -145,7 +145,7 @@ class CompiledCall:
 
     def _set(self, values: Sequence[torch.Tensor | None]) -> None:
         for (m, attr, plain), v in zip(self.states, values):
-            keep_state(m, attr, v) if plain else setattr(m, attr, v)
+            set_state(m, attr, plain, v)
 
     def __call__(self, *inputs: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         if self.failed is not None:
@@ -163,7 +163,7 @@ class CompiledCall:
         n_out = len(out) - len(present)
         for i, t in zip(present, out[n_out:]):
             m, attr, plain = self.states[i]
-            keep_state(m, attr, t) if plain else setattr(m, attr, t)
+            set_state(m, attr, plain, t)
         self.replays += 1
         return tuple(out[:n_out])
 

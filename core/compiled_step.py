@@ -26,7 +26,7 @@ import torch
 
 from .compiled import CompiledCall, NotReady
 from .notes import held_note
-from .streaming import keep_state, stream_states
+from .streaming import set_state, stream_states
 
 
 class CompiledSteps:
@@ -48,7 +48,6 @@ class CompiledSteps:
         self.states = [(m, attr, dim, plain) for model in self.models for m, attr, dim, plain in stream_states(model)]
         self.rows: int | None = None               # the batch the graphs are for
         self.frames: set[int] = set()
-        self.compile_s = 0.0
         self._ranks: list[int | None] = []
         self._masks: dict[tuple[int, ...], list[torch.Tensor]] = {}
 
@@ -107,9 +106,7 @@ class CompiledSteps:
             g.frame = frame0
         self.rows = rows
         self.frames.add(frames)
-        took = time.perf_counter() - t0
-        self.compile_s += took
-        return took
+        return time.perf_counter() - t0
 
     # -- the step -----------------------------------------------------------------------
 
@@ -118,7 +115,7 @@ class CompiledSteps:
 
     def _restore(self, saved: list[torch.Tensor | None]) -> None:
         for (m, attr, _, plain), v in zip(self.states, saved):
-            keep_state(m, attr, v) if plain else setattr(m, attr, v)
+            set_state(m, attr, plain, v)
 
     def _mask_views(self, rows: list[int]) -> list[torch.Tensor]:
         """Per state: True on the sounding rows, shaped to broadcast over that state."""
@@ -140,7 +137,7 @@ class CompiledSteps:
     def _full(self, rows: list[int], z, tokens, pitch, note):
         """The inputs of ``rows`` spread over every row; the other rows get the generator's
         defaults (zero noise, token 0, mid pitch, a long-held note)."""
-        s, cfg, b = self.synth, self.synth.generator.config, self.rows
+        cfg, b = self.synth.generator.config, self.rows
         n = z.shape[2]
         idx = torch.tensor(rows, dtype=torch.long)
         zf = z.new_zeros(b, z.shape[1], n)
@@ -179,6 +176,6 @@ class CompiledSteps:
             if old is None or keep is None:       # a state no layer keeps (a 1x1 conv's cache)
                 continue
             new = torch.where(keep, getattr(m, attr), old)
-            keep_state(m, attr, new) if plain else setattr(m, attr, new)
+            set_state(m, attr, plain, new)
         idx = torch.tensor(rows, dtype=torch.long, device=audio.device)
         return audio.index_select(0, idx), mel.index_select(0, idx)

@@ -29,7 +29,7 @@ from typing import Callable
 import torch
 
 from .notes import held_note
-from .streaming import keep_state, stream_states
+from .streaming import set_state, stream_states
 
 
 class NotSteady(RuntimeError):
@@ -80,7 +80,7 @@ class StepGraphs:
         for m, attr, dim, plain in found:
             buf = getattr(m, attr).clone(memory_format=torch.contiguous_format)
             self.buffers.append(buf)
-            keep_state(m, attr, buf) if plain else setattr(m, attr, buf)
+            set_state(m, attr, plain, buf)
         self.states, self.absent = found, absent
         return True
 
@@ -88,9 +88,9 @@ class StepGraphs:
         """Every state attribute back to its buffer (or None), after a recording or a step
         that could not run."""
         for (m, attr, dim, plain), buf in zip(self.states, self.buffers):
-            keep_state(m, attr, buf) if plain else setattr(m, attr, buf)
+            set_state(m, attr, plain, buf)
         for m, attr, plain in self.absent:
-            keep_state(m, attr, None) if plain else setattr(m, attr, None)
+            set_state(m, attr, plain, None)
 
     def _io(self, key: tuple) -> dict[str, torch.Tensor]:
         """Static inputs and outputs of the step ``key`` = (frames, phase, pitch given?): z,
@@ -149,7 +149,7 @@ class StepGraphs:
             shape = [1] * buf.dim()
             shape[dim] = self.rows
             buf.copy_(torch.where(self.mask.view(shape), t, buf))
-            keep_state(m, attr, buf) if plain else setattr(m, attr, buf)
+            set_state(m, attr, plain, buf)
         io["audio"].copy_(audio)
         io["mel"].copy_(mel)
 

@@ -56,6 +56,12 @@ def keep_state(module: nn.Module, name: str, value: torch.Tensor | None) -> None
     object.__setattr__(module, name, value)
 
 
+def set_state(module: nn.Module, name: str, plain: bool, value: torch.Tensor | None) -> None:
+    """Sets a stream state listed by :func:`stream_states`: :func:`keep_state` for a
+    ``plain`` attribute, ``setattr`` for a buffer or parameter."""
+    keep_state(module, name, value) if plain else setattr(module, name, value)
+
+
 class CachedConv1d(nn.Conv1d):
     """Conv1d with no padding that keeps the last ``dilation * (kernel - 1)`` input frames.
 
@@ -238,7 +244,7 @@ class BatchSubset:
             self.saved.append((m, attr, dim, plain, full))
             if full is not None:
                 sub = full.narrow(dim, run[0], run[1]) if run is not None else full.index_select(dim, idx)
-                keep_state(m, attr, sub) if plain else setattr(m, attr, sub)
+                set_state(m, attr, plain, sub)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -252,7 +258,7 @@ class BatchSubset:
                     shape[dim] = self.full_batch
                     full = sub.new_zeros(shape)
                 new = full.index_copy(dim, self.idx, sub)
-            keep_state(m, attr, new) if plain else setattr(m, attr, new)
+            set_state(m, attr, plain, new)
 
 
 _STREAM_STATES: "weakref.WeakKeyDictionary[nn.Module, list]" = weakref.WeakKeyDictionary()

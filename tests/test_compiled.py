@@ -114,8 +114,10 @@ def test_chunked_with_compiled_one_frame_steps_equals_whole(bundle_path, prepare
     replays = compiled.compiled.voice.replays
     parts, at = [], 0
     for k in sizes:
-        cut = lambda t: None if t is None else t[:, at:at + k]            # noqa: E731
-        parts.append(compiled.step(x.z[:, :, at:at + k], cut(x.tokens), cut(x.pitch), cut(x.note))[0])
+        frames = slice(at, at + k)
+        tokens, pitch = (None if t is None else t[:, frames] for t in (x.tokens, x.pitch))
+        note = None if x.note is None else x.note[:, frames]
+        parts.append(compiled.step(x.z[:, :, frames], tokens, pitch, note)[0])
         at += k
     np.testing.assert_allclose(torch.cat(parts, 1).numpy(), whole.numpy(), atol=TOL)
     # every 1-frame chunk (the prepared shape) ran compiled, every other one eagerly
