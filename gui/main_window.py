@@ -42,7 +42,7 @@ def default_record_dir() -> Path:
 # The window redraws at 15 Hz. Its paints hold the GIL (pyqtgraph's paint code, about 6.5 ms
 # a paint in a cProfile run), which the engine thread needs for every step: at 30 Hz, 4 voices
 # at 1-frame steps underran 460 times in 20 s on an idle 2-core machine (RTF 1.23), at 15 Hz
-# once (RTF 0.84); docs/measurements.md, "The window's refresh rate".
+# 12 times (RTF 0.85): benchmarks/results/window_refresh.json, docs/measurements.md.
 REFRESH_MS = 66
 
 
