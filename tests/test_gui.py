@@ -380,7 +380,10 @@ def test_switching_jack_midi_inputs_while_playing_on_jack_never_freezes(jack_ser
     and closing JACK MIDI inputs while playing froze JACK, the sound and the app
     (docs/history.md). The C callback (rtmixer) never waits for the GIL, so the switches play on
     with no pause. Run in a child process, so that a freeze fails this test instead of hanging
-    the suite."""
+    the suite. Known, not fixed: about one run in five the child aborts inside libjack while
+    python-rtmidi 1.5.8 closes the last input (``JackGraphManager::AssertPort: port_index <
+    fPortMax``, the main thread in ``MidiInput.close``), which reads as rtmidi's port unregister
+    racing its own process callback; seen at commit 2bd5d56 as well."""
     import os
     import subprocess
     import sys
