@@ -3,11 +3,11 @@ status, recording, bundle / device / MIDI / preset pickers.
 
 Threads: everything here runs on the GUI thread. The window sees the engine only through
 :class:`~realtime.view.EngineView` (read-only values, the control bus, requests) and asks
-the :class:`~realtime.session.Session` for transport, MIDI ports and device switches. A 30 Hz
-QTimer pulls the view's taps and stats (``mel_tap``, ``token_tap``, ``peak``, ``rms``,
-``pop_errors()``, ``stats()``) and pushes changes through the control bus; nothing here
-ever waits for the engine thread. Plot items are created once and updated in place
-(``setImage(autoLevels=False)``).
+the :class:`~realtime.session.Session` for transport, MIDI ports and device switches. A
+QTimer (:data:`REFRESH_MS`) pulls the view's taps and stats (``mel_tap``, ``token_tap``,
+``peak``, ``rms``, ``pop_errors()``, ``stats()``) and pushes changes through the control bus;
+nothing here ever waits for the engine thread. The spectrogram is a picture Qt paints in C++
+(:mod:`gui.spectrogram`: Python painting would hold the GIL the engine steps with).
 """
 from __future__ import annotations
 
@@ -17,8 +17,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from realtime import presets
@@ -27,9 +25,9 @@ from realtime.rack import display_name, is_rack_param
 from realtime.session import Session
 from realtime.status import status_extras, step_status
 
+from .spectrogram import SpectrogramView
 from .widgets import Keyboard, LevelMeter, ParamControl
 
-MEL_LEVELS = (-2.5, 2.5)          # standardized log-mel: fixed colour scale
 HIDDEN = {"seed_a", "seed_b"}     # shown by the seed pickers instead
 
 
@@ -204,23 +202,13 @@ class MainWindow(QtWidgets.QMainWindow):
         w = QtWidgets.QWidget()
         lay = QtWidgets.QHBoxLayout(w)
         lay.setContentsMargins(0, 0, 0, 0)
-        plots = pg.GraphicsLayoutWidget()
-        self.mel_plot = plots.addPlot(row=0, col=0)
-        self.mel_plot.setLabel("left", "mel bin")
-        self.mel_plot.setLabel("bottom", "frames (newest right)")
-        self.mel_plot.setMouseEnabled(False, False)
-        self.mel_image = pg.ImageItem(axisOrder="row-major")
-        self.mel_image.setColorMap(pg.colormap.get("inferno"))
-        self.mel_image.setLevels(MEL_LEVELS)
-        self.mel_plot.addItem(self.mel_image)
-        self.token_plot = plots.addPlot(row=1, col=0)
-        self.token_plot.setMaximumHeight(90)
-        self.token_plot.setLabel("left", "token")
-        self.token_plot.setMouseEnabled(False, False)
-        self.token_curve = self.token_plot.plot(pen=pg.mkPen((90, 200, 255), width=2), stepMode=None)
-        n_tokens = self.view.n_tokens
-        self.token_plot.setVisible(n_tokens > 0)
-        lay.addWidget(plots, 1)
+        col = QtWidgets.QVBoxLayout()
+        self.display_caption = QtWidgets.QLabel("log-mel spectrogram, newest right")
+        col.addWidget(self.display_caption)
+        self.spectrogram = SpectrogramView()
+        self.spectrogram.setObjectName("spectrogram")
+        col.addWidget(self.spectrogram, 1)
+        lay.addLayout(col, 1)
         self.meter = LevelMeter()
         lay.addWidget(self.meter)
         return w
@@ -228,14 +216,14 @@ class MainWindow(QtWidgets.QMainWindow):
     # ---- engine wiring ----------------------------------------------------------------------
     def _show_token_count(self, n_tokens: int) -> None:
         self._n_tokens = n_tokens
-        self.token_plot.setVisible(n_tokens > 0)
-        self.token_plot.setYRange(-0.5, max(n_tokens, 1) - 0.5)
+        self.spectrogram.set_token_count(n_tokens)
+        self.display_caption.setText("log-mel spectrogram, newest right"
+                                     + (f"; below, the token of each frame ({n_tokens} colours)" if n_tokens else ""))
+        self._mel_written = -1                  # redraw with the new lane
 
     def _bind_engine(self) -> None:
         self.view = self.session.view
         self._show_token_count(self.view.n_tokens)
-        tap = self.view.mel_tap
-        self.mel_image.setImage(tap.T, autoLevels=False)
         self._mel_written = -1
         self._bus_version = -1
 
@@ -437,12 +425,7 @@ class MainWindow(QtWidgets.QMainWindow):
         written = e.mel_tap_written
         if written != self._mel_written:
             self._mel_written = written
-            i = written % len(e.mel_tap)
-            img = np.roll(e.mel_tap, -i, axis=0)           # oldest frame first
-            self.mel_image.setImage(img.T, autoLevels=False)
-            if self.token_plot.isVisible():
-                toks = np.roll(e.token_tap, -i).astype(np.float32)
-                self.token_curve.setData(np.arange(len(toks)), toks)
+            self.spectrogram.show_taps(e.mel_tap, written, e.token_tap)
         self.meter.update_level(e.peak, e.rms, now)
         if e.n_tokens != self._n_tokens:      # a hot swap to another token count
             self._show_token_count(e.n_tokens)

@@ -77,13 +77,60 @@ def test_midi_learn_from_the_window_binds_a_cc_sent_over_jack(window, qtbot):
 
 def test_spectrogram_changes_while_audio_plays(window, qtbot):
     qtbot.wait(300)
-    first = window.mel_image.image.copy()
+    first = window.spectrogram.image.copy()
     qtbot.wait(500)
-    second = window.mel_image.image
-    assert first.shape == second.shape == (80, len(window.session.engine.mel_tap))
+    second = window.spectrogram.image
+    frames = len(window.session.engine.mel_tap)
+    assert first.shape == second.shape == (80 + 1 + 4, frames)     # mel bins, a gap, the token lane
     assert not np.array_equal(first, second)
-    assert np.std(second[:, -20:]) > 0.05          # the newest frames hold a real spectrum
-    assert window.mel_image.levels[0] == -2.5      # fixed levels, not auto
+    newest = second[:80, -20:]
+    assert len(np.unique(newest)) > 20              # the newest frames hold a real spectrum
+    assert window.spectrogram.levels == (-2.5, 2.5)  # fixed levels, not auto
+    pix = window.spectrogram.pixmap()
+    assert (pix.width(), pix.height()) == (frames, 85)   # what Qt scales is that picture
+
+
+def test_the_live_displays_paint_without_python(window):
+    """The rule of gui/spectrogram.py: the spectrogram is painted by Qt's own C++ paintEvent
+    (a Python override would hold the GIL through all its QPainter calls)."""
+    from PySide6 import QtWidgets
+    spec = window.spectrogram
+    assert isinstance(spec, QtWidgets.QLabel) and spec.hasScaledContents()
+    assert "paintEvent" not in type(spec).__dict__
+    assert all("paintEvent" not in k.__dict__ for k in type(spec).__mro__ if k.__module__.startswith("gui"))
+
+
+def test_spectrogram_image_puts_the_newest_frame_right_and_the_highest_bin_on_top():
+    from gui.spectrogram import LEVEL_LUT, spectrogram_image
+    frames, n_mels = 16, 8
+    tap = np.full((frames, n_mels), -2.5, np.float32)      # the bottom of the scale
+    written = 3 * frames + 5                               # the tap wrapped: slot 4 is the newest
+    tap[(written - 1) % frames, n_mels - 1] = 2.5          # newest frame, highest bin: the top
+    tap[written % frames, 0] = 9.0                         # oldest frame, lowest bin, beyond the scale
+    img = spectrogram_image(tap, written)
+    assert img.shape == (n_mels, frames) and img.dtype == np.uint32
+    assert img[0, -1] == LEVEL_LUT[255]
+    assert img[n_mels - 1, 0] == LEVEL_LUT[255]            # clipped to the top colour
+    rest = np.ones_like(img, bool)
+    rest[0, -1] = rest[n_mels - 1, 0] = False
+    assert np.all(img[rest] == LEVEL_LUT[0])
+    mid = spectrogram_image(np.zeros((frames, n_mels), np.float32), 0)
+    assert np.all(mid == LEVEL_LUT[127])                   # 0 sits mid-scale of (-2.5, 2.5)
+
+
+def test_spectrogram_image_token_lane_colours_each_frame_by_its_token():
+    from gui.spectrogram import GAP_ROWS, LANE_ROWS, NO_TOKEN, spectrogram_image, token_palette
+    palette = token_palette(16)
+    assert len(palette) == 17 and len(set(palette[:16].tolist())) == 16 and palette[-1] == NO_TOKEN
+    frames = 12
+    toks = np.array([-1, 0, 1, 15, 16, 3, 3, 3, -1, 7, 7, 2], np.int32)   # 16: out of range
+    img = spectrogram_image(np.zeros((frames, 4), np.float32), frames, toks, palette)
+    assert img.shape == (4 + GAP_ROWS + LANE_ROWS, frames)
+    lane = img[-LANE_ROWS:]
+    assert np.all(lane == lane[0])                          # every lane row alike
+    want = [NO_TOKEN, palette[0], palette[1], palette[15], NO_TOKEN, palette[3], palette[3], palette[3],
+            NO_TOKEN, palette[7], palette[7], palette[2]]
+    assert lane[0].tolist() == [int(w) for w in want]
 
 
 def test_record_button_writes_a_valid_wav(window, qtbot, tmp_path):
@@ -191,7 +238,7 @@ def test_the_token_slider_spans_the_models_tokens_across_a_hot_swap(window, qtbo
                 mean=torch.zeros(80) - 3, std=torch.ones(80))
     window.load_bundle(str(other))
     qtbot.waitUntil(lambda: window.session.engine.model_name == "twelve tokens", timeout=10000)
-    qtbot.waitUntil(lambda: window.token_plot.viewRange()[1][1] > 11, timeout=3000)
+    qtbot.waitUntil(lambda: window.spectrogram.n_tokens == 12, timeout=3000)
     slider.setValue(SLIDER_STEPS // 2)
     assert window.session.engine.bus.get("token") == round(11 / 2)
     slider.setValue(SLIDER_STEPS)
