@@ -44,6 +44,22 @@ def token_palette(n_tokens: int) -> np.ndarray:
     return np.append(_argb(rgb), np.uint32(NO_TOKEN))
 
 
+def frame_columns(mel: np.ndarray, levels=MEL_LEVELS) -> np.ndarray:
+    """Frames of standardized log-mel ``ndarray[k x n_mels]`` -> their picture columns
+    ``ndarray[n_mels x k]`` uint32 ARGB, the highest mel bin at row 0."""
+    lo, hi = levels
+    idx = np.clip((mel - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+    return LEVEL_LUT[idx.T[::-1]]
+
+
+def lane_columns(tokens: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Tokens ``ndarray[k]`` (-1 or out of range: none) -> the gap and token-lane rows of their
+    columns, ``ndarray[(GAP_ROWS + LANE_ROWS) x k]`` uint32 ARGB."""
+    toks = np.where((tokens >= 0) & (tokens < len(palette) - 1), tokens, -1)
+    lane = np.broadcast_to(palette[toks], (LANE_ROWS, len(toks)))
+    return np.vstack([np.full((GAP_ROWS, len(toks)), np.uint32(NO_TOKEN)), lane])
+
+
 def spectrogram_image(mel_tap: np.ndarray, written: int, token_tap: np.ndarray | None = None,
                       palette: np.ndarray | None = None, levels=MEL_LEVELS) -> np.ndarray:
     """The picture of the taps: ``mel_tap`` ``ndarray[frames x n_mels]`` (standardized log-mel,
@@ -51,18 +67,10 @@ def spectrogram_image(mel_tap: np.ndarray, written: int, token_tap: np.ndarray |
     oldest frame at column 0 and the newest at the right, the highest mel bin at row 0; with
     ``token_tap`` ``ndarray[frames]`` (-1: none) and its ``palette`` (:func:`token_palette`),
     H = n_mels + 1 + 4 rows, the token lane at the bottom."""
-    frames, n_mels = mel_tap.shape
-    shift = -(written % frames)
-    lo, hi = levels
-    idx = np.clip((np.roll(mel_tap, shift, axis=0) - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
-    mel = LEVEL_LUT[idx.T[::-1]]
-    if token_tap is None or palette is None:
-        return np.ascontiguousarray(mel)
-    toks = np.roll(token_tap, shift)
-    toks = np.where((toks >= 0) & (toks < len(palette) - 1), toks, -1)
-    lane = np.broadcast_to(palette[toks], (LANE_ROWS, frames))
-    gap = np.full((GAP_ROWS, frames), np.uint32(NO_TOKEN))
-    return np.ascontiguousarray(np.vstack([mel, gap, lane]))
+    cols = frame_columns(mel_tap, levels)
+    if token_tap is not None and palette is not None:
+        cols = np.vstack([cols, lane_columns(token_tap, palette)])
+    return np.ascontiguousarray(np.roll(cols, -(written % len(mel_tap)), axis=1))
 
 
 class SpectrogramView(QtWidgets.QLabel):
@@ -80,18 +88,33 @@ class SpectrogramView(QtWidgets.QLabel):
         self.image: np.ndarray | None = None
         self.n_tokens = 0
         self._palette: np.ndarray | None = None
+        self._columns: np.ndarray | None = None    # the picture in tap order (slot i: column i)
+        self._written = -1                          # the frames it holds
 
     def set_token_count(self, n_tokens: int) -> None:
         """The lane's palette for a model with ``n_tokens`` tokens (0: no lane)."""
         self.n_tokens = n_tokens
         self._palette = token_palette(n_tokens) if n_tokens > 0 else None
+        self._written = -1                          # colour everything anew
         self.setToolTip("log-mel spectrogram, newest frame at the right"
                         + ("; below it, each frame's token as a colour" if n_tokens else ""))
 
     def show_taps(self, mel_tap: np.ndarray, written: int, token_tap: np.ndarray | None) -> None:
-        img = spectrogram_image(mel_tap, written, token_tap if self._palette is not None else None,
-                                self._palette, self.levels)
-        self.image = img
+        """The picture of the taps (:func:`spectrogram_image`); only the frames written since
+        the last call are coloured anew (tests/test_gui.py::test_spectrogram_view_*)."""
+        frames = len(mel_tap)
+        lane = token_tap is not None and self._palette is not None
+        cols = self._columns
+        fresh = written - self._written
+        if cols is None or self._written < 0 or not 0 <= fresh < frames or lane != (len(cols) > mel_tap.shape[1]):
+            cols = self._columns = spectrogram_image(mel_tap, 0, token_tap if lane else None, self._palette, self.levels)
+        elif fresh:
+            slots = np.arange(written - fresh, written) % frames
+            cols[:mel_tap.shape[1], slots] = frame_columns(mel_tap[slots], self.levels)
+            if lane:
+                cols[mel_tap.shape[1]:, slots] = lane_columns(token_tap[slots], self._palette)
+        self._written = written
+        img = self.image = np.ascontiguousarray(np.roll(cols, -(written % frames), axis=1))
         h, w = img.shape
         qimg = QtGui.QImage(img.data, w, h, 4 * w, QtGui.QImage.Format_RGB32)
         self.setPixmap(QtGui.QPixmap.fromImage(qimg))       # copies: ``img`` may go

@@ -133,6 +133,37 @@ def test_spectrogram_image_token_lane_colours_each_frame_by_its_token():
     assert lane[0].tolist() == [int(w) for w in want]
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 300, "random"])
+def test_spectrogram_view_colouring_only_new_frames_equals_the_whole_picture(qapp, chunk):
+    """The view colours only the frames written since its last call; its picture must be the
+    whole picture of the taps every time, whatever the frames per call, across the tap's wrap,
+    a jump of more than the tap, and a change of token count."""
+    from gui.spectrogram import SpectrogramView, spectrogram_image, token_palette
+    rng = np.random.default_rng(3)
+    frames, n_mels = 64, 12
+    tap = np.full((frames, n_mels), -3.0, np.float32)
+    toks = np.full(frames, -1, np.int32)
+    view = SpectrogramView()
+    view.set_token_count(5)
+    written = 0
+    for call in range(40):
+        k = int(rng.integers(0, 20)) if chunk == "random" else chunk
+        if call == 25:
+            k = frames + 3                       # more than the tap since the last call
+        for _ in range(k):
+            tap[written % frames] = rng.standard_normal(n_mels)
+            toks[written % frames] = rng.integers(-1, 6)
+            written += 1
+        if call == 30:
+            view.set_token_count(3)
+        view.show_taps(tap, written, toks)
+        want = spectrogram_image(tap, written, toks, token_palette(view.n_tokens))
+        np.testing.assert_array_equal(view.image, want)
+    view.set_token_count(0)
+    view.show_taps(tap, written, toks)
+    np.testing.assert_array_equal(view.image, spectrogram_image(tap, written))
+
+
 def test_record_button_writes_a_valid_wav(window, qtbot, tmp_path):
     qtbot.mouseClick(window.record_button, __import__("PySide6").QtCore.Qt.LeftButton)
     assert window.session.engine.recorder is not None
