@@ -17,6 +17,12 @@ with a Python audio callback in that place, it froze JACK, the sound and the app
 (docs/history.md). Polled, no JACK
 thread runs Python for MIDI.
 
+A JACK input of another program's port is a port of driftwave's own, connected to that
+source through libjack (:mod:`realtime.jack_ports`); switching sources moves the connection
+(:meth:`MidiInput.reroute`, used by :meth:`realtime.session.Session.open_midi`), because RtMidi's
+close unregisters its port while its process callback may still read it, which aborted the
+process inside libjack (tests/test_midi.py::test_a_jack_input_reroutes_to_another_source_without_a_new_port).
+
 NB: ``received`` and ``ignored`` are ints written by the engine thread alone (read by the
 stats); the queue is a ``queue.SimpleQueue``. :meth:`MidiInput.poll` only *tries* the lock that
 :meth:`MidiInput.close` holds while it closes the port: the engine never waits for it, and never
@@ -24,6 +30,8 @@ reads a closed port.
 """
 from __future__ import annotations
 
+import itertools
+import os
 import threading
 import time
 
@@ -33,6 +41,7 @@ API_NAMES = {"alsa": "API_LINUX_ALSA", "jack": "API_UNIX_JACK", "coremidi": "API
              "winmm": "API_WINDOWS_MM", "default": "API_UNSPECIFIED"}
 
 
+_PORT_NUMBERS = itertools.count()
 QUEUE_SIZE = 65536      # messages RtMidi holds between two polls (one engine step) before it drops
 
 
@@ -64,6 +73,12 @@ def list_ports() -> dict[str, list[str]]:
 
 
 class MidiInput:
+    """One MIDI input: an RtMidi input port and the counters of what it received.
+
+    On JACK, an input of another program's port is a port of driftwave's own that JACK
+    connects to that source (:mod:`realtime.jack_ports`), so that :meth:`reroute` can move it
+    to another source without unregistering a port while RtMidi's process callback runs."""
+
     def __init__(self, queue, api: str = "default", port: str | int | None = None,
                  virtual: str | None = None, client_name: str = "driftwave"):
         import rtmidi
@@ -74,30 +89,100 @@ class MidiInput:
         except Exception as e:
             raise MidiError(f"cannot start MIDI backend {api!r}: {e}") from None
         self.queue = queue
-        self.received = 0
-        self.ignored = 0
-        self._t0 = time.monotonic()
-        self.midi_time = 0.0        # rtmidi's delta times summed, s: the clock ticks' time base
+        self._reset_counts()
         # timing passes: MIDI clock drives the beat clock; sysex and active sensing are counted
         self.midi.ignore_types(sysex=False, timing=False, active_sense=False)
         self.port_name = None
+        self._jack = None           # JackConnections, for a JACK input of another program's port
+        self._own_port: str | None = None
         try:
             if virtual:
                 self.midi.open_virtual_port(virtual)
                 self.port_name = f"{client_name}:{virtual} (virtual)"
+            elif port is not None and self.midi.get_current_api() == rtmidi.API_UNIX_JACK:
+                self._open_jack_route(port)
             elif port is not None:
                 ports = self.midi.get_ports()
                 idx = self._find(ports, port)
                 self.midi.open_port(idx)
                 self.port_name = ports[idx]
         except MidiError:
-            self.midi.delete()
+            self._release()
             raise
         except Exception as e:
-            self.midi.delete()
+            self._release()
             raise MidiError(f"cannot open MIDI port {port or virtual!r}: {e}") from None
         self._lock = threading.Lock()
         self._closed = False
+
+    def _reset_counts(self) -> None:
+        self.received = 0
+        self.ignored = 0
+        self._t0 = time.monotonic()
+        self.midi_time = 0.0        # rtmidi's delta times summed, s: the clock ticks' time base
+
+    def _open_jack_route(self, port: str | int) -> None:
+        """Registers driftwave's own input port and connects ``port`` (a source) to it."""
+        from .jack_ports import JackConnections, JackUnavailable
+        ports = self.midi.get_ports()
+        source = ports[self._find(ports, port)]
+        own = f"midi_in_{os.getpid()}_{next(_PORT_NUMBERS)}"       # unique: found by name below
+        self.midi.open_virtual_port(own)
+        try:
+            self._jack = JackConnections()
+            found = self._jack.ports(f":{own}$")
+            if len(found) != 1:
+                raise MidiError(f"cannot find driftwave's JACK MIDI port {own!r}")
+            self._own_port = found[0]
+            self._jack.connect(source, self._own_port)
+        except JackUnavailable as e:
+            raise MidiError(f"cannot open MIDI port {port!r}: {e}") from None
+        self.port_name = source
+
+    @property
+    def reroutable(self) -> bool:
+        """True for a JACK input that :meth:`reroute` can move to another source."""
+        return self._own_port is not None
+
+    def reroute(self, port: str | int) -> "MidiInput":
+        """Moves this JACK input to another source ``port`` and returns the input that now
+        owns it (fresh counters); this one is closed, its port kept. Raises MidiError (and
+        changes nothing) for an unknown port. What the old source sent and no poll took is
+        dropped."""
+        ports = self.midi.get_ports()
+        source = ports[self._find(ports, port)]
+        with self._lock:                    # waits for a poll in progress
+            before = self._jack.connections(self._own_port)
+            self._jack.disconnect_all(self._own_port)
+            while self.midi.get_message() is not None:     # the old source's last messages
+                pass
+            try:
+                self._jack.connect(source, self._own_port)
+            except Exception as e:
+                for old in before:          # back as it was: this input plays on
+                    self._jack.connect(old, self._own_port)
+                raise MidiError(f"cannot open MIDI port {port!r}: {e}") from None
+            self._closed = True
+        new = object.__new__(MidiInput)
+        new.__dict__.update(self.__dict__)
+        new._reset_counts()
+        new._lock, new._closed, new.port_name = threading.Lock(), False, source
+        self._jack = self._own_port = None   # the port is the new input's now
+        self._handed_over = True
+        return new
+
+    def _release(self) -> None:
+        """Closes the RtMidi port and the JACK control client (unless handed over)."""
+        if getattr(self, "_handed_over", False):
+            return
+        if self._jack is not None:
+            self._jack.disconnect_all(self._own_port or "")
+            self._jack.close()
+            self._jack = None
+        try:
+            self.midi.close_port()
+        finally:
+            self.midi.delete()
 
     @staticmethod
     def _find(ports: list[str], port: str | int) -> int:
@@ -147,10 +232,7 @@ class MidiInput:
             if self._closed:
                 return
             self._closed = True
-            try:
-                self.midi.close_port()
-            finally:
-                self.midi.delete()
+            self._release()
 
 
 API_LABELS = {"alsa": "ALSA", "jack": "JACK", "coremidi": "CoreMIDI", "winmm": "Windows MultiMedia"}

@@ -18,7 +18,7 @@ from core.compute import compute_device
 
 from .engine import Engine
 from .gc_pauses import freeze_heap
-from .midi import MidiInput, open_input
+from .midi import MidiError, MidiInput, open_input
 from .osc import OscServer
 from .presets import load_mappings, save_mappings
 from .settings import Settings
@@ -110,6 +110,19 @@ class Session:
         # NB: python-rtmidi holds the GIL through JACK server calls, which end only after a JACK
         # cycle; no JACK thread of this process waits for the GIL (the C callback), so they need
         # no pause (docs/history.md; tests/test_gui.py::test_switching_jack_midi_inputs_...)
+        old = self.midi
+        if old is not None and old.reroutable and virtual is None and port is not None and api in ("jack", "default"):
+            # a JACK input moves to the new source; no port is unregistered while RtMidi's
+            # process callback runs (realtime/jack_ports.py)
+            try:
+                midi = old.reroute(port)          # on MidiError the old input plays on
+            except MidiError:
+                if api == "jack":
+                    raise
+            else:
+                self.midi = midi
+                self.engine.midi_input = midi
+                return midi
         self._close_midi()
         midi, note = open_input(self.engine.events, api, port, virtual)
         self.midi = midi

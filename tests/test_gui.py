@@ -445,6 +445,8 @@ for i in range(int(sys.argv[2])):
     assert out.frames_played > played, f"the sound stopped after {i} switches"
     received += w.midi.received
     print(i, f"{took:.3f}", flush=True)
+from realtime.jack_ports import JackConnections
+assert len(JackConnections("switch-check").ports("midi_in_")) == 1   # every switch moved one port
 w.shutdown()
 ctrl.close_port()
 ctrl.delete()
@@ -458,10 +460,10 @@ def test_switching_jack_midi_inputs_while_playing_on_jack_never_freezes(jack_ser
     and closing JACK MIDI inputs while playing froze JACK, the sound and the app
     (docs/history.md). The C callback (rtmixer) never waits for the GIL, so the switches play on
     with no pause. Run in a child process, so that a freeze fails this test instead of hanging
-    the suite. Known, not fixed: about one run in five the child aborts inside libjack while
-    python-rtmidi 1.5.8 closes the last input (``JackGraphManager::AssertPort: port_index <
-    fPortMax``, the main thread in ``MidiInput.close``), which reads as rtmidi's port unregister
-    racing its own process callback; seen at commit 2bd5d56 as well."""
+    the suite. It also guards the switch's design: each switch moves the JACK connection of one
+    port of driftwave's (realtime/jack_ports.py). When each switch closed an RtMidi input, about
+    one run in five aborted inside libjack (``JackGraphManager::AssertPort``): RtMidi's port
+    unregister raced its own process callback."""
     import os
     import subprocess
     import sys

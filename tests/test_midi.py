@@ -129,6 +129,57 @@ def test_mapping_curves_and_channel_filter():
     assert bus.get("temperature") == pytest.approx(2.0 * 0.5 * (64 / 127) ** 2)
 
 
+def test_a_jack_input_reroutes_to_another_source_without_a_new_port(jack_server):
+    """A JACK MIDI input is driftwave's own port connected to its source; a switch moves the
+    connection (realtime/jack_ports.py: RtMidi's port unregister races its process callback).
+    After it, the new source is heard and the old one is not, with fresh counters, and the
+    same single port of driftwave's; a switch to a port that is not there changes nothing."""
+    import queue
+    import rtmidi
+    from realtime.jack_ports import JackConnections
+    a, b = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="src-a"), rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="src-b")
+    a.open_virtual_port("out")
+    b.open_virtual_port("out")
+    jack = JackConnections("test-watch")
+    events = queue.SimpleQueue()
+    midi = MidiInput(events, api="jack", port="src-a:out")
+    try:
+        assert midi.reroutable and midi.port_name == "src-a:out"
+        own = midi._own_port
+        assert jack.connections(own) == ["src-a:out"]
+
+        def heard(sender, cc, inp):
+            sender.send_message([0xB0, cc, 1])
+            time.sleep(0.2)
+            inp.poll()
+            got = []
+            while not events.empty():
+                got.append(events.get().a)
+            return got
+
+        assert heard(a, 20, midi) == [20] and midi.received == 1
+        moved = midi.reroute("src-b:out")
+        assert moved is not midi and moved.port_name == "src-b:out" and moved.received == 0
+        assert jack.connections(own) == ["src-b:out"] and moved._own_port == own
+        assert len(jack.ports(r"midi_in_")) == 1                    # no second port registered
+        assert heard(a, 21, moved) == [] and heard(b, 22, moved) == [22]
+        midi.poll()
+        midi.close()                                               # the old one closes nothing
+        assert heard(b, 23, moved) == [23]
+        with pytest.raises(MidiError, match="no MIDI input port"):
+            moved.reroute("no such source")
+        assert jack.connections(own) == ["src-b:out"] and heard(b, 24, moved) == [24]
+    finally:
+        for m in (midi, locals().get("moved")):
+            if m is not None:
+                m.close()
+        assert jack.ports(r"midi_in_") == []                        # the last close frees the port
+        jack.close()
+        for s in (a, b):
+            s.close_port()
+            s.delete()
+
+
 def test_bad_port_is_a_clear_error(jack_server):
     with pytest.raises(MidiError, match="no MIDI input port"):
         MidiInput(__import__("queue").SimpleQueue(), api="jack", port="no such controller")
