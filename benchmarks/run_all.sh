@@ -29,6 +29,7 @@ $PY -m benchmarks.midi_latency --period 1024 --probes 20 --json benchmarks/resul
 $PY -m benchmarks.input_latency --period 512 --probes 12 --json benchmarks/results/input_latency.json > /dev/null 2>&1
 $PY -m benchmarks.soak --seconds "$S" --load > benchmarks/results/soak_load.json 2>/dev/null
 $PY -m benchmarks.soak --seconds "$S" --load --gui > benchmarks/results/soak_gui_load.json 2>/dev/null
-$PY -m benchmarks.startup_underruns --starts 10 --load > benchmarks/results/startup_load.json 2>/dev/null
-$PY -m benchmarks.startup_underruns --starts 10 --load --gui > benchmarks/results/startup_gui_load.json 2>/dev/null
+$PY -m benchmarks.startup_underruns --starts 10 --load > benchmarks/results/startup_underruns_load.json 2>/dev/null
+$PY -m benchmarks.startup_underruns --starts 10 --load --gui > benchmarks/results/startup_underruns_gui_load.json 2>/dev/null
+QT_QPA_PLATFORM=offscreen $PY -m benchmarks.window_gil --seconds 6 --rounds 4 --json benchmarks/results/window_gil.json > /dev/null 2>&1
 echo done
