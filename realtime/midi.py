@@ -160,7 +160,10 @@ class MidiInput:
                 self._jack.connect(source, self._own_port)
             except Exception as e:
                 for old in before:          # back as it was: this input plays on
-                    self._jack.connect(old, self._own_port)
+                    try:
+                        self._jack.connect(old, self._own_port)
+                    except Exception:       # the old source went away meanwhile
+                        pass
                 raise MidiError(f"cannot open MIDI port {port!r}: {e}") from None
             self._closed = True
         new = object.__new__(MidiInput)

@@ -180,6 +180,36 @@ def test_a_jack_input_reroutes_to_another_source_without_a_new_port(jack_server)
             s.delete()
 
 
+def test_a_reroute_that_jack_refuses_leaves_the_old_source_connected(jack_server):
+    """A source listed a moment ago can be gone when JACK is asked to connect it (the race is
+    staged by making that one connect fail): the switch raises MidiError in one line and the
+    input stays on its old source."""
+    import queue
+    import rtmidi
+    from realtime.jack_ports import JackUnavailable
+    a, b = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="keep-a"), rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="keep-b")
+    a.open_virtual_port("out")
+    b.open_virtual_port("out")
+    midi = MidiInput(queue.SimpleQueue(), api="jack", port="keep-a:out")
+    real_connect = midi._jack.connect
+
+    def refuse_b(source, destination):
+        if source.startswith("keep-b"):
+            raise JackUnavailable(f"JACK would not connect {source} to {destination} (error -1)")
+        real_connect(source, destination)
+    midi._jack.connect = refuse_b
+    try:
+        with pytest.raises(MidiError, match="cannot open MIDI port 'keep-b:out'.*would not connect"):
+            midi.reroute("keep-b:out")
+        assert midi._jack.connections(midi._own_port) == ["keep-a:out"]
+        assert not midi._closed
+    finally:
+        midi.close()
+        for s in (a, b):
+            s.close_port()
+            s.delete()
+
+
 def test_bad_port_is_a_clear_error(jack_server):
     with pytest.raises(MidiError, match="no MIDI input port"):
         MidiInput(__import__("queue").SimpleQueue(), api="jack", port="no such controller")
