@@ -223,8 +223,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _bind_engine(self) -> None:
         self.view = self.session.view
-        self._show_token_count(self.view.n_tokens)
-        self._mel_written = -1
+        self._show_token_count(self.view.n_tokens)      # and the picture drawn anew
         self._bus_version = -1
 
     def engine_note_on(self, note: int) -> None:

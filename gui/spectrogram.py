@@ -5,7 +5,7 @@ Rule: the live displays never paint from Python. PySide6 holds the GIL through e
 QPainter call made from Python (a Python ``paintEvent``, or pyqtgraph's item paints), and
 the engine thread needs the GIL between its kernels: a thread spinning in Python made no
 progress at all through ten ``drawImage`` calls of a window-sized picture, and pyqtgraph's
-plot took 7 ms of GIL a redraw (docs/measurements.md, "The window's GIL"). So each refresh
+plot held it about 7 ms a redraw in a cProfile run (docs/measurements.md, "The window's GIL"). So each refresh
 builds one small picture, one pixel per frame and mel bin
 (:func:`spectrogram_image`, under a millisecond), and hands it to a ``QLabel`` as a pixmap;
 the label scales it to its size in its C++ ``paintEvent``, which the event loop runs without

@@ -2,7 +2,7 @@
 
 Why: RtMidi's JACK input unregisters its port while its own process callback may still be
 reading that port's buffer (RtMidi.cpp, ``MidiInJack::closePort`` against ``jackProcessIn``);
-about one close in 250 aborted the process inside libjack (``JackGraphManager::AssertPort``,
+one run in five of a 60-switch test aborted the process inside libjack (``JackGraphManager::AssertPort``,
 tests/test_gui.py::test_switching_jack_midi_inputs_while_playing_on_jack_never_freezes).
 So a JACK MIDI input is opened once, as a port of driftwave's own, and a switch to another
 source only moves the JACK connection (:class:`realtime.midi.MidiInput.reroute`); no port is
@@ -18,7 +18,6 @@ import ctypes
 import ctypes.util
 
 JACK_NO_START_SERVER = 0x01
-JACK_PORT_IS_INPUT = 0x1
 EEXIST = 17
 
 
