@@ -322,3 +322,80 @@ def test_a_vocoder_given_more_harmonics_warm_starts_as_the_old_one(corpus, tmp_p
     with torch.no_grad():
         a, b = before(mel, f0), new.eval()(mel, f0)
     torch.testing.assert_close(b, a, atol=1e-5, rtol=0)
+
+
+def test_stft_resolutions_come_from_the_config():
+    """Noise between the partials of a MIDI 36 tone (65.4 Hz; 39 sines at (k + 1/2) f0, 30 dB
+    under the partials) is nearly invisible to the default resolutions, whose longest window
+    (1200 samples) cannot part partials 65 Hz apart; a 4096-sample window sees it."""
+    from training.train_vocoder import STFT_RESOLUTIONS, stft_loss_fn
+    sr, n, f0 = 22050, 16384, 65.4
+    t = torch.arange(n) / sr
+    tone = sum(0.3 / k * torch.sin(2 * np.pi * k * f0 * t + k) for k in range(1, 40))
+    between = sum(0.3 / k * torch.sin(2 * np.pi * (k + 0.5) * f0 * t + 2 * k) for k in range(1, 40))
+    fake, real = (tone + 10 ** (-30 / 20) * between)[None, None], tone[None, None]
+    coarse = float(stft_loss_fn(1e-5, STFT_RESOLUTIONS)(fake, real))
+    fine = float(stft_loss_fn(1e-5, [[4096, 480, 4096]])(fake, real))
+    assert fine > 3 * coarse
+    assert float(stft_loss_fn(1e-5, [[4096, 480, 4096]])(real, real)) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="stft_resolutions"):
+        stft_loss_fn(1e-5, [[1024, 120, 2048]])           # a window longer than its FFT
+    cfg = load_config("vocoder-stft-tiny", ["loss.stft_resolutions=[[4096,480,4096]]"])
+    assert cfg.loss["stft_resolutions"] == [[4096, 480, 4096]]
+
+
+def test_vocoder_warm_starts_from_a_bundle(corpus, tmp_path):
+    """``optim.init_from=BUNDLE.dwb``: the run's vocoder starts as the bundle's and plays the
+    same samples; a generator cannot start from a bundle (it holds no critic), in one line."""
+    from core.bundle import load_bundle, save_bundle
+    from core.mel import MelConfig
+    from training.train_vocoder import build_vocoder, fold
+    from tests.conftest import small_models
+    overrides = ["model.harmonics=4", "optim.steps=0"]
+    voc = fold(build_vocoder(load_config("vocoder-stft-tiny", overrides))).eval()
+    gen, _ = small_models()
+    path = tmp_path / "source.dwb"
+    save_bundle(path, name="source", generator=gen, vocoder=voc, mel=MelConfig(), mean=torch.zeros(80),
+                std=torch.ones(80), half=False)
+    warm = run_stage(load_config("vocoder-stft-tiny", overrides + [f"optim.init_from={path}", "seed=3"]), corpus,
+                     str(tmp_path), progress=False)
+    mel = torch.randn(1, 80, 12) - 3
+    f0 = torch.full((1, 12), 220.0)
+    with torch.no_grad():
+        bundle_voc = load_bundle(path).vocoder
+        bundle_voc.reset()
+        want = bundle_voc(mel, f0)
+        started = fold(warm.model).eval()
+        started.reset()
+        got = started(mel, f0)
+    assert want.abs().max() > 1e-3
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="bundle"):
+        run_stage(load_config("generator-began-tiny", [f"optim.init_from={path}"]), corpus, str(tmp_path),
+                  progress=False)
+
+
+def test_a_trained_vocoder_replaces_a_bundles_own(corpus_dir, small_bundle, tmp_path):
+    """``train VOCODER --base B --out O``: O is B with the run's vocoder. A missing base is a
+    bad bundle (exit 1, one line), a generator preset with --base a usage error (exit 2), both
+    before any training (no run folder)."""
+    from core.bundle import load_bundle
+    out, runs = tmp_path / "new.dwb", tmp_path / "runs"
+    train = [sys.executable, str(ROOT / "main.py"), "train", "--data", str(corpus_dir), "--runs", str(runs)]
+    r = subprocess.run(train[:3] + ["vocoder-stft-tiny"] + train[3:] + ["--base", str(tmp_path / "none.dwb"),
+                       "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "no such file" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = subprocess.run(train[:3] + ["generator-began-tiny"] + train[3:] + ["--base", str(small_bundle),
+                       "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--base takes a vocoder" in r.stderr
+    assert not runs.exists() and not out.exists()
+    r = subprocess.run(train[:3] + ["vocoder-stft-tiny"] + train[3:] + ["--base", str(small_bundle),
+                       "--out", str(out), "--set", "optim.steps=2"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    base, new = load_bundle(small_bundle), load_bundle(out)
+    assert new.name == base.name and new.provenance["vocoder_base"] == small_bundle.name
+    assert new.vocoder.config.ngf == 4 and base.vocoder.config.ngf == 8     # the tiny preset's vocoder
+    for (k, a), (_, b) in zip(base.generator.state_dict().items(), new.generator.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert torch.equal(new.mean, base.mean) and torch.equal(new.std, base.std)

@@ -56,3 +56,26 @@ def export_bundle(out: str | Path, generator_run: str | Path, vocoder_run: str |
                 std=torch.as_tensor(std), token_stats=token_stats, provenance=provenance, half=half,
                 encoder=enc)
     return Path(out)
+
+
+def with_vocoder(base: str | Path, vocoder_run: str | Path, out: str | Path, name: str | None = None) -> Path:
+    """The bundle ``base`` with the vocoder of ``vocoder_run`` in place of its own: the same
+    generator, normalisation, tokens and token encoder, stored at the base's precision
+    (``train VOCODER --base B --out O``, e.g. the default's vocoder fine-tuned on new audio).
+    The provenance keeps the base's and names the new vocoder's run, configuration and last
+    logged losses."""
+    from safetensors import safe_open
+
+    from core.bundle import load_bundle
+
+    b = load_bundle(base)
+    with safe_open(str(base), framework="pt") as f:
+        half = any(f.get_slice(k).get_dtype() == "F16" for k in f.keys() if k.startswith("generator."))
+    voc_run = Path(vocoder_run)
+    voc = load_vocoder(voc_run)
+    provenance = {**b.provenance, "vocoder_base": Path(base).name, "vocoder_run": voc_run.name,
+                  "vocoder_config": json.loads((voc_run / "config.json").read_text()),
+                  "vocoder_last": _last_metrics(voc_run)}
+    save_bundle(out, name=name or b.name, generator=b.generator, vocoder=voc, mel=b.mel, mean=b.mean,
+                std=b.std, token_stats=b.token_stats, provenance=provenance, half=half, encoder=b.encoder)
+    return Path(out)

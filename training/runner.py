@@ -176,10 +176,12 @@ def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def init_from(optim: dict, modules: dict[str, torch.nn.Module]) -> str | None:
-    """Warm start: with ``optim.init_from`` (a run folder or a checkpoint file), loads the
-    weights of ``modules`` (by checkpoint key: "G", "D", ...) that the checkpoint holds; the
-    optimisers start fresh. Parameters the checkpoint lacks (modules added since, e.g. a
+def init_from(optim: dict, modules: dict[str, torch.nn.Module],
+              from_bundle: Callable[[Path], dict] | None = None) -> str | None:
+    """Warm start: with ``optim.init_from`` (a run folder, a checkpoint file, or a ``.dwb``
+    bundle where the stage gives ``from_bundle``, which turns a bundle into checkpoint keys),
+    loads the weights of ``modules`` (by checkpoint key: "G", "D", ...) that the checkpoint
+    holds; the optimisers start fresh. Parameters the checkpoint lacks (modules added since, e.g. a
     vocoder's harmonic excitation) keep their initialisation; a weight whose last dimension
     grew (a vocoder given more harmonics: ``source_proj`` takes more inputs) takes the
     checkpoint's columns, the new columns start at zero, so the model starts as the
@@ -192,7 +194,13 @@ def init_from(optim: dict, modules: dict[str, torch.nn.Module]) -> str | None:
         p = p / "checkpoint.pt"
     if not p.is_file():
         raise ValueError(f"optim.init_from: no checkpoint at '{p}'")
-    state = torch.load(p, map_location="cpu", weights_only=True)
+    if p.suffix == ".dwb":
+        if from_bundle is None:
+            raise ValueError(f"optim.init_from: '{p}' is a bundle; this stage warm-starts only from a run folder "
+                             "(a bundle holds no critic)")
+        state = from_bundle(p)
+    else:
+        state = torch.load(p, map_location="cpu", weights_only=True)
     for key, module in modules.items():
         if key in state:
             own = module.state_dict()

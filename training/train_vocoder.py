@@ -61,12 +61,36 @@ def build_vocoder(cfg: TrainConfig) -> MelGANVocoder:
     return add_weight_norm(voc)
 
 
-def stft_loss_fn(eps: float = 1e-5) -> torch.nn.Module:
-    """Spectral convergence + log-magnitude L1 at three resolutions. ``eps`` floors the
-    magnitudes before the log: at auraloss's default 1e-8, the digital silence between
-    rendered notes made any output there so costly that the model learned silence."""
-    return auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=[1024, 2048, 512], hop_sizes=[120, 240, 50],
-                                                 win_lengths=[600, 1200, 240], eps=eps)
+STFT_RESOLUTIONS = ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))   # (FFT, hop, window), samples
+
+
+def stft_loss_fn(eps: float = 1e-5, resolutions=STFT_RESOLUTIONS) -> torch.nn.Module:
+    """Spectral convergence + log-magnitude L1 at each (FFT size, hop, window length) of
+    ``resolutions`` (``loss.stft_resolutions``; default Parallel WaveGAN's three). ``eps``
+    floors the magnitudes before the log: at auraloss's default 1e-8, the digital silence
+    between rendered notes made any output there so costly that the model learned silence.
+    The longest default window (1200 samples, 54 ms at 22050 Hz) cannot separate the partials
+    of notes below about MIDI 50 (a Hann main lobe of 4 bins is 73 Hz wide there), so it
+    cannot see the noise between them; a (4096, 480, 4096) resolution does
+    (``tests/test_training.py::test_stft_resolutions_come_from_the_config``)."""
+    res = [tuple(int(v) for v in r) for r in resolutions]
+    if not res or any(len(r) != 3 or min(r) <= 0 or r[2] > r[0] for r in res):
+        raise ValueError(f"loss.stft_resolutions: a list of [fft, hop, window] with window <= fft, got {resolutions}")
+    return auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=[r[0] for r in res], hop_sizes=[r[1] for r in res],
+                                                 win_lengths=[r[2] for r in res], eps=eps)
+
+
+def vocoder_checkpoint_of_bundle(path) -> dict:
+    """A bundle's vocoder as training holds it: ``{"G": state_dict}`` with weight norm put
+    back on its folded convolutions (so it plays exactly as the bundle's), for
+    ``optim.init_from=BUNDLE.dwb``: fine-tuning the shipped default on new audio."""
+    from core.bundle import load_bundle
+    bundle = load_bundle(path)
+    if bundle.vocoder_kind != VOCODER_KIND:
+        raise ValueError(f"optim.init_from: '{path}' has a {bundle.vocoder_kind} vocoder; this stage trains "
+                         f"{VOCODER_KIND}")
+    voc = add_weight_norm(copy.deepcopy(bundle.vocoder).float())
+    return {"G": voc.state_dict()}
 
 
 def subband_stft_loss_fn(eps: float = 1e-5) -> torch.nn.Module:
@@ -94,9 +118,10 @@ def train_vocoder(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume
         opt_d.load_state_dict(state["opt_d"])
         start = int(state["step"])
     else:
-        init_from(o, {"G": G, "D": D})
+        init_from(o, {"G": G, "D": D}, from_bundle=vocoder_checkpoint_of_bundle)
     Gd, Dd = wrap_ddp(G, d, device), wrap_ddp(D, d, device)
-    stft = stft_loss_fn(float(cfg.loss.get("stft_eps", 1e-5))).to(device)
+    stft = stft_loss_fn(float(cfg.loss.get("stft_eps", 1e-5)),
+                        cfg.loss.get("stft_resolutions", STFT_RESOLUTIONS)).to(device)
     L = cfg.loss
     bands = G.config.bands
     w_sub = float(L.get("subband_stft", 0.0)) if bands > 1 else 0.0
