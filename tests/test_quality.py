@@ -167,6 +167,33 @@ def test_voicing_and_f1_count_frames_by_the_rules():
     assert GROSS_CENTS == 50.0
 
 
+def test_pitch_against_the_score_separates_the_references_tails():
+    """A scored A4 -> B4 whose real render still reads A4 on B4's first frame (the A4's
+    release louder than the B4's attack): an estimate playing exactly the score makes a
+    gross error against that reference on that frame, and none against the score; the
+    reference reads off its score on 1 frame of 6. With the first frame unscored, an
+    estimate an octave low on the last frame errs on 1 of the 4 scored frames where the
+    reference reads the score."""
+    labels = np.array([69, 69, 69, 69, 71, 71.0])
+    a4, b4 = midi_to_hz(69), midi_to_hz(71)
+    on = np.full(6, 0.9), np.full(6, -10.0)
+    ref = PitchTrack(np.array([a4, a4, a4, a4, a4, b4]), *on, -10.0)
+    exact = PitchTrack(np.array([a4, a4, a4, a4, b4, b4]), *on, -10.0)
+    cmp = PitchComparison()
+    cmp.add(ref, exact, labels)
+    s = cmp.summary()
+    assert s["gross_pitch_error_rate"] == pytest.approx(1 / 6)
+    assert s["reference_off_score_rate"] == pytest.approx(1 / 6) and s["estimate_off_score_rate"] == 0
+    assert s["gross_pitch_error_rate_where_reference_reads_the_score"] == 0 and s["frames_scored"] == 6
+    low = PitchTrack(np.array([a4, a4, a4, a4, b4, b4 / 2]), *on, -10.0)
+    cmp = PitchComparison()
+    cmp.add(ref, low, np.where(np.arange(6) == 0, np.nan, labels))     # frame 0 unscored
+    s = cmp.summary()
+    assert s["frames_scored"] == 5 and s["reference_off_score_rate"] == pytest.approx(1 / 5)
+    assert s["gross_pitch_error_rate_where_reference_reads_the_score"] == pytest.approx(1 / 4)
+    assert s["estimate_off_score_rate"] == pytest.approx(1 / 5)
+
+
 # ----------------------------------------------------------------------------- harmonic-to-noise ratio
 
 @pytest.mark.parametrize("f0,ratios", [(220.0, (0, 10, 20, 30, 40)), (440.0, (0, 10, 20, 30, 40)),
@@ -271,3 +298,11 @@ def test_eval_cli_needs_data_unless_audible_with_heldout(capsys):
     import main
     assert main.main(["eval", "--sections", "audible"]) == 2
     assert "--data is needed" in capsys.readouterr().err
+
+
+def test_scored_pitch_names_the_one_held_note():
+    from training.eval_audible import scored_pitch
+    notes = [{"pitch": 60, "onset": 0.0, "offset": 1.0}, {"pitch": 64, "onset": 0.9, "offset": 2.0}]
+    got = scored_pitch(notes, np.array([0.5, 0.95, 1.5, 2.5]))
+    assert got[0] == 60 and np.isnan(got[1]) and got[2] == 64 and np.isnan(got[3])   # overlap, after the end
+    assert np.isnan(scored_pitch([], np.array([0.1]))).all()

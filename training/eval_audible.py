@@ -340,6 +340,23 @@ def eval_generated_notes(bundle: Bundle, corpus, files: list[HeldOutFile], train
 MidiRenderer = Callable[[str], np.ndarray]   # MIDI file path -> audio [L] at the bundle's rate
 
 
+def scored_pitch(notes: list[dict], centres_s: np.ndarray) -> np.ndarray:
+    """The labelled MIDI pitch at each frame centre (seconds) where exactly one note of
+    ``notes`` (``pitch``, ``onset``, ``offset`` seconds) is held, NaN elsewhere
+    ``float64[N]``."""
+    t = np.asarray(centres_s, dtype=np.float64)[:, None]
+    out = np.full(len(t), np.nan)
+    if not notes:
+        return out
+    on = np.array([n["onset"] for n in notes])[None, :]
+    off = np.array([n["offset"] for n in notes])[None, :]
+    held = (t >= on) & (t < off)
+    pitch = np.array([float(n["pitch"]) for n in notes])
+    one = held.sum(1) == 1
+    out[one] = pitch[held[one].argmax(1)]
+    return out
+
+
 def eval_midi_render(bundle: Bundle, files: list[HeldOutFile], trained: set[int] | None,
                      render: MidiRenderer | None, capacity: str = "full", frame_step: int = 4) -> dict:
     """``render --midi`` of held-out phrases against the real render of the same score
@@ -369,7 +386,7 @@ def eval_midi_render(bundle: Bundle, files: list[HeldOutFile], trained: set[int]
             ref, est = track(ref_audio, sr, centres, capacity), track(est_audio, sr, centres, capacity)
             for g in groups_of(f.program, trained):
                 pooled.setdefault(g, Pooled()).add(sr, ref_audio, est_audio, ref, est, centres,
-                                                  np.full(len(centres), np.nan), bundle.mel)
+                                                  scored_pitch(f.notes, centres), bundle.mel)
     return {g: p.summary() for g, p in pooled.items()} or {"skipped": "no held-out phrase of a trained instrument"}
 
 

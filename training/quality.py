@@ -103,6 +103,10 @@ class PitchComparison:
     periodicity_sq: float = 0.0
     frames: int = 0
     by_pitch: dict = field(default_factory=dict)    # labelled MIDI pitch -> [gross, both]
+    scored: int = 0               # voiced in both, with a labelled pitch
+    ref_off_score: int = 0        # of those, the reference more than GROSS_CENTS from the label
+    est_off_score: int = 0        # ... the estimate more than GROSS_CENTS from the label
+    gross_ref_on_score: int = 0   # gross errors where the reference is within GROSS_CENTS of the label
 
     def add(self, ref: PitchTrack, est: PitchTrack, pitch_labels: np.ndarray | None = None) -> None:
         """One clip: ``ref`` and ``est`` tracked at the same frames; ``pitch_labels``: the
@@ -120,11 +124,29 @@ class PitchComparison:
         self.periodicity_sq += float(((est.periodicity - ref.periodicity) ** 2).sum())
         self.frames += len(ref.f0)
         if pitch_labels is not None:
-            for p, g in zip(np.asarray(pitch_labels)[both], gross):
+            labels = np.asarray(pitch_labels, dtype=np.float64)[both]
+            for p, g in zip(labels, gross):
                 if np.isfinite(p):
                     row = self.by_pitch.setdefault(int(p), [0, 0])
                     row[0] += int(g)
                     row[1] += 1
+            self._score_check(labels, ref.f0[both], est.f0[both], gross)
+
+    def _score_check(self, labels: np.ndarray, f_ref: np.ndarray, f_est: np.ndarray, gross: np.ndarray) -> None:
+        """Both tracks against the labelled pitch (MIDI, NaN where none), on frames voiced in
+        both. Where the reference itself reads off its label (a previous note's release or
+        reverb still louder than a slow attack: a monophonic tracker on polyphonic audio), a
+        player of exactly the labels scores a gross error against it; ``ref_off_score`` counts
+        those frames, the floor of the gross error rate against the reference
+        (``tests/test_quality.py::test_pitch_against_the_score...``)."""
+        scored = np.isfinite(labels)
+        hz = 440.0 * 2.0 ** ((labels[scored] - 69.0) / 12.0)
+        ref_off = np.abs(cents_between(f_ref[scored], hz)) > GROSS_CENTS
+        est_off = np.abs(cents_between(f_est[scored], hz)) > GROSS_CENTS
+        self.scored += int(scored.sum())
+        self.ref_off_score += int(ref_off.sum())
+        self.est_off_score += int(est_off.sum())
+        self.gross_ref_on_score += int((gross[scored] & ~ref_off).sum())
 
     def summary(self) -> dict:
         """gross_pitch_error_rate (0..1), median_abs_cents, vuv_f1, vuv_precision,
@@ -139,7 +161,18 @@ class PitchComparison:
                 "periodicity_rmse": math.sqrt(self.periodicity_sq / self.frames) if self.frames else None,
                 "frames": self.frames, "frames_voiced_both": self.both,
                 "pitches_with_gross_errors": {str(p): round(g / n, 3) for p, (g, n) in sorted(self.by_pitch.items())
-                                              if g}}
+                                              if g},
+                **self._score_summary()}
+
+    def _score_summary(self) -> dict:
+        """Over frames voiced in both with a labelled pitch: how often the reference and the
+        estimate read more than GROSS_CENTS from the label, and the gross error rate
+        against the reference on the frames where the reference reads the label."""
+        on = self.scored - self.ref_off_score
+        return {"frames_scored": self.scored,
+                "reference_off_score_rate": self.ref_off_score / self.scored if self.scored else None,
+                "estimate_off_score_rate": self.est_off_score / self.scored if self.scored else None,
+                "gross_pitch_error_rate_where_reference_reads_the_score": self.gross_ref_on_score / on if on else None}
 
 
 # ----------------------------------------------------------------------------- harmonic-to-noise ratio
