@@ -79,6 +79,14 @@ PRESETS: dict[str, dict] = {
                             data={"segment_samples": 8192},
                             loss={"stft": 1.0, "stft_eps": 1e-5, "gan": 1.0, "feature_matching": 10.0,
                                   "gan_start": 15000}),
+    # Fine-tuning a vocoder of the default's shape (ngf 16, causal, 8 harmonics) from a bundle,
+    # STFT + mel loss, no GAN: add optim.init_from=B.dwb and train with --base B --out O.
+    # (the 10000-step runs on a 24-program corpus behind docs/history.md used these settings)
+    "vocoder-finetune": _preset("vocoder", model={"ngf": 16, "causal": True, "harmonics": 8},
+                                optim={"lr": 1e-4, "lr_end": 5e-6, "betas": [0.5, 0.9], "batch": 4, "steps": 4000},
+                                data={"segment_samples": 8192},
+                                loss={"stft": 1.0, "stft_eps": 1e-5, "mel": 1.0, "gan": 1.0, "feature_matching": 10.0,
+                                      "gan_start": 1000000}),
     # Multi-band MelGAN (Yang et al. 2020): 4 PQMF bands, upsampling x64 per band, full- and
     # sub-band STFT losses (0.5 each) first, then the GAN: the fast option to train and to run.
     "vocoder-mb": _preset("vocoder", model={"ngf": 32, "bands": 4, "ratios": [8, 4, 2], "n_residual_layers": 4,
