@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.pitch import midi_to_hz
+
 from .crepe import crepe_pitch
 
 VOICED_PERIODICITY = 0.21     # CARGAN's unvoiced threshold on CREPE periodicity
@@ -140,7 +142,7 @@ class PitchComparison:
         those frames, the floor of the gross error rate against the reference
         (``tests/test_quality.py::test_pitch_against_the_score...``)."""
         scored = np.isfinite(labels)
-        hz = 440.0 * 2.0 ** ((labels[scored] - 69.0) / 12.0)
+        hz = midi_to_hz(labels[scored])
         ref_off = np.abs(cents_between(f_ref[scored], hz)) > GROSS_CENTS
         est_off = np.abs(cents_between(f_est[scored], hz)) > GROSS_CENTS
         self.scored += int(scored.sum())
