@@ -81,7 +81,7 @@ PRESETS: dict[str, dict] = {
                                   "gan_start": 15000}),
     # Fine-tuning a vocoder of the default's shape (ngf 16, causal, 8 harmonics) from a bundle,
     # STFT + mel loss, no GAN: add optim.init_from=B.dwb and train with --base B --out O.
-    # (the 10000-step runs on a 24-program corpus behind docs/history.md used these settings)
+    # (the runs on a 24-program corpus in docs/default-model.md: these settings, optim.steps=10000)
     "vocoder-finetune": _preset("vocoder", model={"ngf": 16, "causal": True, "harmonics": 8},
                                 optim={"lr": 1e-4, "lr_end": 5e-6, "betas": [0.5, 0.9], "batch": 4, "steps": 4000},
                                 data={"segment_samples": 8192},
