@@ -4,8 +4,11 @@ RTF = wall time of one engine step (``VoiceBank.render`` and ``BundlePlayer.rend
 sources, generator, vocoder, mel matching, envelopes, mix, resampling to 48 kHz) / the
 audio time it makes (``frames * 256 / 22050`` s: 11.6 ms a frame); ``rtf_cpu`` the same
 with the thread's CPU time (what the step costs when other processes share the cores).
-Every voice sounds (one batch of ``voices`` rows). One torch thread by default, as the
-engine runs.
+Every voice sounds (one batch of ``voices`` rows) unless ``--sounding K`` lets only K of
+them sound (the others idle, as between notes). One torch thread by default, as the engine
+runs. Step kinds: ``eager``, ``compiled`` (the product's: graphs for every voice and for one
+sounding voice) and ``compiled-every-row`` (graphs for every voice only: a step with fewer
+sounding voices runs the whole batch).
 
 Prints a table to stderr and the JSON to stdout, and writes the JSON to ``--out``
 (``benchmarks/results/voices.json``). The JSON carries the load average before and after
@@ -15,7 +18,8 @@ engine, for comparison). ``--compute cpu cuda`` measures each compute device (on
 step includes copying the audio back, which waits for it).
 
     python -m benchmarks.bench_voices [--voices 1 2 4] [--frames 1 2 4] [--threads 1]
-        [--mel-match zero-latency low-latency full off] [--seconds 3] [--compute cpu] [--out PATH]
+        [--mel-match zero-latency low-latency full off] [--seconds 3] [--compute cpu] [--sounding K]
+        [--step eager compiled compiled-every-row] [--out PATH]
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ import torch
 from benchmarks import emit
 from core.bundle import load_bundle
 from core.compute import compute_device, describe
+from core.compiled_step import FEWER_ROWS
 from core.mel_match import MODES
 from realtime.params import ControlBus
 from realtime.player import BundlePlayer
@@ -44,21 +49,26 @@ WARMUP_STEPS = 8
 
 
 def rtf(bundle_path: str, voices: int, frames: int, seconds: float, precision: str,
-        compute: str = "cpu", mel_match: str = "full", steps: tuple[str, ...] = ("eager",)) -> list[dict]:
-    """One run per entry of ``steps`` ("eager", "compiled": core/compiled_step.py, compiled
-    before timing): ``voices`` voices sounding, ``frames`` frames a step, for ``seconds`` of
-    audio. The players step in turn, one step each, so the shared host's drifting speed
-    weighs on every one alike."""
+        compute: str = "cpu", mel_match: str = "full", steps: tuple[str, ...] = ("eager",),
+        sounding: int | None = None) -> list[dict]:
+    """One run per entry of ``steps`` ("eager", "compiled", "compiled-every-row":
+    core/compiled_step.py, compiled before timing): ``voices`` voices, ``sounding`` of them
+    sounding (default all), ``frames`` frames a step, for ``seconds`` of audio. The players
+    step in turn, one step each, so the shared host's drifting speed weighs on every one
+    alike."""
+    sounding = voices if sounding is None else min(sounding, voices)
     bundle = load_bundle(bundle_path, compute_device(compute))
     players, banks = [], []
     for kind in steps:
+        compiled = kind.startswith("compiled")
         player = BundlePlayer(bundle, 48000, precision=precision, n_voices=voices, mel_match=mel_match,
-                              compile_frames=frames if kind == "compiled" else None)
-        if kind == "compiled" and player.step_path != "compiled":
+                              compile_frames=frames if compiled else None,
+                              compile_fewer=() if kind == "compiled-every-row" else FEWER_ROWS)
+        if compiled and player.step_path != "compiled":
             raise SystemExit(f"cannot measure the compiled step: {player.step_path}")
         bank = VoiceBank(voices, bundle.sample_rate / bundle.hop)
-        for i in range(voices):
-            bank.note_on(48 + 5 * i, 100)         # every voice sounding
+        for i in range(sounding):
+            bank.note_on(48 + 5 * i, 100)         # held for the whole run
         players.append(player)
         banks.append(bank)
     bus = ControlBus()
@@ -79,10 +89,11 @@ def rtf(bundle_path: str, voices: int, frames: int, seconds: float, precision: s
     step_s = frames * bundle.hop / bundle.sample_rate
     load_after = os.getloadavg()[0]
     runs = []
-    for player, ts, cs in zip(players, times, cpu):
+    for kind, player, ts, cs in zip(steps, players, times, cpu):
         t = np.array(ts)
-        runs.append({"voices": voices, "frames_per_step": frames, "precision": precision, "compute": compute,
-                     "mel_match": mel_match, "step": player.step_path, "compile_s": player.compile_s,
+        runs.append({"voices": voices, "sounding": sounding, "frames_per_step": frames, "precision": precision,
+                     "compute": compute, "mel_match": mel_match, "step": kind if player.step_path == "compiled"
+                     else player.step_path, "compile_s": player.compile_s,
                      "steps": len(t),
                      "rtf": float(t.sum() / (len(t) * step_s)), "rtf_cpu": float(np.sum(cs) / (len(t) * step_s)),
                      "step_ms_mean": float(t.mean() * 1e3),
@@ -92,10 +103,11 @@ def rtf(bundle_path: str, voices: int, frames: int, seconds: float, precision: s
 
 
 def _table(runs: list[dict]) -> str:
-    lines = [f"{'step':9s} {'mel match':12s} {'thr':>3s} {'voices':>6s} {'frames':>6s} {'rtf':>6s} {'cpu':>6s} {'p50 ms':>7s} "
+    lines = [f"{'step':18s} {'mel match':12s} {'thr':>3s} {'voices':>6s} {'sound':>5s} {'frames':>6s} {'rtf':>6s} {'cpu':>6s} {'p50 ms':>7s} "
              f"{'p99 ms':>7s} {'load':>5s}"]
     for r in runs:
-        lines.append(f"{r.get('step', 'eager')[:9]:9s} {r['mel_match']:12s} {r['threads']:3d} {r['voices']:6d} {r['frames_per_step']:6d} "
+        lines.append(f"{r.get('step', 'eager')[:18]:18s} {r['mel_match']:12s} {r['threads']:3d} {r['voices']:6d} "
+                     f"{r.get('sounding', r['voices']):5d} {r['frames_per_step']:6d} "
                      f"{r['rtf']:6.3f} {r['rtf_cpu']:6.3f} {r['step_ms_p50']:7.2f} {r['step_ms_p99']:7.2f} "
                      f"{r['loadavg_1min_after']:5.2f}")
     return "\n".join(lines)
@@ -112,8 +124,10 @@ def main() -> None:
     ap.add_argument("--compute", nargs="+", default=["cpu"], help="compute devices to measure (cpu, cuda, ...)")
     ap.add_argument("--mel-match", nargs="+", default=["zero-latency", "low-latency", "full"], choices=MODES,
                     help="mel matching modes to measure (core/mel_match.py)")
-    ap.add_argument("--step", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"],
-                    help="the eager step and the compiled one (core/compiled_step.py), stepped in turn")
+    ap.add_argument("--step", nargs="+", default=["eager", "compiled"],
+                    choices=["eager", "compiled", "compiled-every-row"],
+                    help="the eager step and the compiled ones (core/compiled_step.py), stepped in turn")
+    ap.add_argument("--sounding", type=int, default=None, help="voices sounding (default: every voice)")
     ap.add_argument("--out", default=str(RESULTS / "voices.json"), help="JSON file to write ('-': none)")
     ap.add_argument("--before", default=str(RESULTS / "voices_before.json"),
                     help="an earlier result whose runs go under 'before' ('-' or missing: none)")
@@ -126,7 +140,8 @@ def main() -> None:
                 for mm in a.mel_match:
                     for frames in a.frames:
                         for v in a.voices:
-                            for r in rtf(a.bundle, v, frames, a.seconds, precision, compute, mm, tuple(a.step)):
+                            for r in rtf(a.bundle, v, frames, a.seconds, precision, compute, mm, tuple(a.step),
+                                             a.sounding):
                                 r["threads"] = threads
                                 runs.append(r)
     result = {"benchmark": "voices_rtf", "bundle": os.path.relpath(a.bundle, ROOT), "machine": describe(),

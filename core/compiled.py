@@ -18,6 +18,10 @@ How a call becomes a graph:
   aten ops that one real eager call runs (Python control flow decided by shapes and ints,
   as the streaming layers have it). Tracing runs the call, so the states are put back after
   it. Weights enter the graph as constants.
+* **On some rows.** With :attr:`CompiledCall.rows` set, the graph takes the whole states
+  and the rows' indices, gathers those rows, advances them and writes them back into new
+  whole states (``index_select`` / ``index_copy`` inside the graph): a step of one
+  sounding voice costs one voice, without a Python loop over the states.
 * **Prepared, never compiled on the real-time thread.** A call compiles a graph for an
   input signature (shapes, dtypes, which inputs are None, the states' shapes) only while
   :attr:`CompiledCall.preparing`; any other signature raises :class:`NotReady` and the
@@ -138,10 +142,16 @@ class CompiledCall:
     def __init__(self, fn: Callable[..., tuple[torch.Tensor, ...]], modules: Sequence[nn.Module], name: str):
         self.fn, self.name = fn, name
         self.states = [(m, attr, plain) for model in modules for m, attr, _, plain in stream_states(model)]
+        self.dims = [dim for model in modules for _, _, dim, _ in stream_states(model)]
         self.graphs: dict[tuple, Callable] = {}
+        # While set (``LongTensor[k]``, by core.compiled_step): the call runs on these batch
+        # rows of every state; its inputs have k rows and the other rows' states stay as
+        # they are. The rows are a graph input: one graph serves every choice of k rows.
+        self.rows: torch.Tensor | None = None
         self.preparing = False
         self.failed: str | None = None
         self.replays = 0
+        self.replays_by_rows: dict[int, int] = {}   # by the first input's batch (tests)
 
     def _set(self, values: Sequence[torch.Tensor | None]) -> None:
         for (m, attr, plain), v in zip(self.states, values):
@@ -151,13 +161,16 @@ class CompiledCall:
         if self.failed is not None:
             raise NotReady(self.failed)
         values = [getattr(m, attr) for m, attr, _ in self.states]
-        key = (_signature(inputs), _signature(values))
+        rows = self.rows
+        key = (_signature(inputs), _signature(values), None if rows is None else len(rows))
         graph = self.graphs.get(key)
         if graph is None:
             if not self.preparing:
                 raise NotReady(f"{self.name}: no graph for this signature")
-            graph = self.graphs[key] = self._compile(inputs, values)
+            graph = self.graphs[key] = self._compile(inputs, values, rows)
         given = [_contiguous(t) for t in inputs if t is not None]
+        if rows is not None:
+            given.append(rows)
         present = [i for i, v in enumerate(values) if v is not None]
         out = graph(*given, *(_contiguous(values[i]) for i in present))
         n_out = len(out) - len(present)
@@ -165,35 +178,45 @@ class CompiledCall:
             m, attr, plain = self.states[i]
             set_state(m, attr, plain, t)
         self.replays += 1
+        k = given[0].shape[0] if given and given[0].dim() else 0
+        self.replays_by_rows[k] = self.replays_by_rows.get(k, 0) + 1
         return tuple(out[:n_out])
 
-    def _compile(self, inputs: Sequence[torch.Tensor | None], values: list[torch.Tensor | None]) -> Callable:
-        """Traces and compiles the graph for this signature; the states are left as they were."""
+    def _compile(self, inputs: Sequence[torch.Tensor | None], values: list[torch.Tensor | None],
+                 rows: torch.Tensor | None = None) -> Callable:
+        """Traces and compiles the graph for this signature (on ``rows`` of the states when
+        given: gathered in the graph, advanced, scattered back into the whole state); the
+        states are left as they were."""
         from torch._inductor.compile_fx import compile_fx
         from torch.fx.experimental.proxy_tensor import make_fx
 
         slots = [i for i, t in enumerate(inputs) if t is not None]
         present = [i for i, v in enumerate(values) if v is not None]
-        n_in = len(slots)
+        n_in = len(slots) + (rows is not None)
 
         def pure(*args: torch.Tensor) -> tuple[torch.Tensor, ...]:
             call_inputs: list[torch.Tensor | None] = [None] * len(inputs)
-            for i, a in zip(slots, args[:n_in]):
+            for i, a in zip(slots, args):
                 call_inputs[i] = a
-            state = [None] * len(values)
+            idx = args[n_in - 1] if rows is not None else None
+            whole = [None] * len(values)
             for i, a in zip(present, args[n_in:]):
-                state[i] = a
+                whole[i] = a
+            state = whole if idx is None else [None if v is None else v.index_select(d, idx)
+                                               for v, d in zip(whole, self.dims)]
             self._set(state)
             out = tuple(self.fn(*call_inputs))
             after = [getattr(m, attr) for m, attr, _ in self.states]
-            for i, t in enumerate(after):
-                was = values[i]
+            for t, was in zip(after, state):
                 if (t is None) != (was is None) or (t is not None and t.shape != was.shape):
                     raise NotReady(f"{self.name}: a state appears or changes shape")
+            if idx is not None:
+                after = [None if t is None else w.index_copy(d, idx, t) for t, w, d in zip(after, whole, self.dims)]
             # contiguous states: the graph's input layout is the layout it gives back
             return out + tuple(after[i].contiguous() for i in present)
 
-        args = [_contiguous(inputs[i]) for i in slots] + [_contiguous(values[i]) for i in present]
+        args = [_contiguous(inputs[i]) for i in slots] + ([rows] if rows is not None else []) \
+            + [_contiguous(values[i]) for i in present]
         try:
             with torch.inference_mode(), warnings.catch_warnings():
                 # mel matching's FFTs stay library calls: said once per graph, nothing to act on

@@ -6,10 +6,14 @@ Seven kinds of call make a 1-frame step: the generator's inputs, each of its fiv
 vocoder chain (vocoder, its silence offset, mel matching). Each is compiled once per shape;
 the frame clock, the held samples of each level and the per-voice mix stay in Python.
 
-* **Every row.** A graph is compiled for the whole batch (one row per voice), so a step
-  where some voices are silent runs every row too; the silent rows' states are then put
-  back (``torch.where`` on the batch dimension), as :class:`core.streaming.BatchSubset`
-  leaves them. Their outputs are not returned.
+* **Fewer rows.** Graphs are compiled for the whole batch (one row per voice) and for the
+  smaller row counts :meth:`CompiledSteps.prepare` is given (``fewer``, by default 1: one
+  voice sounding, the drone or a single line, is the common case). A step of ``k``
+  sounding rows runs the ``k``-row graphs, which gather those rows of every state, advance
+  them and scatter them back into the whole state inside the graph (the rows are a graph
+  input), so it costs about what ``k`` voices cost. A row count without graphs runs the whole batch's graphs: the silent
+  rows are computed too and their states put back (``torch.where`` on the batch
+  dimension); their outputs are not returned.
 * **Prepared.** :meth:`CompiledSteps.prepare` compiles the graphs of ``frames``-frame steps
   at every phase of the frame clock, on the steady states of the full batch (after
   :meth:`core.synth.Synth.settle`), and leaves the state as it found it. A step it did not
@@ -21,12 +25,16 @@ sounding rows (``tests/test_compiled.py``).
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 
 from .compiled import CompiledCall, NotReady
 from .notes import held_note
 from .streaming import set_state, stream_states
+
+FEWER_ROWS = (1,)    # the smaller row counts prepared by default (each costs a compile at start)
 
 
 class CompiledSteps:
@@ -46,10 +54,15 @@ class CompiledSteps:
         self.generator_calls = (self.inputs, self.first, self._next_level)
         self.models = [g] + chain
         self.states = [(m, attr, dim, plain) for model in self.models for m, attr, dim, plain in stream_states(model)]
+        # states no call advances (the generator's held samples of each level): narrowed here
+        inside = {(id(m), attr) for c in self.calls for m, attr, _ in c.states}
+        self.loose = [st for st in self.states if (id(st[0]), st[1]) not in inside]
         self.rows: int | None = None               # the batch the graphs are for
         self.frames: set[int] = set()
+        self.narrowed: set[tuple[int, int]] = set()  # (rows, frames) with graphs of their own
         self._ranks: list[int | None] = []
         self._masks: dict[tuple[int, ...], list[torch.Tensor]] = {}
+        self._indices: dict[tuple[int, ...], torch.Tensor] = {}
 
     def _level_fn(self, level: int):
         g = self.synth.generator
@@ -72,9 +85,10 @@ class CompiledSteps:
 
     # -- preparing ----------------------------------------------------------------------
 
-    def prepare(self, rows: int, frames: int = 1) -> float:
-        """Compiles the graphs of ``frames``-frame steps of ``rows`` rows at every phase of the
-        frame clock; returns the seconds it took. The synth's state and clock are left as
+    def prepare(self, rows: int, frames: int = 1, fewer: tuple[int, ...] = FEWER_ROWS) -> float:
+        """Compiles the graphs of ``frames``-frame steps of ``rows`` rows, and of each row
+        count in ``fewer`` below ``rows`` (run on the first rows' states), at every phase of
+        the frame clock; returns the seconds it took. The synth's state and clock are left as
         they were; it must be steady (settled with ``rows`` rows)."""
         s, g = self.synth, self.synth.generator
         saved, frame0 = self._save(), g.frame
@@ -84,21 +98,18 @@ class CompiledSteps:
         self._ranks = [None if v is None else v.dim() for v in saved]
         self._masks.clear()
         t0 = time.perf_counter()
-        cfg = g.config
-        z = torch.zeros(rows, cfg.z_dim, frames, dtype=s.dtype, device=s.device)
-        tokens = torch.zeros(rows, frames, dtype=torch.long, device=s.device) if cfg.n_tokens else None
-        pitch = torch.full((rows, frames), cfg.pitch_centre, device=s.device) \
-            if cfg.has_pitch else None
-        note = torch.from_numpy(held_note((rows, frames))).to(s.device, s.dtype) if cfg.note_dim else None
+        narrowed = sorted(k for k in set(fewer) if 0 < k < rows)
         for call in self.calls:
             call.preparing = True
         try:
             base = -(-frame0 // g.stride) * g.stride
-            for phase in range(g.stride):
-                g.frame = base + phase
-                with torch.inference_mode():
-                    s._compute(z, tokens, pitch, note, calls=self)
-                self._restore(saved)
+            for k in [rows] + narrowed:
+                inputs = self._default_inputs(k, frames)
+                for phase in range(g.stride):
+                    g.frame = base + phase
+                    with torch.inference_mode(), self._narrowed(list(range(k)), rows):
+                        s._compute(*inputs, calls=self)
+                    self._restore(saved)
         finally:
             for call in self.calls:
                 call.preparing = False
@@ -106,7 +117,48 @@ class CompiledSteps:
             g.frame = frame0
         self.rows = rows
         self.frames.add(frames)
+        self.narrowed.update((k, frames) for k in narrowed)
         return time.perf_counter() - t0
+
+    def _default_inputs(self, rows: int, frames: int) -> tuple:
+        """(z, tokens, pitch, note) of ``rows`` rows at the generator's defaults."""
+        s, cfg = self.synth, self.synth.generator.config
+        z = torch.zeros(rows, cfg.z_dim, frames, dtype=s.dtype, device=s.device)
+        tokens = torch.zeros(rows, frames, dtype=torch.long, device=s.device) if cfg.n_tokens else None
+        pitch = torch.full((rows, frames), cfg.pitch_centre, device=s.device) if cfg.has_pitch else None
+        note = torch.from_numpy(held_note((rows, frames))).to(s.device, s.dtype) if cfg.note_dim else None
+        return z, tokens, pitch, note
+
+    @contextmanager
+    def _narrowed(self, rows: list[int], full: int) -> Iterator[None]:
+        """Every call runs on the states' ``rows`` (:attr:`core.compiled.CompiledCall.rows`)
+        inside, and the states no call advances are narrowed to them meanwhile; every row
+        when ``rows`` is every row."""
+        idx = None
+        if len(rows) < full:
+            idx = self._indices.get(tuple(rows))
+            if idx is None:
+                idx = torch.tensor(rows, dtype=torch.long, device=self.synth.device)
+                if len(self._indices) < 64:
+                    self._indices[tuple(rows)] = idx
+        if idx is None:
+            yield
+            return
+        whole = [getattr(m, attr) for m, attr, _, _ in self.loose]
+        for (m, attr, dim, plain), v in zip(self.loose, whole):
+            if v is not None:
+                set_state(m, attr, plain, v.index_select(dim, idx))
+        for call in self.calls:
+            call.rows = idx
+        try:
+            yield
+        finally:
+            for call in self.calls:
+                call.rows = None
+            for (m, attr, dim, plain), v in zip(self.loose, whole):
+                sub = getattr(m, attr)
+                if v is not None and sub is not None:
+                    set_state(m, attr, plain, v.index_copy(dim, idx, sub))
 
     # -- the step -----------------------------------------------------------------------
 
@@ -161,11 +213,13 @@ class CompiledSteps:
         (nothing has changed then)."""
         g = self.synth.generator
         saved, frame0 = self._save(), g.frame
-        every = len(rows) == self.rows
+        own = (len(rows), z.shape[2]) in self.narrowed
+        every = len(rows) == self.rows or own
         if not every:
             z, tokens, pitch, note = self._full(rows, z, tokens, pitch, note)
         try:
-            audio, mel = self.synth._compute(z, tokens, pitch, note, calls=self)
+            with self._narrowed(rows if own else list(range(self.rows)), self.rows):
+                audio, mel = self.synth._compute(z, tokens, pitch, note, calls=self)
         except NotReady:
             self._restore(saved)
             g.frame = frame0

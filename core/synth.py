@@ -11,7 +11,7 @@ import torch
 
 from .bundle import Bundle
 from .compiled import NotReady
-from .compiled_step import CompiledSteps
+from .compiled_step import FEWER_ROWS, CompiledSteps
 from .inputs import FrameInputs, frame_inputs
 from .latent import NoiseSource
 from .mel_match import mel_matcher
@@ -150,13 +150,14 @@ class Synth:
             out = c.step(rows, z, tokens, pitch, note)
         return out
 
-    def prepare_compiled(self, rows: int, frames: int = 1) -> float:
-        """Compiles the ``frames``-frame step of ``rows`` rows (:mod:`core.compiled_step`),
+    def prepare_compiled(self, rows: int, frames: int = 1, fewer: tuple[int, ...] = FEWER_ROWS) -> float:
+        """Compiles the ``frames``-frame step of ``rows`` rows, and of ``fewer`` sounding rows
+        (:mod:`core.compiled_step`),
         from the settled state (:meth:`settle` with ``rows`` rows); later steps of that shape
         run compiled. Returns the seconds it took; raises when it cannot compile (the
         steps stay eager: :attr:`compiled` is None then)."""
         compiled = self.compiled if self.compiled is not None else CompiledSteps(self)
-        took = compiled.prepare(rows, frames)
+        took = compiled.prepare(rows, frames, fewer)
         if compiled.failed:
             self.compiled = None
             raise NotReady(compiled.failed)

@@ -17,6 +17,7 @@ import torch
 
 from core.bundle import Bundle
 from core.compiled import NotReady, compiler_available, use_cache_dir
+from core.compiled_step import FEWER_ROWS
 from core.inputs import FrameInputs, frame_inputs
 from core.latent import NoiseSource
 from core.limiter import is_runaway
@@ -48,9 +49,10 @@ def join_frames(parts: list[FrameInputs]) -> FrameInputs:
 class BundlePlayer:
     def __init__(self, bundle: Bundle, out_rate: int, seed_a: int = 0, seed_b: int = 1,
                  precision: str = "float32", n_voices: int = 1, mel_match: str = "full",
-                 compile_frames: int | None = None):
+                 compile_frames: int | None = None, compile_fewer: tuple[int, ...] = FEWER_ROWS):
         """``compile_frames``: compile the synth's steps of that many frames
-        (:mod:`core.compiled_step`) after settling; :attr:`step_path` says how it went."""
+        (:mod:`core.compiled_step`) after settling, for every voice and for ``compile_fewer``
+        sounding voices; :attr:`step_path` says how it went."""
         self.bundle = bundle
         self.synth = Synth(bundle, precision, mel_match)
         self.out_rate = out_rate
@@ -74,16 +76,16 @@ class BundlePlayer:
         self.synth.settle(n_voices)     # on the constructing thread (the loader, for hot swaps)
         self.step_path = "eager"        # or "compiled", or "eager (why compiling failed)"
         if compile_frames:
-            self._compile(compile_frames)
+            self._compile(compile_frames, compile_fewer)
 
-    def _compile(self, frames: int) -> None:
+    def _compile(self, frames: int, fewer: tuple[int, ...]) -> None:
         missing = compiler_available()
         if missing is not None:
             self.step_path = f"eager ({missing})"
             return
         use_cache_dir()
         try:
-            took = self.synth.prepare_compiled(self.n_voices, frames)
+            took = self.synth.prepare_compiled(self.n_voices, frames, fewer)
         except NotReady as e:
             self.step_path = f"eager (compiling failed: {e})"
             return

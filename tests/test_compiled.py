@@ -12,6 +12,7 @@ from core.compiled import CompiledCall, NotReady, compiler_available
 from core.inputs import frame_inputs
 from core.latent import NoiseSource
 from core.mel import MelConfig
+from core.streaming import stream_states
 from core.synth import Synth
 from tests.conftest import chunkings, small_models
 
@@ -84,6 +85,33 @@ def test_compiled_steps_equal_eager_steps_for_every_set_of_sounding_rows(bundle_
     after = [c.replays for c in compiled.compiled.calls]
     # every call ran compiled: the generator's five levels and inputs, the vocoder chain
     assert all(b > a for a, b in zip(before, after)), [c.name for c, a, b in zip(compiled.compiled.calls, before, after) if b <= a]
+
+
+def test_one_sounding_row_runs_its_own_graphs_and_leaves_the_silent_rows_as_they_were(bundle_path, prepared):
+    """A 1-row step runs the 1-row graphs (core/compiled_step.py "Fewer rows"), not the whole
+    batch's: equal to the eager step, and the silent rows' states untouched."""
+    eager, compiled = _fresh_pair(bundle_path, prepared)
+    calls = compiled.compiled.calls
+    before = [c.replays_by_rows.get(1, 0) for c in calls]
+    cfg = eager.generator.config
+    n = 2 * eager.generator.stride                          # every level runs at least twice
+    for i, x in enumerate(_inputs(cfg, n, seed=13)):
+        rows = [i % ROWS]                                  # a different single row each step
+        a, ma = _step(eager, x, rows)
+        b, mb = _step(compiled, x, rows)
+        np.testing.assert_allclose(b, a, atol=TOL, err_msg=f"step {i}, rows {rows}")
+        np.testing.assert_allclose(mb, ma, atol=TOL)
+    after = [c.replays_by_rows.get(1, 0) for c in calls]
+    assert all(b > a for a, b in zip(before, after)), [c.name for c, a, b in zip(calls, before, after) if b <= a]
+    assert compiled.compiled.voice.replays_by_rows[1] - before[-1] == n
+    # the same state, row for row, as the eager synth that narrowed with BatchSubset (a
+    # state sums more terms than an output: 1e-4 relative)
+    pairs = [(eager.generator, compiled.generator), (eager.vocoder, compiled.vocoder), (eager.mel_match, compiled.mel_match)]
+    for model_e, model_c in pairs:
+        for (me, attr, _, _), (mc, _, _, _) in zip(stream_states(model_e), stream_states(model_c)):
+            ve, vc = getattr(me, attr), getattr(mc, attr)
+            if ve is not None:
+                torch.testing.assert_close(vc, ve, atol=TOL, rtol=1e-4, msg=attr)
 
 
 def test_after_a_reset_steps_run_eagerly_then_compiled_again_and_stay_equal(bundle_path, prepared):
