@@ -150,8 +150,12 @@ class CompiledCall:
         self.rows: torch.Tensor | None = None
         self.preparing = False
         self.failed: str | None = None
-        self.replays = 0
-        self.replays_by_rows: dict[int, int] = {}   # by the first input's batch (tests)
+        self.replays_by_rows: dict[int, int] = {}   # graph replays by the first input's batch (tests)
+
+    @property
+    def replays(self) -> int:
+        """How many times a compiled graph ran."""
+        return sum(self.replays_by_rows.values())
 
     def _set(self, values: Sequence[torch.Tensor | None]) -> None:
         for (m, attr, plain), v in zip(self.states, values):
@@ -177,7 +181,6 @@ class CompiledCall:
         for i, t in zip(present, out[n_out:]):
             m, attr, plain = self.states[i]
             set_state(m, attr, plain, t)
-        self.replays += 1
         k = given[0].shape[0] if given and given[0].dim() else 0
         self.replays_by_rows[k] = self.replays_by_rows.get(k, 0) + 1
         return tuple(out[:n_out])

@@ -11,9 +11,9 @@ the frame clock, the held samples of each level and the per-voice mix stay in Py
   voice sounding, the drone or a single line, is the common case). A step of ``k``
   sounding rows runs the ``k``-row graphs, which gather those rows of every state, advance
   them and scatter them back into the whole state inside the graph (the rows are a graph
-  input), so it costs about what ``k`` voices cost. A row count without graphs runs the whole batch's graphs: the silent
-  rows are computed too and their states put back (``torch.where`` on the batch
-  dimension); their outputs are not returned.
+  input), so it costs about what ``k`` voices cost. A row count without graphs runs the
+  whole batch's graphs: the silent rows are computed too and their states put back
+  (``torch.where`` on the batch dimension); their outputs are not returned.
 * **Prepared.** :meth:`CompiledSteps.prepare` compiles the graphs of ``frames``-frame steps
   at every phase of the frame clock, on the steady states of the full batch (after
   :meth:`core.synth.Synth.settle`), and leaves the state as it found it. A step it did not
@@ -32,7 +32,7 @@ import torch
 
 from .compiled import CompiledCall, NotReady
 from .notes import held_note
-from .streaming import set_state, stream_states
+from .streaming import BatchSubset, set_state, stream_states
 
 FEWER_ROWS = (1,)    # the smaller row counts prepared by default (each costs a compile at start)
 
@@ -54,9 +54,6 @@ class CompiledSteps:
         self.generator_calls = (self.inputs, self.first, self._next_level)
         self.models = [g] + chain
         self.states = [(m, attr, dim, plain) for model in self.models for m, attr, dim, plain in stream_states(model)]
-        # states no call advances (the generator's held samples of each level): narrowed here
-        inside = {(id(m), attr) for c in self.calls for m, attr, _ in c.states}
-        self.loose = [st for st in self.states if (id(st[0]), st[1]) not in inside]
         self.rows: int | None = None               # the batch the graphs are for
         self.frames: set[int] = set()
         self.narrowed: set[tuple[int, int]] = set()  # (rows, frames) with graphs of their own
@@ -132,8 +129,8 @@ class CompiledSteps:
     @contextmanager
     def _narrowed(self, rows: list[int], full: int) -> Iterator[None]:
         """Every call runs on the states' ``rows`` (:attr:`core.compiled.CompiledCall.rows`)
-        inside, and the states no call advances are narrowed to them meanwhile; every row
-        when ``rows`` is every row."""
+        inside, and the generator's held samples are narrowed to them meanwhile
+        (:class:`core.streaming.BatchSubset`); every row when ``rows`` is every row."""
         idx = None
         if len(rows) < full:
             idx = self._indices.get(tuple(rows))
@@ -144,21 +141,15 @@ class CompiledSteps:
         if idx is None:
             yield
             return
-        whole = [getattr(m, attr) for m, attr, _, _ in self.loose]
-        for (m, attr, dim, plain), v in zip(self.loose, whole):
-            if v is not None:
-                set_state(m, attr, plain, v.index_select(dim, idx))
-        for call in self.calls:
-            call.rows = idx
-        try:
-            yield
-        finally:
+        # the held samples of each level are the only states no call advances
+        with BatchSubset(self.synth.generator.held, idx, full):
             for call in self.calls:
-                call.rows = None
-            for (m, attr, dim, plain), v in zip(self.loose, whole):
-                sub = getattr(m, attr)
-                if v is not None and sub is not None:
-                    set_state(m, attr, plain, v.index_copy(dim, idx, sub))
+                call.rows = idx
+            try:
+                yield
+            finally:
+                for call in self.calls:
+                    call.rows = None
 
     # -- the step -----------------------------------------------------------------------
 
