@@ -273,20 +273,18 @@ def jack_fast():
     server.stop()
 
 
-def test_midi_clock_over_jack_moves_tokens_on_the_beats(jack_fast, small_bundle):
-    """A JACK client in another process sends MIDI clock at 120 BPM into the engine's MIDI
-    input: the tempo is within 1 % (steady and jittered ticks), the sequence moves exactly at
-    the frame whose step counted each beat's tick (24 ticks a beat since Start), to that
-    beat's token, Stop freezes the moves, Start restarts the sequence from beat 0; no clock
-    message counts as ignored. (How soon a tick reaches the engine is a latency, for
-    benchmarks/: nothing here depends on when a step ran.)"""
+def _clock_exchange(server, bundle):
+    """One run of PLAN from another process into an engine over JACK MIDI: (messages sent
+    with their send times, the engine's stats, the frames it logged, the tokens it drew, the
+    xruns the server reported meanwhile)."""
     from realtime.audio_output import AudioOutput
     from realtime.midi import MidiInput
+    from tests.jackutil import XrunCounter
 
     sender = subprocess.Popen([sys.executable, "-c", SENDER, json.dumps(PLAN)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True, env=dict(os.environ, **jack_fast.env))
+                              stdout=subprocess.PIPE, text=True, env=dict(os.environ, **server.env))
     assert sender.stdout.readline().strip() == "ready"
-    engine = Engine(load_bundle(small_bundle), 48000, threads=1, frames_per_step=1)
+    engine = Engine(load_bundle(bundle), 48000, threads=1, frames_per_step=1)
     engine.player.tokens.set_sequence([1, 2, 3, 0])          # every beat's token differs from the last
     for name, value in (("token_mode", "sequence"), ("tempo_source", "midi_clock"), ("token_beats", 1.0)):
         engine.bus.set(name, value)
@@ -308,6 +306,7 @@ def test_midi_clock_over_jack_moves_tokens_on_the_beats(jack_fast, small_bundle)
     engine.midi_input = midi
     engine.start()
     out.start()
+    xruns = XrunCounter(server)
     try:
         time.sleep(0.3)
         sender.stdin.write("go\n")
@@ -317,10 +316,38 @@ def test_midi_clock_over_jack_moves_tokens_on_the_beats(jack_fast, small_bundle)
         time.sleep(0.2)
         stats = engine.stats()
     finally:
+        xruns.close()
         out.stop()
         engine.stop()
         midi.close()
-    assert stats["midi_messages_received"] == len(sent) and stats["midi_messages_ignored"] == 0
+    return sent, stats, frames, tokens, xruns.count
+
+
+CLOCK_ATTEMPTS = 5      # runs of PLAN at most: a run is repeated only after a loss with xruns
+
+
+def test_midi_clock_over_jack_moves_tokens_on_the_beats(jack_fast, small_bundle):
+    """A JACK client in another process sends MIDI clock at 120 BPM into the engine's MIDI
+    input: the tempo is within 1 % (steady and jittered ticks), the sequence moves exactly at
+    the frame whose step counted each beat's tick (24 ticks a beat since Start), to that
+    beat's token, Stop freezes the moves, Start restarts the sequence from beat 0; no clock
+    message counts as ignored. (How soon a tick reaches the engine is a latency, for
+    benchmarks/: nothing here depends on when a step ran.)
+
+    JACK drops a port's events for a cycle in which a client did not run in time (an xrun:
+    the 128-frame server here reports 2 to 94 in one 6-s run on a shared 2-core machine, and
+    within the full suite 1 to 3 of the 255 messages went missing in about one run in four).
+    A run that lost messages is run again, up to CLOCK_ATTEMPTS runs, only when the server
+    reported an xrun during it; a loss without an xrun fails at once."""
+    runs = []
+    for _ in range(CLOCK_ATTEMPTS):
+        sent, stats, frames, tokens, xruns = _clock_exchange(jack_fast, small_bundle)
+        assert stats["midi_messages_ignored"] == 0
+        runs.append((len(sent), stats["midi_messages_received"], xruns))
+        if stats["midi_messages_received"] == len(sent):
+            break
+        assert xruns > 0, f"lost MIDI messages without an xrun (sent, received, xruns): {runs}"
+    assert stats["midi_messages_received"] == len(sent), f"every run lost messages to xruns: {runs}"
     when = np.array([f[0] for f in frames])
     tok = np.concatenate(tokens)[:len(when)]
 
