@@ -130,6 +130,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--baseline-seconds", type=float, default=20.0)
     ap.add_argument("--probe-every", type=float, default=30.0, help="seconds between latency probes")
     ap.add_argument("--gui", action="store_true", help="with the window open (offscreen Qt)")
+    ap.add_argument("--thread-clocks", action="store_true",
+                    help="sample every thread's kernel clocks (20 ms) and report them over each stall "
+                         "of the engine (benchmarks/thread_clocks.py; costs about 2 %% of a core)")
     ap.add_argument("--no-probes", action="store_true",
                     help="no capture client and no control-latency probes: only driftwave's own client in "
                          "the JACK graph (the capture's process callback runs Python in this process)")
@@ -173,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             time.sleep(5.0)
         rss0, t_start = rss_mb(), time.monotonic()
+        clocks = None
+        if a.thread_clocks:
+            from benchmarks.thread_clocks import ThreadClocks, thread_names
+            clocks, names = ThreadClocks(lambda: engine.steps).start(), thread_names()
         under0, xruns_start, log_start = out.underruns, xruns.count, server.log_size()
         lat, probe_times, underrun_times = [], [], []
         seen = under0
@@ -197,6 +204,14 @@ def main(argv: list[str] | None = None) -> int:
                     lat.append(v)
                 next_probe = time.monotonic() + a.probe_every
         rss1 = rss_mb()
+        stalls = None
+        if clocks is not None:
+            clocks.stop()
+            names.update(thread_names())
+            stalls = {"note": "stretches of 0.1 s or more without an engine step: per thread "
+                              "[name, ms on a CPU, ms runnable but off a CPU], busiest first",
+                      "typical": clocks.typical(names, t_start),
+                      "stalls": [clocks.report(i, j, names, t_start) for i, j in clocks.stalls()]}
         jack_xruns = xruns.count - xruns_start
         graph_errors = graph_errors_by_client(server.graph_errors(log_start))
         if cap is not None:
@@ -239,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                         "ring fill + device buffer; a model condition also passes the resampler's "
                         "holdback and the vocoder's look-ahead (model_lookahead_ms holds both)",
             },
+            "engine_stalls": stalls,
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
     finally:

@@ -1,0 +1,122 @@
+"""Where the engine's time went when it stalled: the kernel's clocks of every thread of this
+process, sampled on a timer, read around the stalls a soak found.
+
+Each sample holds, per thread, ``/proc/self/task/<tid>/schedstat``: nanoseconds on a CPU and
+nanoseconds runnable but waiting for one (preempted, or the hypervisor's steal as the guest
+sees it), and the machine's steal time from ``/proc/stat``, and the engine's step count. A
+stall is a stretch of samples over which the engine made no step. Over a stall, a thread that
+neither ran nor waited to run was asleep (for the engine: waiting for the GIL or a sleep); one
+that waited was runnable and kept off a CPU; the other threads' run time says who held the
+CPU (and, for Python threads, possibly the GIL) meanwhile.
+
+The sampler is a Python thread: while another thread holds the GIL it cannot wake, so its
+samples space out; the kernel's clocks still cover the gap, and ``sampler_gap_ms`` says how
+long it was.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+_TASKS = "/proc/self/task"
+
+
+def _steal_ticks() -> int:
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return int(fields[8]) if len(fields) > 8 else 0
+
+
+def _schedstat(tid: int) -> tuple[int, int] | None:
+    try:
+        with open(f"{_TASKS}/{tid}/schedstat") as f:
+            run, wait, _ = f.read().split()
+        return int(run), int(wait)
+    except (OSError, ValueError):
+        return None          # the thread ended
+
+
+def thread_names() -> dict[int, str]:
+    """Native thread id -> name: Python's name for Python threads, the kernel's ``comm``
+    (torch's, JACK's, PortAudio's threads) for the others."""
+    names = {}
+    for tid in map(int, os.listdir(_TASKS)):
+        try:
+            with open(f"{_TASKS}/{tid}/comm") as f:
+                names[tid] = f.read().strip()
+        except OSError:
+            pass
+    for t in threading.enumerate():
+        if t.native_id in names:
+            names[t.native_id] = t.name
+    return names
+
+
+class ThreadClocks:
+    """Samples every ``every_s`` s until :meth:`stop`; ``progress()`` is the engine's step
+    count (read without a lock: an int)."""
+
+    def __init__(self, progress: Callable[[], int], every_s: float = 0.02):
+        self.progress, self.every_s = progress, every_s
+        self.tick_ms = 1e3 / os.sysconf("SC_CLK_TCK")
+        self.samples: list[tuple[float, int, int, dict[int, tuple[int, int]]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-thread-clocks", daemon=True)
+
+    def start(self) -> "ThreadClocks":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            clocks = {}
+            for tid in map(int, os.listdir(_TASKS)):
+                v = _schedstat(tid)
+                if v is not None:
+                    clocks[tid] = v
+            self.samples.append((time.monotonic(), self.progress(), _steal_ticks(), clocks))
+
+    def stalls(self, min_s: float = 0.1) -> list[tuple[int, int]]:
+        """Sample index pairs (a, b): the engine's step count at b equals that at a, and a
+        stretch of at least ``min_s`` s."""
+        out, a = [], 0
+        steps = [s[1] for s in self.samples]
+        for i in range(1, len(steps) + 1):
+            if i == len(steps) or steps[i] != steps[a]:
+                if i - 1 > a and self.samples[i - 1][0] - self.samples[a][0] >= min_s:
+                    out.append((a, i - 1))
+                a = i
+        return out
+
+    def report(self, a: int, b: int, names: dict[int, str], t0: float, top: int = 8) -> dict:
+        """Per thread run and runnable-wait time (ms) between samples ``a`` and ``b``, the
+        busiest ``top`` first; the machine's steal; the sampler's longest gap."""
+        ta, _, steal_a, ca = self.samples[a]
+        tb, _, steal_b, cb = self.samples[b]
+        rows = []
+        for tid, (run_b, wait_b) in cb.items():
+            run_a, wait_a = ca.get(tid, (run_b, wait_b))
+            rows.append((names.get(tid, str(tid)), (run_b - run_a) / 1e6, (wait_b - wait_a) / 1e6))
+        rows.sort(key=lambda r: -(r[1] + r[2]))
+        gaps = np.diff([s[0] for s in self.samples[a:b + 1]]) if b > a else np.zeros(1)
+        return {"from_s": round(ta - t0, 3), "to_s": round(tb - t0, 3), "ms": round(1e3 * (tb - ta), 1),
+                "steal_ms": round((steal_b - steal_a) * self.tick_ms, 1),
+                "sampler_gap_ms": round(1e3 * float(gaps.max()), 1),
+                "threads_run_wait_ms": [[n, round(r, 1), round(w, 1)] for n, r, w in rows[:top]]}
+
+    def typical(self, names: dict[int, str], t0: float, span_s: float = 0.5) -> dict:
+        """The same figures over an ordinary ``span_s`` stretch from the middle of the run:
+        what the threads do while nothing stalls."""
+        mid = len(self.samples) // 2
+        b = mid
+        while b < len(self.samples) - 1 and self.samples[b][0] - self.samples[mid][0] < span_s:
+            b += 1
+        return self.report(mid, b, names, t0)
