@@ -211,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
             stalls = {"note": "stretches of 0.1 s or more without an engine step: per thread "
                               "[name, ms on a CPU, ms runnable but off a CPU], busiest first",
                       "typical": clocks.typical(names, t_start),
-                      "stalls": [clocks.report(i, j, names, t_start) for i, j in clocks.stalls()]}
+                      "stalls": [clocks.report(i, j, names, t_start) for i, j in clocks.stalls()],
+                      "before_underruns": clocks.before(underrun_times, t_start, names),
+                      "per_second": clocks.per_second(t_start, engine._thread.native_id)}
         jack_xruns = xruns.count - xruns_start
         graph_errors = graph_errors_by_client(server.graph_errors(log_start))
         if cap is not None:

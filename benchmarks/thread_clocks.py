@@ -99,8 +99,8 @@ class ThreadClocks:
     def report(self, a: int, b: int, names: dict[int, str], t0: float, top: int = 8) -> dict:
         """Per thread run and runnable-wait time (ms) between samples ``a`` and ``b``, the
         busiest ``top`` first; the machine's steal; the sampler's longest gap."""
-        ta, _, steal_a, ca = self.samples[a]
-        tb, _, steal_b, cb = self.samples[b]
+        ta, steps_a, steal_a, ca = self.samples[a]
+        tb, steps_b, steal_b, cb = self.samples[b]
         rows = []
         for tid, (run_b, wait_b) in cb.items():
             run_a, wait_a = ca.get(tid, (run_b, wait_b))
@@ -108,9 +108,42 @@ class ThreadClocks:
         rows.sort(key=lambda r: -(r[1] + r[2]))
         gaps = np.diff([s[0] for s in self.samples[a:b + 1]]) if b > a else np.zeros(1)
         return {"from_s": round(ta - t0, 3), "to_s": round(tb - t0, 3), "ms": round(1e3 * (tb - ta), 1),
+                "engine_steps": steps_b - steps_a,
                 "steal_ms": round((steal_b - steal_a) * self.tick_ms, 1),
                 "sampler_gap_ms": round(1e3 * float(gaps.max()), 1),
                 "threads_run_wait_ms": [[n, round(r, 1), round(w, 1)] for n, r, w in rows[:top]]}
+
+    def before(self, times_s: list[float], t0: float, names: dict[int, str], span_s: float = 1.0,
+               cluster_s: float = 1.0) -> list[dict]:
+        """:meth:`report` over the ``span_s`` s before the first underrun of each cluster
+        (underruns ``times_s`` s after ``t0``, a cluster ending at a gap over ``cluster_s``)."""
+        starts = [t for i, t in enumerate(times_s) if i == 0 or t - times_s[i - 1] > cluster_s]
+        when = np.array([s[0] for s in self.samples]) - t0
+        out = []
+        for t in starts:
+            a, b = int(np.searchsorted(when, t - span_s)), int(np.searchsorted(when, t))
+            b = min(b, len(self.samples) - 1)
+            if b > a:
+                out.append({"underrun_at_s": t, **self.report(a, b, names, t0)})
+        return out
+
+    def per_second(self, t0: float, engine_tid: int | None) -> dict:
+        """Per whole second after ``t0``: the machine's steal (ms, both CPUs together) and
+        the engine thread's CPU time per step (ms): how much CPU a step took that second."""
+        when = np.array([s[0] for s in self.samples]) - t0
+        steal, per_step = [], []
+        for k in range(int(when[-1]) if len(when) else 0):
+            a, b = int(np.searchsorted(when, k)), int(np.searchsorted(when, k + 1))
+            b = min(b, len(self.samples) - 1)
+            if b <= a:
+                steal.append(None), per_step.append(None)
+                continue
+            steal.append(round((self.samples[b][2] - self.samples[a][2]) * self.tick_ms, 1))
+            steps = self.samples[b][1] - self.samples[a][1]
+            run = (self.samples[b][3].get(engine_tid, (0, 0))[0]
+                   - self.samples[a][3].get(engine_tid, (0, 0))[0]) / 1e6
+            per_step.append(round(run / steps, 2) if steps else None)
+        return {"steal_ms": steal, "engine_cpu_ms_per_step": per_step}
 
     def typical(self, names: dict[int, str], t0: float, span_s: float = 0.5) -> dict:
         """The same figures over an ordinary ``span_s`` stretch from the middle of the run:
