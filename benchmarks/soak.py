@@ -175,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
             window.pump(5.0)
         else:
             time.sleep(5.0)
+        main_priority = None
+        if window is None:      # as main.py's headless loop: it takes the GIL, so it is real-time too
+            from realtime.priority import MAIN_LOOP_PRIORITY, raise_priority
+            main_priority = str(raise_priority(engine.realtime, rt_priority=MAIN_LOOP_PRIORITY))
         rss0, t_start = rss_mb(), time.monotonic()
         clocks = None
         if a.thread_clocks:
@@ -208,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         if clocks is not None:
             clocks.stop()
             names.update(thread_names())
-            stalls = {"note": "stretches of 0.1 s or more without an engine step: per thread "
+            stalls = {"sampler_priority": clocks.priority,
+                      "note": "stretches of 0.1 s or more without an engine step: per thread "
                               "[name, ms on a CPU, ms runnable but off a CPU], busiest first",
                       "typical": clocks.typical(names, t_start),
                       "stalls": [clocks.report(i, j, names, t_start) for i, j in clocks.stalls()],
@@ -256,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                         "ring fill + device buffer; a model condition also passes the resampler's "
                         "holdback and the vocoder's look-ahead (model_lookahead_ms holds both)",
             },
-            "engine_stalls": stalls,
+            "engine_stalls": stalls, "main_loop_priority": main_priority,
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
     finally:

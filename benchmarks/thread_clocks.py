@@ -64,6 +64,7 @@ class ThreadClocks:
         self.progress, self.every_s = progress, every_s
         self.tick_ms = 1e3 / os.sysconf("SC_CLK_TCK")
         self.samples: list[tuple[float, int, int, dict[int, tuple[int, int]]]] = []
+        self.priority: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-thread-clocks", daemon=True)
 
@@ -76,6 +77,10 @@ class ThreadClocks:
         self._thread.join(2.0)
 
     def _run(self) -> None:
+        # it takes the GIL: preempted while holding it, it would stall the engine (a normal
+        # thread on a busy machine), so it runs at the headless main loop's real-time priority
+        from realtime.priority import MAIN_LOOP_PRIORITY, raise_priority
+        self.priority = str(raise_priority(True, rt_priority=MAIN_LOOP_PRIORITY))
         while not self._stop.wait(self.every_s):
             clocks = {}
             for tid in map(int, os.listdir(_TASKS)):
@@ -153,3 +158,35 @@ class ThreadClocks:
         while b < len(self.samples) - 1 and self.samples[b][0] - self.samples[mid][0] < span_s:
             b += 1
         return self.report(mid, b, names, t0)
+
+
+def summarize(soak: dict, steal_ms: float = 50.0) -> dict:
+    """From a soak's JSON (``engine_stalls``): the steal and the engine's CPU per step in the
+    second before each underrun cluster, against every second of the run; how many clusters
+    followed a second with at least ``steal_ms`` of steal, and how many seconds had that much."""
+    st = soak["engine_stalls"]
+    per = st["per_second"]
+    steal = np.array([v for v in per["steal_ms"] if v is not None])
+    cpu = np.array([v for v in per["engine_cpu_ms_per_step"] if v is not None])
+    before = st["before_underruns"]
+    b_steal = np.array([b["steal_ms"] for b in before])
+    b_cpu = np.array([b["threads_run_wait_ms"][0][1] / b["engine_steps"] for b in before
+                      if b["engine_steps"] and b["threads_run_wait_ms"][0][0] == "driftwave-engine"])
+    return {"underruns": soak["underruns"], "clusters": len(before), "seconds": len(steal),
+            "steal_ms_before_clusters": {"median": float(np.median(b_steal)) if len(b_steal) else None,
+                                         "values": b_steal.tolist()},
+            "steal_ms_every_second": {"median": float(np.median(steal)), "p99": float(np.percentile(steal, 99)),
+                                      "max": float(steal.max())},
+            f"clusters_after_steal_of_{steal_ms:g}_ms": int((b_steal >= steal_ms).sum()),
+            f"seconds_with_steal_of_{steal_ms:g}_ms": int((steal >= steal_ms).sum()),
+            "engine_cpu_ms_per_step_before_clusters": {"median": float(np.median(b_cpu)) if len(b_cpu) else None},
+            "engine_cpu_ms_per_step_every_second": {"median": float(np.median(cpu)), "p99": float(np.percentile(cpu, 99))},
+            "engine_waits_ms_before_clusters": [b["threads_run_wait_ms"][0][2] for b in before]}
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+    for path in sys.argv[1:]:
+        with open(path) as f:
+            print(json.dumps({"file": path, **summarize(json.load(f))}, indent=1))

@@ -113,3 +113,52 @@ def test_main_bench_lists_each_benchmark_by_its_first_sentence():
     listed = benchmarks()
     for name in ("midi_latency", "soak", "startup_underruns"):
         assert listed[name].endswith(".") and len(listed[name]) > 40, listed[name]
+
+
+def test_thread_clocks_find_a_stall_and_who_ran_in_it():
+    """A counter that steps every 5 ms, then stops for 0.3 s while another thread spins in C
+    (numpy, the GIL released) and then steps again: the sampler finds one stall of 0.3 s
+    (within two of its 20 ms samples), the stepping thread neither ran nor waited in it
+    (asleep), and the spinning thread ran in it (at least a fifth of it: the machine may be
+    busy)."""
+    import threading
+    import time
+
+    from benchmarks.thread_clocks import ThreadClocks, thread_names
+
+    steps = [0]
+    stop_spin = threading.Event()
+
+    def stepper():
+        for phase in ("before", "stall", "after"):
+            if phase == "stall":
+                spin_thread.start()
+                time.sleep(0.3)
+                stop_spin.set()
+                continue
+            t_end = time.monotonic() + 0.2
+            while time.monotonic() < t_end:
+                steps[0] += 1
+                time.sleep(0.005)
+
+    def spin():
+        a = np.ones((200, 200))
+        while not stop_spin.is_set():
+            a @ a
+
+    step_thread = threading.Thread(target=stepper, name="test-stepper")
+    spin_thread = threading.Thread(target=spin, name="test-spinner")
+    clocks = ThreadClocks(lambda: steps[0]).start()
+    step_thread.start()
+    step_thread.join()
+    spin_thread.join()
+    clocks.stop()
+    stalls = clocks.stalls(min_s=0.1)
+    assert len(stalls) == 1
+    names = thread_names()
+    names[step_thread.native_id], names[spin_thread.native_id] = "test-stepper", "test-spinner"
+    r = clocks.report(*stalls[0], names, clocks.samples[0][0], top=1000)
+    assert abs(r["ms"] - 300) <= 45 and r["engine_steps"] == 0
+    rows = {n: (run, wait) for n, run, wait in r["threads_run_wait_ms"]}
+    assert rows["test-spinner"][0] >= 0.2 * r["ms"]
+    assert sum(rows.get("test-stepper", (0.0, 0.0))) <= 5.0
