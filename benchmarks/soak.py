@@ -132,7 +132,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--gui", action="store_true", help="with the window open (offscreen Qt)")
     ap.add_argument("--thread-clocks", action="store_true",
                     help="sample every thread's kernel clocks (20 ms) and report them over each stall "
-                         "of the engine (benchmarks/thread_clocks.py; costs about 2 %% of a core)")
+                         "of the engine (benchmarks/thread_clocks.py; it ran 3-5 %% of a core in the soaks)")
     ap.add_argument("--no-probes", action="store_true",
                     help="no capture client and no control-latency probes: only driftwave's own client in "
                          "the JACK graph (the capture's process callback runs Python in this process)")

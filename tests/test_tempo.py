@@ -336,7 +336,7 @@ def test_midi_clock_over_jack_moves_tokens_on_the_beats(jack_fast, small_bundle)
 
     JACK drops a port's events for a cycle in which a client did not run in time (an xrun:
     the 128-frame server here reports 2 to 94 in one 6-s run on a shared 2-core machine, and
-    within the full suite 1 to 3 of the 255 messages went missing in about one run in four).
+    in 5 of 21 repeated runs 1 to 3 of the 255 messages went missing).
     A run that lost messages is run again, up to CLOCK_ATTEMPTS runs, only when the server
     reported an xrun during it; a loss without an xrun fails at once."""
     runs = []
