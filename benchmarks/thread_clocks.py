@@ -108,7 +108,10 @@ class ThreadClocks:
         tb, steps_b, steal_b, cb = self.samples[b]
         rows = []
         for tid, (run_b, wait_b) in cb.items():
-            run_a, wait_a = ca.get(tid, (run_b, wait_b))
+            # a thread absent at ``a`` was born after it: its clocks count from zero at birth
+            # (tests/test_benchmarks_smoke.py::test_thread_clocks_find_a_stall_and_who_ran_in_it
+            # starts its spinning thread inside the stall)
+            run_a, wait_a = ca.get(tid, (0, 0))
             rows.append((names.get(tid, str(tid)), (run_b - run_a) / 1e6, (wait_b - wait_a) / 1e6))
         rows.sort(key=lambda r: -(r[1] + r[2]))
         gaps = np.diff([s[0] for s in self.samples[a:b + 1]]) if b > a else np.zeros(1)
