@@ -93,14 +93,19 @@ def sounding_samples(x: np.ndarray) -> int:
     compiler_available() is not None, reason=str(compiler_available())))], ids=["eager", "compiled"])
 def test_plays_the_offline_sequence_without_clicks(jack_server, small_bundle, compiled):
     """Eager, and with the compiled 1-frame step (core/compiled_step.py): the same samples."""
-    cap = Capture(jack_server)
     engine, out = start_engine(small_bundle, **({"compiled": True, "frames_per_step": 1} if compiled else {}))
+    # the first step: with an empty compile cache the step compiles first (47 s in one
+    # measured first start; minutes with both cores busy), longer than the capture holds
     try:
-        cap.connect_program_outputs()
-        # 2 s and a margin after the first sound (on a busy machine the sound may start late)
-        assert wait_until(lambda: cap.n > 3 * RATE and sounding_samples(cap.audio()) > 2 * RATE + 1000, 15)
+        assert wait_until(lambda: engine.steps > 0, 600)
+        cap = Capture(jack_server)
+        try:
+            cap.connect_program_outputs()
+            # 2 s and a margin after the first sound (on a busy machine the sound may start late)
+            assert wait_until(lambda: cap.n > 3 * RATE and sounding_samples(cap.audio()) > 2 * RATE + 1000, 15)
+        finally:
+            cap.close()          # stop capturing first: the stopped engine sends silence
     finally:
-        cap.close()              # stop capturing first: the stopped engine sends silence
         stop_engine(engine, out)
     got = cap.audio()
     assert engine.out_rate == RATE and engine.model_rate == 22050
@@ -114,11 +119,19 @@ def test_plays_the_offline_sequence_without_clicks(jack_server, small_bundle, co
     start = np.flatnonzero(np.abs(got) > 1e-4)[0]
     seg = got[start + 1000:start + 1000 + 2 * RATE]
     assert len(seg) == 2 * RATE and np.sqrt(np.mean(seg ** 2)) > 1e-3      # non-silent
-    off = align(seg, ref)
-    np.testing.assert_allclose(seg, ref[off:off + len(seg)], atol=1e-4, rtol=0)
-    # click detector: no sample-to-sample jump beyond the offline signal's own largest one
-    assert np.max(np.abs(np.diff(seg))) <= 1.05 * np.max(np.abs(np.diff(ref))) + 1e-6
-    assert not zero_runs(seg, 8)
+    gaps = zero_runs(seg, 8)
+    # A busy host can starve the device callback: a counted underrun leaves exact silence
+    # and the sequence goes on after it (a fresh-machine CI run once saw one inside the 2 s).
+    # Every gap must be such an underrun, and each piece between gaps must be the sequence.
+    assert sum(n for _, n in gaps) <= out.underruns * 1024, (gaps, out.underruns)
+    pieces = [p for p in unbroken_pieces(seg, 8) if len(p) > RATE // 10] if gaps else [seg]
+    assert sum(map(len, pieces)) >= 1.5 * RATE, (gaps, out.underruns)
+    for piece in pieces:
+        off = align(piece, ref)
+        np.testing.assert_allclose(piece, ref[off:off + len(piece)], atol=1e-4, rtol=0,
+                                   err_msg=f"underruns {out.underruns}, gaps {gaps}")
+        # click detector: no sample-to-sample jump beyond the offline signal's own largest one
+        assert np.max(np.abs(np.diff(piece))) <= 1.05 * np.max(np.abs(np.diff(ref))) + 1e-6
 
 
 def test_a_stalled_engine_gives_counted_underruns_and_silence(jack_server, small_bundle):
