@@ -41,8 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trained-programs", type=int, nargs="+", required=True)
     ap.add_argument("--crepe", choices=["full", "tiny"], default="full")
     ap.add_argument("--frame-step", type=int, default=4, help="read every N-th mel frame")
+    ap.add_argument("--no-transpose", action="store_true",
+                    help="notes beyond the generator's pitch range play the nearest pitch's mel unmoved (the baseline)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
+    import core.synth
+    core.synth.TRANSPOSE_OUT_OF_RANGE = not a.no_transpose
     torch.set_num_threads(1)
     bundle = load_bundle(a.bundle)
     files = held_out_files(AudioCorpus(a.data, val_fraction=0.0))
@@ -50,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     result = eval_midi_render(bundle, files, set(a.trained_programs), lambda path: render_midi(bundle, path)[0],
                               a.crepe, a.frame_step)
     emit({"benchmark": "midi_render_quality", "bundle": a.bundle, "data": a.data, "crepe": a.crepe,
-          "frame_step": a.frame_step, "phrases": sorted(Path(f.path).name for f in files if "phrase" in f.path),
+          "frame_step": a.frame_step, "transpose_out_of_range": not a.no_transpose, "phrases": sorted(Path(f.path).name for f in files if "phrase" in f.path),
           "seconds": round(time.perf_counter() - t0, 1), "load_average": os.getloadavg(), **result}, a.json)
     return 0
 

@@ -1,4 +1,5 @@
-"""The whole streaming chain: generator -> de-standardize -> vocoder -> mel matching.
+"""The whole streaming chain: generator -> de-standardize -> (notes beyond the generator's
+pitch range: transpose, :mod:`core.mel_transpose`) -> vocoder -> mel matching.
 
 ``Synth.step(z, tokens, pitch)`` takes per-frame inputs for ``n`` frames and returns
 ``n * hop`` audio samples (and the ``n`` mel frames it vocoded). Output equals a single
@@ -15,6 +16,7 @@ from .compiled_step import FEWER_ROWS, CompiledSteps
 from .inputs import FrameInputs, frame_inputs
 from .latent import NoiseSource
 from .mel_match import mel_matcher
+from .mel_transpose import MelTranspose, out_of_range_shift
 from .pitch import midi_to_hz
 from .silence_offset import silence_offset
 from .step_graph import StepGraphs
@@ -25,6 +27,7 @@ from .vocoders import Vocoder
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 SETTLE_FRAMES = 96          # 1.1 s at 22050 / 256
 SETTLE_SEED = 0x5EED
+TRANSPOSE_OUT_OF_RANGE = True   # Synth(transpose=None)'s choice; benchmarks/midi_render_quality.py --no-transpose
 
 
 class Synth:
@@ -41,10 +44,15 @@ class Synth:
 
     ``graphs``: run the steady-state step as CUDA graphs (:mod:`core.step_graph`); None
     (the default) means on a CUDA device only. True elsewhere runs the graphs' static-buffer
-    step without recording it (for tests)."""
+    step without recording it (for tests).
+
+    ``transpose``: a note beyond the generator's pitch range plays the nearest pitch it
+    knows moved along frequency to the note (:mod:`core.mel_transpose`); False plays the
+    nearest pitch's mel as it is (what the generator alone gives); None:
+    :data:`TRANSPOSE_OUT_OF_RANGE`."""
 
     def __init__(self, bundle: Bundle, precision: str = "float32", mel_match: str = "full",
-                 graphs: bool | None = None):
+                 graphs: bool | None = None, transpose: bool | None = None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}")
         self.bundle = bundle
@@ -60,6 +68,9 @@ class Synth:
         # what the vocoder adds to everything it plays: taken off, so silence asked for is
         # silence (core/silence_offset.py; tests/test_silence_offset.py)
         self.offset = silence_offset(self.vocoder, bundle.mel.n_mels, bundle.mel.log_floor, self.device, self.dtype)
+        cfg = self.generator.config
+        transpose = TRANSPOSE_OUT_OF_RANGE if transpose is None else transpose
+        self.transpose = MelTranspose(bundle.mel).to(self.device) if transpose and cfg.has_pitch else None
         self.use_graphs = self.device.type == "cuda" if graphs is None else graphs
         self.graphs: StepGraphs | None = None
         self.compiled: CompiledSteps | None = None      # prepare_compiled
@@ -189,5 +200,17 @@ class Synth:
         if self.vocoder.takes_f0 and pitch is not None:   # the requested pitch excites it
             f0 = midi_to_hz(pitch.float())
         logmel = mel * self._std + self._mean
+        shift = None
+        if self.transpose is not None and pitch is not None:
+            cfg = self.generator.config
+            shift = out_of_range_shift(pitch, cfg.pitch_min, cfg.pitch_max)
+            # off a GPU a step with every note in range skips it (a CUDA step runs it always:
+            # the test would wait for the device, and a CUDA graph holds no branch)
+            if self.device.type != "cuda" and not bool(shift.any()):
+                shift = None
+        if shift is not None:
+            logmel = self.transpose(logmel, shift)
+            # the mel returned (the window's display) is the one voiced; unchanged in range
+            mel = torch.where((shift == 0)[:, None, :], mel, (logmel - self._mean) / self._std)
         audio, = (calls.voice if calls is not None else self.voice)(logmel, f0)
         return audio, mel

@@ -142,6 +142,33 @@ def test_every_chunk_size_gives_the_same_samples(small_bundle, monkeypatch):
         assert len(calls) < frames_computed / 2
 
 
+# notes below and above the small model's pitch range (40-80), one bent further out
+WIDE = [on(0.05, 30, 100), on(0.1, 92, 90), bend(0.3, 8000), off(0.5, 30), on(0.55, 60, 80), off(0.7, 92),
+        off(0.8, 60)]
+
+
+def test_notes_beyond_the_pitch_range_play_moved_and_the_same_in_every_chunking(small_bundle, monkeypatch):
+    """core/mel_transpose.py in the instrument: notes outside the generator's range are
+    moved (they differ from the clamped pitch's sound), the engine's step loop plays them
+    sample for sample as render does, and every chunking gives the same samples."""
+    import core.synth
+    events = read_events(WIDE)
+    seconds = 1.1
+    one, _ = render_events(load_bundle(small_bundle), events, seconds, chunk_frames=1)
+    engine = engine_step_loop(small_bundle, events, seconds, 22050)
+    assert np.abs(one).max() > 0.05 and np.array_equal(one, engine)
+    for chunks in (7, 256, 0):
+        out, _ = render_events(load_bundle(small_bundle), events, seconds, chunk_frames=chunks)
+        assert np.abs(out - one).max() < CHUNK_ATOL, chunks
+    monkeypatch.setattr(core.synth, "TRANSPOSE_OUT_OF_RANGE", False)
+    unmoved, _ = render_events(load_bundle(small_bundle), events, seconds, chunk_frames=1)
+    # the first note (MIDI 30, 10 semitones below the range) is moved; the in-range note
+    # after both wide ones ended is not
+    first, late = slice(int(0.1 * 22050), int(0.45 * 22050)), slice(int(0.75 * 22050), int(0.8 * 22050))
+    assert np.abs(unmoved[first] - one[first]).max() > 1e-3
+    assert np.abs(unmoved[late] - one[late]).max() < 0.5 * np.abs(unmoved[first] - one[first]).max()
+
+
 def read_events(messages):
     """``(seconds, mido.Message)`` -> MidiEvents, as read_midi makes them."""
     from realtime.midi_parse import parse_message
