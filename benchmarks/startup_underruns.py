@@ -64,6 +64,7 @@ def dropouts(audio: np.ndarray, seconds: float, rate: int) -> dict:
     tail = audio[first:]
     gaps = [(s, n) for s, n in silent_gaps(tail) if s < seconds * rate]
     return {"first_sound_frame": first, "analysed_s": round(min(len(tail) / rate, seconds), 3),
+            "last_sound_s": round((int(sounding[-1]) - first) / rate, 3),
             "capture_gaps": len(gaps), "silent_ms": round(1e3 * sum(n for _, n in gaps) / rate, 2),
             "gap_starts_s": [round(s / rate, 3) for s, _ in gaps]}
 
@@ -135,7 +136,9 @@ def one_start(a, i: int, server, cap, xruns, tmp: str) -> dict:
         with open(stats_path) as f:
             s = json.load(f)
         row.update(underruns=s["underruns"], xruns=s["xruns"], seconds_played=round(s["seconds_played"], 2),
-                   priority=s["priority"], latency_mode=s["latency_mode"], note_to_sound_ms=s["note_to_sound_ms"])
+                   priority=s["priority"], latency_mode=s["latency_mode"], note_to_sound_ms=s["note_to_sound_ms"],
+                   rtf=round(s["rtf"], 3), step_ms_p99=round(s["step_ms_p99"], 2),
+                   gc_collections=s["gc_collections"], gc_pause_ms_max=round(s["gc_pause_ms_max"], 2))
     if code != 0:
         with open(err_path) as f:
             row["stderr_tail"] = f.read()[-1500:]

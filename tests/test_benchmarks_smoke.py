@@ -68,6 +68,7 @@ def test_silent_gaps_are_bounded_zero_runs_of_at_least_min_gap():
     assert silent_gaps(x) == [(2000, 100)]
     d = dropouts(x, seconds=1.0, rate=RATE)
     assert d["first_sound_frame"] == 300 and d["capture_gaps"] == 1
+    assert d["last_sound_s"] == round((8999 - 300) / RATE, 3)      # where the sound stopped
     assert d["gap_starts_s"] == [round(1700 / RATE, 3)]
     assert d["silent_ms"] == round(1e3 * 100 / RATE, 2)
     # only the first `seconds` after the first sound count
