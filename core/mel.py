@@ -49,13 +49,18 @@ def mel_to_hz_slaney(m: np.ndarray) -> np.ndarray:
     return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
 
 
+def mel_band_edges(sample_rate: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
+    """The mel filters' corner frequencies (Hz), ``ndarray[n_mels + 2]``: filter ``k`` rises
+    from edge ``k`` to its peak at edge ``k + 1`` and falls to edge ``k + 2``."""
+    fmax = sample_rate / 2 if fmax is None else fmax
+    return mel_to_hz_slaney(np.linspace(hz_to_mel_slaney(fmin), hz_to_mel_slaney(fmax), n_mels + 2))
+
+
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
                    fmax: float | None = None) -> np.ndarray:
     """Slaney-normalised triangular mel filters, ``ndarray[n_mels x (n_fft//2 + 1)]``."""
-    fmax = sample_rate / 2 if fmax is None else fmax
     fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
-    mel_pts = np.linspace(hz_to_mel_slaney(fmin), hz_to_mel_slaney(fmax), n_mels + 2)
-    hz_pts = mel_to_hz_slaney(mel_pts)
+    hz_pts = mel_band_edges(sample_rate, n_mels, fmin, fmax)
     fdiff = np.diff(hz_pts)
     ramps = hz_pts[:, None] - fft_freqs[None, :]
     lower = -ramps[:-2] / fdiff[:-1, None]

@@ -23,17 +23,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .mel import MelConfig, hz_to_mel_slaney, mel_to_hz_slaney
+from .mel import MelConfig, mel_band_edges
 
 MAX_SEMITONES = 60          # shifts are clamped here: MIDI 0-127 from a range inside 48-84
 
 
 def band_edges(mel: MelConfig) -> np.ndarray:
-    """The mel filters' corner frequencies (Hz), ``ndarray[n_mels + 2]``: band ``k`` rises from
-    edge ``k`` to its centre, edge ``k + 1``, and falls to edge ``k + 2``
-    (:func:`core.mel.mel_filterbank`)."""
-    fmax = mel.sample_rate / 2 if mel.fmax is None else mel.fmax
-    return mel_to_hz_slaney(np.linspace(hz_to_mel_slaney(mel.fmin), hz_to_mel_slaney(fmax), mel.n_mels + 2))
+    """:func:`core.mel.mel_band_edges` of ``mel``: band ``k`` rises from edge ``k`` to its
+    centre, edge ``k + 1``, and falls to edge ``k + 2``; ``ndarray[n_mels + 2]``, Hz."""
+    return mel_band_edges(mel.sample_rate, mel.n_mels, mel.fmin, mel.fmax)
 
 
 def band_centres(mel: MelConfig) -> np.ndarray:
