@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import emit  # noqa: E402
+import core.synth  # noqa: E402
 from core.bundle import load_bundle  # noqa: E402
 from realtime.offline import render_midi  # noqa: E402
 from training.data import AudioCorpus  # noqa: E402
@@ -45,7 +46,6 @@ def main(argv: list[str] | None = None) -> int:
                     help="notes beyond the generator's pitch range play the nearest pitch's mel unmoved (the baseline)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
-    import core.synth
     core.synth.TRANSPOSE_OUT_OF_RANGE = not a.no_transpose
     torch.set_num_threads(1)
     bundle = load_bundle(a.bundle)
@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     result = eval_midi_render(bundle, files, set(a.trained_programs), lambda path: render_midi(bundle, path)[0],
                               a.crepe, a.frame_step)
     emit({"benchmark": "midi_render_quality", "bundle": a.bundle, "data": a.data, "crepe": a.crepe,
-          "frame_step": a.frame_step, "transpose_out_of_range": not a.no_transpose, "phrases": sorted(Path(f.path).name for f in files if "phrase" in f.path),
+          "frame_step": a.frame_step,
+          "transpose_out_of_range": not a.no_transpose, "phrases": sorted(Path(f.path).name for f in files if "phrase" in f.path),
           "seconds": round(time.perf_counter() - t0, 1), "load_average": os.getloadavg(), **result}, a.json)
     return 0
 

@@ -27,7 +27,7 @@ from .vocoders import Vocoder
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 SETTLE_FRAMES = 96          # 1.1 s at 22050 / 256
 SETTLE_SEED = 0x5EED
-TRANSPOSE_OUT_OF_RANGE = True   # Synth(transpose=None)'s choice; benchmarks/midi_render_quality.py --no-transpose
+TRANSPOSE_OUT_OF_RANGE = True   # read by Synth(); benchmarks/midi_render_quality.py --no-transpose turns it off
 
 
 class Synth:
@@ -46,13 +46,13 @@ class Synth:
     (the default) means on a CUDA device only. True elsewhere runs the graphs' static-buffer
     step without recording it (for tests).
 
-    ``transpose``: a note beyond the generator's pitch range plays the nearest pitch it
-    knows moved along frequency to the note (:mod:`core.mel_transpose`); False plays the
-    nearest pitch's mel as it is (what the generator alone gives); None:
-    :data:`TRANSPOSE_OUT_OF_RANGE`."""
+    A note beyond the generator's pitch range plays the nearest pitch it knows, moved along
+    frequency to the note (:mod:`core.mel_transpose`), while :data:`TRANSPOSE_OUT_OF_RANGE`
+    is on (when the Synth is made); off, the nearest pitch's mel plays as it is (the
+    baseline of ``benchmarks/midi_render_quality.py --no-transpose``)."""
 
     def __init__(self, bundle: Bundle, precision: str = "float32", mel_match: str = "full",
-                 graphs: bool | None = None, transpose: bool | None = None):
+                 graphs: bool | None = None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}")
         self.bundle = bundle
@@ -68,9 +68,8 @@ class Synth:
         # what the vocoder adds to everything it plays: taken off, so silence asked for is
         # silence (core/silence_offset.py; tests/test_silence_offset.py)
         self.offset = silence_offset(self.vocoder, bundle.mel.n_mels, bundle.mel.log_floor, self.device, self.dtype)
-        cfg = self.generator.config
-        transpose = TRANSPOSE_OUT_OF_RANGE if transpose is None else transpose
-        self.transpose = MelTranspose(bundle.mel).to(self.device) if transpose and cfg.has_pitch else None
+        self.transpose = (MelTranspose(bundle.mel).to(self.device)
+                          if TRANSPOSE_OUT_OF_RANGE and self.generator.config.has_pitch else None)
         self.use_graphs = self.device.type == "cuda" if graphs is None else graphs
         self.graphs: StepGraphs | None = None
         self.compiled: CompiledSteps | None = None      # prepare_compiled
@@ -184,6 +183,19 @@ class Synth:
             audio = self.mel_match(audio, logmel)
         return (audio.float(),)
 
+    def _shift_beyond_range(self, pitch: torch.Tensor | None) -> torch.Tensor | None:
+        """Semitones each frame's pitch lies beyond the generator's range (``Tensor[B x n]``),
+        or None when nothing is to be moved. Off a GPU a step with every note in range skips
+        the move (a CUDA step runs it always: the test would wait for the device, and a CUDA
+        graph holds no branch)."""
+        if self.transpose is None or pitch is None:
+            return None
+        cfg = self.generator.config
+        shift = out_of_range_shift(pitch, cfg.pitch_min, cfg.pitch_max)
+        if self.device.type != "cuda" and not bool(shift.any()):
+            return None
+        return shift
+
     def _compute(self, z: torch.Tensor, tokens: torch.Tensor | None = None,
                  pitch: torch.Tensor | None = None, note: torch.Tensor | None = None,
                  calls: CompiledSteps | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,14 +212,7 @@ class Synth:
         if self.vocoder.takes_f0 and pitch is not None:   # the requested pitch excites it
             f0 = midi_to_hz(pitch.float())
         logmel = mel * self._std + self._mean
-        shift = None
-        if self.transpose is not None and pitch is not None:
-            cfg = self.generator.config
-            shift = out_of_range_shift(pitch, cfg.pitch_min, cfg.pitch_max)
-            # off a GPU a step with every note in range skips it (a CUDA step runs it always:
-            # the test would wait for the device, and a CUDA graph holds no branch)
-            if self.device.type != "cuda" and not bool(shift.any()):
-                shift = None
+        shift = self._shift_beyond_range(pitch)
         if shift is not None:
             logmel = self.transpose(logmel, shift)
             # the mel returned (the window's display) is the one voiced; unchanged in range
