@@ -16,7 +16,7 @@ from core.resample import LowDelayResampler
 from core.synth import Synth
 from realtime.audio_output import AudioOutput
 from realtime.engine import Engine
-from tests.jackutil import Capture, wait_until
+from tests.jackutil import Capture, XrunCounter, wait_until
 
 RATE = 48000
 
@@ -83,6 +83,18 @@ def unbroken_pieces(x: np.ndarray, min_gap: int = 16) -> list[np.ndarray]:
     return [x[a:b] for a, b in pieces if b > a]
 
 
+def stretches(off: np.ndarray, join: int) -> list[tuple[int, int]]:
+    """(start, end) of the runs of True in ``off``, runs less than ``join`` apart merged
+    (a stale period can match the sequence here and there)."""
+    idx = np.flatnonzero(off)
+    if not len(idx):
+        return []
+    breaks = np.flatnonzero(np.diff(idx) >= join)
+    starts = np.concatenate(([idx[0]], idx[breaks + 1]))
+    ends = np.concatenate((idx[breaks], [idx[-1]])) + 1
+    return list(zip(starts.tolist(), ends.tolist()))
+
+
 def sounding_samples(x: np.ndarray) -> int:
     """Samples captured from the first one above -80 dBFS on."""
     loud = np.flatnonzero(np.abs(x) > 1e-4)
@@ -98,6 +110,7 @@ def test_plays_the_offline_sequence_without_clicks(jack_server, small_bundle, co
     # measured first start); with both cores busy that outlasted the capture's 60 s here
     try:
         assert wait_until(lambda: engine.steps > 0, 600)
+        xruns, log0 = XrunCounter(jack_server), jack_server.log_size()
         cap = Capture(jack_server)
         try:
             cap.connect_program_outputs()
@@ -105,8 +118,10 @@ def test_plays_the_offline_sequence_without_clicks(jack_server, small_bundle, co
             assert wait_until(lambda: cap.n > 3 * RATE and sounding_samples(cap.audio()) > 2 * RATE + 1000, 15)
         finally:
             cap.close()          # stop capturing first: the stopped engine sends silence
+            xruns.close()
     finally:
         stop_engine(engine, out)
+    late_cycles = max(xruns.count, len(jack_server.graph_errors(log0)))
     got = cap.audio()
     assert engine.out_rate == RATE and engine.model_rate == 22050
     stats = engine.stats()
@@ -127,12 +142,25 @@ def test_plays_the_offline_sequence_without_clicks(jack_server, small_bundle, co
     assert sum(n for _, n in gaps) <= out.underruns * 1024, (gaps, out.underruns)
     pieces = [p for p in unbroken_pieces(seg, 8) if len(p) > RATE // 10] if gaps else [seg]
     assert sum(map(len, pieces)) >= 1.5 * RATE, (gaps, out.underruns)
+    stale = []
     for piece in pieces:
         off = align(piece, ref)
-        np.testing.assert_allclose(piece, ref[off:off + len(piece)], atol=1e-4, rtol=0,
+        want = ref[off:off + len(piece)]
+        # In a cycle JACK's server counts as late (an xrun) the port can carry other data
+        # than this period (JACK2 goes on with a late client's last buffer). A fresh-machine
+        # run had 1020 samples off inside one period, 0 underruns, the rest exact; its late
+        # cycles were not recorded. The periods such stretches span must be no more than
+        # the late cycles counted; all else is the sequence.
+        ok = np.ones(len(piece), bool)
+        for a, b in stretches(np.abs(piece - want) > 1e-4, jack_server.period):
+            stale.append(-(-(b - a) // jack_server.period))       # periods spanned
+            ok[max(0, a - 1):b + 1] = False
+        np.testing.assert_allclose(piece[ok], want[ok], atol=1e-4, rtol=0,
                                    err_msg=f"underruns {out.underruns}, gaps {gaps}")
         # click detector: no sample-to-sample jump beyond the offline signal's own largest one
-        assert np.max(np.abs(np.diff(piece))) <= 1.05 * np.max(np.abs(np.diff(ref))) + 1e-6
+        jumps = np.abs(np.diff(piece))[ok[1:] & ok[:-1]]
+        assert np.max(jumps) <= 1.05 * np.max(np.abs(np.diff(ref))) + 1e-6
+    assert sum(stale) <= late_cycles, (stale, late_cycles)
 
 
 def test_a_stalled_engine_gives_counted_underruns_and_silence(jack_server, small_bundle):
