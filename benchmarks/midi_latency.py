@@ -315,7 +315,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--voices", type=int, default=None, help="default: the product's (4)")
     ap.add_argument("--compile", default=None, choices=["auto", "on", "off"],
                     help="the compiled step (core/compiled_step.py); default: the product's (auto)")
-    ap.add_argument("--warmup", type=float, default=3.0, help="seconds of play before the first note")
+    ap.add_argument("--warmup", type=float, default=24.0,
+                    help="seconds of play before the first note (the ring holds its safe fill for the "
+                         "first 20 s: realtime/ring_sizer.py)")
     ap.add_argument("--load", action="store_true", help="one core kept busy by another process throughout")
     ap.add_argument("--startup-timeout", type=float, default=120.0)
     ap.add_argument("--json", default=None, metavar="PATH", help="also write the JSON here")
@@ -343,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         probe = KeyProbe(server, seconds)
         audio_port, midi_port = connect_to_program(probe, port_name, a.startup_timeout)
         probe.record()
-        time.sleep(a.warmup)                    # the engine sizes its ring from its first steps
+        time.sleep(a.warmup)                    # the engine sizes its ring from its first 20 s
         log0, xruns0 = server.log_size(), xruns.count
         probes = run_probes(probe, a.probes, a.hold)
         graph = server.graph_errors(log0)

@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks.thread_clocks import ThreadClocks, thread_names
             clocks, names = ThreadClocks(lambda: engine.steps).start(), thread_names()
         under0, xruns_start, log_start = out.underruns, xruns.count, server.log_size()
-        lat, probe_times, underrun_times = [], [], []
+        lat, probe_times, underrun_times, ring_targets = [], [], [], []
         seen = under0
         next_probe = t_start + 5.0
         started_unix = time.time()
@@ -200,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                 seen = out.underruns
             if time.monotonic() >= next_cpu:
                 other_cpu.sample(time.monotonic() - t_start)
+                ring_targets.append(round(1e3 * engine.target_fill / rate, 1))
                 next_cpu += 1.0
             if cap is not None and time.monotonic() >= next_probe:
                 probe_times.append(round(time.monotonic() - t_start, 2))
@@ -261,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
                         "ring fill + device buffer; a model condition also passes the resampler's "
                         "holdback and the vocoder's look-ahead (model_lookahead_ms holds both)",
             },
+            "ring": {"sized": s["ring_sized"], "grown_ms": s["ring_grown_ms"],
+                     "deepest_dip_ms": s.get("ring_dip_ms_max"),
+                     "target_ms_per_second": ring_targets,
+                     "note": "the ring's target fill each second from the start of the counted run "
+                             "(realtime/ring_sizer.py: the safe fill for its first 20 s, then the deepest "
+                             "dip of the last 20 s plus the mode's margin)"},
             "engine_stalls": stalls, "main_loop_priority": main_priority,
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }

@@ -18,9 +18,9 @@ Threads (and what each may touch):
   (:mod:`realtime.rack`; its plugin slot: see there) and the safety limiter,
   writes the ring buffer, hands the block to the recorder, updates the taps. It sleeps
   while the ring holds at least ``target_fill`` frames. With a latency *mode* ("low",
-  "normal", "safe": :data:`LATENCY_MARGINS_MS`) that fill is sized from the step times the
-  engine measures on itself in its first :data:`SIZING_STEPS` steps (:meth:`Engine._size_ring`);
-  with a fixed ``target_fill_s`` it is that.
+  "normal", "safe": :data:`LATENCY_MARGINS_MS`) that fill follows the deepest dips the ring
+  went through in the last 20 s (:mod:`realtime.ring_sizer`; the "safe" fill until 20 s have
+  been seen); with a fixed ``target_fill_s`` it is that.
 * **driftwave-loader**: loads a bundle for a hot swap and builds its player (which runs
   the model's settling pre-roll, :meth:`core.synth.Synth.settle`, and with ``compiled``
   compiles its step, :mod:`core.compiled_step`), so a slow load never
@@ -108,6 +108,7 @@ from .player import BundlePlayer
 from .priority import Priority, raise_priority
 from .rack import RACK_SPECS, EngineRack
 from .recorder import Recorder
+from .ring_sizer import RingSizer
 from .ringbuffer import RingBuffer
 from .voices import VoiceBank
 
@@ -122,7 +123,6 @@ def default_threads() -> int:
 # (ms): "low" for a quiet machine, "normal" for one with other programs running, "safe" for a
 # loaded one. The ring never holds less than a step, nor less than a device block minus a step.
 LATENCY_MARGINS_MS = {"low": 2.0, "normal": 6.0, "safe": 40.0}
-SIZING_STEPS = 48           # steps measured before the ring is sized (the first 8 are dropped)
 
 
 class EngineRequest:
@@ -184,9 +184,9 @@ class Engine:
             self.target_fill = max(int(target_fill_s * self.out_rate), self.step_out + 64)
         else:       # until measured: one step plus the mode's margin plus a step's time of compute
             self.target_fill = self._fill_for(self.step_s)
-        self._sized = target_fill_s is not None
-        self.ring_grown = 0                 # frames added to the sized target after underruns
+        self.sizer: RingSizer | None = None      # sizes target_fill from the ring's dips (start())
         self._underruns_seen = 0
+        self._slack = 0                     # the ring's fill just before the last step's write
         self.ring = RingBuffer(max(self.target_fill, int(0.25 * self.out_rate)) + 4 * self.step_out + self.out_rate // 2)
         self.errors: collections.deque[str] = collections.deque(maxlen=32)
         self.rack = EngineRack(self.out_rate, errors=self.errors)   # after the gain, before the limiter
@@ -237,8 +237,9 @@ class Engine:
         # GIL and the import lock: paid here, before the sound, not a second into it
         # (tests/test_realtime_units.py::test_engine_stats_import_nothing_once_started)
         self.stats()
-        if not self._sized:     # until measured: one step's compute at worst, now that the device is known
-            self.target_fill = self._fill_for(self.step_s)
+        if self.latency_mode != "fixed":    # now that the device (and its block) is known
+            self.sizer = self._make_sizer()
+            self.target_fill = self.sizer.target
         if prefill:     # fill the ring before the device starts pulling
             torch.set_num_threads(self.threads)
             while self.ring.available() < self.target_fill:
@@ -371,35 +372,32 @@ class Engine:
         out = self.output
         return int(round(out.latency_s * self.out_rate)) if out is not None and out.latency_s else 0
 
-    def _fill_for(self, step_time_s: float) -> int:
+    def _fill_for(self, step_time_s: float, mode: str | None = None) -> int:
         """Ring target (frames) for steps that take ``step_time_s`` at worst. The device takes
         a block at a time, and a step starts once the ring is below its target, so just after
         the device took a block: what is left must outlast the step's compute, and the mode's
         margin on top. Never less than one step."""
-        margin = int(LATENCY_MARGINS_MS[self.latency_mode] / 1e3 * self.out_rate)
+        margin = int(LATENCY_MARGINS_MS[mode or self.latency_mode] / 1e3 * self.out_rate)
         return max(self._device_block() + int(step_time_s * self.out_rate) + margin, self.step_out + margin)
 
-    def _grow_after_underrun(self) -> None:
-        """Engine thread: an underrun in a sized mode says the steps took longer than they were
-        sized for (a busier machine): the ring grows by half a device block, up to the "safe"
-        size; ``stats()["ring_grown_ms"]`` says by how much."""
-        out = self.output
-        if out is None or self.latency_mode == "fixed" or out.underruns == self._underruns_seen:
-            return
-        self._underruns_seen = out.underruns
-        ceiling = int((self.step_s + LATENCY_MARGINS_MS["safe"] / 1e3) * self.out_rate) + self._device_block()
-        grown = min(self.target_fill + max(self._device_block() // 2, self.step_out // 2), max(ceiling, self.target_fill))
-        self.ring_grown += grown - self.target_fill
-        self.target_fill = grown
+    def _make_sizer(self) -> RingSizer:
+        """The ring's sizer for this latency mode: the "safe" fill for a step's duration until
+        a window of dips has been seen, and never more than that (nor than the mode's own)."""
+        safe = max(self._fill_for(self.step_s, "safe"), self._fill_for(self.step_s))
+        margin = int(LATENCY_MARGINS_MS[self.latency_mode] / 1e3 * self.out_rate)
+        return RingSizer(margin=margin, floor=self.step_out + margin, ceiling=safe, warmup=safe,
+                         grow_by=max(self._device_block() // 2, self.step_out // 2))
 
-    def _size_ring(self) -> None:
-        """Engine thread, once, after :data:`SIZING_STEPS` steps: the ring target from the
-        99th percentile of the measured step times (the first 8, warming up, dropped)."""
-        times = self._step_ms[8:SIZING_STEPS].astype(np.float64) / 1e3
-        self.target_fill = self._fill_for(float(np.percentile(times, 99)))
-        self._sized = True
-        # underruns of the start (before the sizing) say nothing about the sized ring
-        self._underruns_seen = self.output.underruns if self.output is not None else 0
+    def _resize_ring(self, now: float) -> None:
+        """Engine thread, between steps: an underrun since the last call is a dip as deep as
+        the target (and, once settled, grows it); then the target for ``now``."""
+        sizer, out = self.sizer, self.output
+        if out is not None and out.underruns != self._underruns_seen:
+            self._underruns_seen = out.underruns
+            sizer.observe(now, self.target_fill)
+            if sizer.settled:
+                sizer.underrun()
+        self.target_fill = sizer.update(now)
 
     def latency_parts_ms(self) -> dict[str, float]:
         """Where a note's latency goes: waiting for the next step (half a step on average),
@@ -458,8 +456,7 @@ class Engine:
             "latency_parts_ms": parts,
             **self._input_stats(parts),
             "latency_mode": self.latency_mode,
-            "ring_sized": self._sized,
-            "ring_grown_ms": 1e3 * self.ring_grown / self.out_rate,
+            **self._sizer_stats(),
             "priority": str(self.priority),
             "priority_note": self.priority.note,
             "frames_per_step": self.frames_per_step,
@@ -491,6 +488,17 @@ class Engine:
             "params": self.bus.state(),
         }
 
+    def _sizer_stats(self) -> dict:
+        """The ring sizer's state: settled (a whole window of dips seen), the deepest dip of
+        the window and of the run, and what underruns added (ms)."""
+        sizer = self.sizer
+        if sizer is None:
+            return {"ring_sized": True, "ring_grown_ms": 0.0}
+        ms = 1e3 / self.out_rate
+        return {"ring_sized": sizer.settled, "ring_grown_ms": sizer.grown * ms,
+                "ring_dip_ms_window": sizer.window_depth(time.monotonic()) * ms,
+                "ring_dip_ms_max": sizer.deepest * ms}
+
     # ---- the engine thread -------------------------------------------------------------
     def _run(self) -> None:
         # NB: before torch makes any worker thread from this one (they would inherit it);
@@ -498,16 +506,28 @@ class Engine:
         self.priority = raise_priority(self.realtime)
         torch.set_num_threads(self.threads)
         poll = min(0.001, self.step_s / 8)
+        sizer = self.sizer
+        dip_target = None           # the target when the current dip began (None: no dip)
+        dip_low = 0                 # the lowest fill before a write in the current dip
+        next_resize = 0.0
         while not self._stop.is_set():
-            if not self._sized and self.steps >= SIZING_STEPS:
-                self._size_ring()
-            elif self._sized:
-                self._grow_after_underrun()
+            now = time.monotonic()
+            if sizer is not None and now >= next_resize:
+                self._resize_ring(now)
+                next_resize = now + 0.25
             if self.ring.available() >= self.target_fill:
+                # a dip ends; it counts only if the target stayed as it began (a grown target
+                # would read as a dip as deep as the growth)
+                if dip_target is not None and sizer is not None and dip_target == self.target_fill:
+                    sizer.observe(now, dip_target - dip_low)
+                dip_target = None
                 time.sleep(poll)
                 continue
+            if dip_target is None:
+                dip_target, dip_low = self.target_fill, self.target_fill
             try:
                 self._step()
+                dip_low = min(dip_low, self._slack)
             except Exception as e:   # keep playing: report, reset the model, go on
                 self.errors.append(f"engine step failed: {type(e).__name__}: {e}")
                 self.player.reset()
@@ -560,6 +580,7 @@ class Engine:
         self.nan_events += player.nan_events
         player.nan_events = 0
         block = self._post_chain(block, snap.values)
+        self._slack = self.ring.available()
         self.ring.write(block)
         rec = self.recorder
         if rec is not None:
