@@ -23,7 +23,7 @@ from realtime import presets
 from realtime.midi import MidiError, list_ports
 from realtime.rack import display_name, is_rack_param
 from realtime.session import Session
-from realtime.status import status_extras, step_status
+from realtime.status import latency_words, status_extras, step_status
 
 from .spectrogram import SpectrogramView
 from .widgets import Keyboard, LevelMeter, ParamControl
@@ -463,7 +463,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.record_button.setChecked(False)
         self.status.setText(
             f"{s['model']} on {s['compute']}  |  {s['device']} {s['device_rate']} Hz  |  "
-            f"note-to-sound {s['note_to_sound_ms']:.0f} ms ({s['latency_mode']})  ring {s['ring_fill_ms']:.0f} ms  "
+            f"note-to-sound {s['note_to_sound_ms']:.0f} ms ({latency_words(s)})  ring {s['ring_fill_ms']:.0f} ms  "
             f"RTF {s['rtf']:.2f} {step_status(s)}  engine {s['priority']}  |  "
             f"underruns {s['underruns']}  NaN {s['nan_events']}  |  voices {s['voices']}  "
             f"MIDI {s['midi_messages_received']} ({s['midi_messages_ignored']} ignored)" + status_extras(s, "  |  "))

@@ -108,6 +108,7 @@ from .player import BundlePlayer
 from .priority import Priority, raise_priority
 from .rack import RACK_SPECS, EngineRack
 from .recorder import Recorder
+from . import ring_sizer
 from .ring_sizer import RingSizer
 from .ringbuffer import RingBuffer
 from .voices import VoiceBank
@@ -386,7 +387,8 @@ class Engine:
         safe = max(self._fill_for(self.step_s, "safe"), self._fill_for(self.step_s))
         margin = int(LATENCY_MARGINS_MS[self.latency_mode] / 1e3 * self.out_rate)
         return RingSizer(margin=margin, floor=self.step_out + margin, ceiling=safe, warmup=safe,
-                         grow_by=max(self._device_block() // 2, self.step_out // 2))
+                         grow_by=max(self._device_block() // 2, self.step_out // 2),
+                         window_s=ring_sizer.WINDOW_S, warmup_s=ring_sizer.WARMUP_S)
 
     def _resize_ring(self, now: float) -> None:
         """Engine thread, between steps: an underrun since the last call is a dip as deep as

@@ -32,6 +32,13 @@ def step_status(stats: dict, full: bool = False) -> str:
     return path.split(" (")[0]
 
 
+def latency_words(stats: dict) -> str:
+    """``"normal"``, or ``"normal, settling"`` while the ring still holds its warm-up fill
+    (realtime/ring_sizer.py: the first 20 s)."""
+    mode = stats.get("latency_mode", "normal")
+    return mode if stats.get("ring_sized", True) else f"{mode}, settling"
+
+
 def status_extras(stats: dict, sep: str = "  ") -> str:
     """The parts that apply, each after ``sep``: live input, tempo, OSC."""
     live = input_status(stats, sep)

@@ -206,6 +206,43 @@ def test_a_stalled_engine_gives_counted_underruns_and_silence(jack_server, small
             np.testing.assert_allclose(piece, ref[off:off + len(piece)], atol=1e-4, rtol=0)
 
 
+def test_the_ring_holds_its_safe_fill_then_covers_the_dips_it_went_through(jack_server, small_bundle, monkeypatch):
+    """realtime/ring_sizer.py through the engine: the warm-up holds the safe fill; a 25 ms
+    stall in the window's last second makes a dip at least that deep, and the settled target
+    covers it plus the mode's margin."""
+    from realtime import ring_sizer
+
+    monkeypatch.setattr(ring_sizer, "WINDOW_S", 3)
+    monkeypatch.setattr(ring_sizer, "WARMUP_S", 3)
+    stall = {"left": 0}
+
+    def slow(module, args):          # the generator stalls 25 ms, once
+        if stall["left"]:
+            stall["left"] -= 1
+            time.sleep(0.025)
+
+    engine, out = start_engine(small_bundle, target_fill_s=None, latency="normal")
+    sizer = engine.sizer
+    hook = engine.player.synth.generator.register_forward_pre_hook(slow)
+    try:
+        assert engine.target_fill == sizer.ceiling and not sizer.settled    # the warm-up: the safe fill
+        assert wait_until(lambda: sizer._first_second is not None
+                          and int(time.monotonic()) - sizer._first_second == sizer.warmup_s - 1, 30)
+        stall["left"] = 1
+        assert wait_until(lambda: engine.stats()["ring_sized"], 15)
+        time.sleep(0.5)                 # a resize or two after settling
+        target = engine.target_fill
+    finally:
+        hook.remove()
+        stop_engine(engine, out)
+    assert stall["left"] == 0
+    assert sizer.deepest >= 0.025 * RATE
+    assert target >= min(int(0.025 * RATE) + sizer.margin, sizer.ceiling)
+    assert target <= sizer.ceiling
+    s = engine.stats()
+    assert s["ring_dip_ms_max"] >= 25.0
+
+
 def test_nan_never_reaches_the_device(jack_server, small_bundle):
     engine, out = start_engine(small_bundle)
     cap = Capture(jack_server)

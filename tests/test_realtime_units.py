@@ -274,6 +274,13 @@ def test_status_extras_show_what_applies_and_nothing_else():
     assert status_extras(full, " | ") == " | tempo 96.0 BPM (bpm) | OSC 127.0.0.1:9000 12 (1 ignored)"
 
 
+def test_the_latency_words_say_while_the_ring_is_settling():
+    from realtime.status import latency_words
+    assert latency_words({"latency_mode": "normal", "ring_sized": False}) == "normal, settling"
+    assert latency_words({"latency_mode": "low", "ring_sized": True}) == "low"
+    assert latency_words({"latency_mode": "fixed", "ring_sized": True}) == "fixed"
+
+
 def test_compile_choice_and_its_status_words(monkeypatch):
     """--compile auto compiles everywhere but on CUDA (which has CUDA graphs); the status line
     says which step runs, and headless play's first line why an asked-for compile did not."""

@@ -3,7 +3,7 @@ from realtime.ring_sizer import RingSizer
 
 
 def sizer(**kw) -> RingSizer:
-    args = dict(margin=100, floor=600, ceiling=3000, warmup=3000, grow_by=256, window_s=20)
+    args = dict(margin=100, floor=600, ceiling=3000, warmup=3000, grow_by=256, window_s=20, warmup_s=20)
     args.update(kw)
     return RingSizer(**args)
 
@@ -59,3 +59,16 @@ def test_a_silent_window_keeps_the_floor():
     s.observe(0.0, 700)
     assert s.update(25.0) == 600         # settled; no dip in the last 20 s
     assert s.window_depth(25.0) == 0
+
+
+def test_a_warmup_shorter_than_the_window_settles_on_what_it_has_seen():
+    s = sizer(warmup_s=5, window_s=120)
+    for t in range(5):
+        s.observe(float(t), 1200 if t == 1 else 700)
+        assert s.update(t + 0.5) == 3000
+    assert s.update(5.0) == 1300 and s.settled
+    for t in range(5, 121):
+        s.observe(float(t), 700)
+    assert s.update(120.5) == 1300       # second 1 is one of the last 120 (1..120)
+    s.observe(121.0, 700)
+    assert s.update(121.0) == 800
