@@ -183,7 +183,7 @@ class Engine:
         self.output = None
         if target_fill_s is not None:
             self.target_fill = max(int(target_fill_s * self.out_rate), self.step_out + 64)
-        else:       # until measured: one step plus the mode's margin plus a step's time of compute
+        else:       # until start() knows the device: a step, its compute and the mode's margin
             self.target_fill = self._fill_for(self.step_s)
         self.sizer: RingSizer | None = None      # sizes target_fill from the ring's dips (start())
         self._underruns_seen = 0
@@ -382,9 +382,9 @@ class Engine:
         return max(self._device_block() + int(step_time_s * self.out_rate) + margin, self.step_out + margin)
 
     def _make_sizer(self) -> RingSizer:
-        """The ring's sizer for this latency mode: the "safe" fill for a step's duration until
-        a window of dips has been seen, and never more than that (nor than the mode's own)."""
-        safe = max(self._fill_for(self.step_s, "safe"), self._fill_for(self.step_s))
+        """The ring's sizer for this latency mode: the "safe" fill for a step's duration during
+        the warm-up, and never more than that (the largest margin is "safe"'s)."""
+        safe = self._fill_for(self.step_s, "safe")
         margin = int(LATENCY_MARGINS_MS[self.latency_mode] / 1e3 * self.out_rate)
         return RingSizer(margin=margin, floor=self.step_out + margin, ceiling=safe, warmup=safe,
                          grow_by=max(self._device_block() // 2, self.step_out // 2),
