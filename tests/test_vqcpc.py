@@ -215,6 +215,9 @@ def _ddp_worker(rank: int, init_file: str, result_file: str) -> None:
     dist.broadcast(ref, 0)
     if rank == 1:
         torch.save(float((flat - ref).abs().max()), result_file)
+    # both ranks leave together: a rank tearing gloo down while the other still talks to it
+    # aborted once on a fresh machine ("terminate called without an active exception")
+    dist.barrier()
     dist.destroy_process_group()
 
 
