@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-resume", action="store_true", help="start over instead of resuming the run")
     t.add_argument("--out", default=None, help="with 'all' or --base: the bundle to write")
     t.add_argument("--base", default=None, metavar="BUNDLE",
-                   help="with a vocoder preset and --out: write BUNDLE with the trained vocoder in place of its own")
+                   help="with a vocoder or generator preset and --out: write BUNDLE with the trained model in place of its own")
     t.add_argument("--vqcpc", default="vqcpc", help="with 'all': VQCPC preset or config")
     t.add_argument("--vocoder", default="vocoder-stft", help="with 'all': vocoder preset or config")
     t.add_argument("--generator", default="generator-began", help="with 'all': generator preset or config")
@@ -405,21 +405,23 @@ def cmd_train(a) -> int:
             return 0
         cfg = load_config(a.config, a.set)
         if a.base:      # checked before training, so that a bad base or --out costs no training time
-            if cfg.stage != "vocoder" or not a.out:
-                print("error: --base takes a vocoder preset and --out NEW.dwb", file=sys.stderr)
+            if cfg.stage not in ("vocoder", "generator") or not a.out:
+                print("error: --base takes a vocoder or generator preset and --out NEW.dwb", file=sys.stderr)
                 return 2
             from core.bundle import load_bundle
             load_bundle(a.base)             # BundleError: one line, from main()
             if cannot_write(a.out):
                 return 2
         if a.run_dir:
-            print(Path(a.runs) / cfg.run_name)
+            from training.pipeline import generator_base
+            print(Path(a.runs) / generator_base(cfg)[0].run_name)
             return 0
         run = run_stage(cfg, open_corpus(a.data, cfg), a.runs, resume=not a.no_resume)
         print(f"run {run.dir}")
         if a.base:
-            from training.export import with_vocoder
-            print(f"wrote bundle {with_vocoder(a.base, run.dir, a.out, name=a.name)}")
+            from training.export import with_generator, with_vocoder
+            swap = with_vocoder if cfg.stage == "vocoder" else with_generator
+            print(f"wrote bundle {swap(a.base, run.dir, a.out, name=a.name)}")
         return 0
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

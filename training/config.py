@@ -100,6 +100,15 @@ PRESETS: dict[str, dict] = {
                                optim={"lr": 1e-4, "betas": [0.5, 0.999], "batch": 5, "steps": 100000, "grad_clip": 3.0},
                                data={"segment_frames": 256},
                                loss={"gamma": 1.0, "lambda_k": 0.01, "cycle": 1.0, "pitch": 0.5}),
+    # Fine-tuning a bundle's generator on new audio (optim.init_from=B.dwb, train with --base B
+    # --out O): the model's shape, normalisation and tokens come from B (training/generator_base.py);
+    # model.pitch_min/pitch_max may widen its pitch range. Fresh critic: 300 steps train it alone.
+    "generator-finetune": _preset("generator", model={"critic_channels": 256},
+                                  optim={"lr": 5e-5, "lr_end": 1e-5, "betas": [0.5, 0.999], "batch": 5, "steps": 4000,
+                                         "grad_clip": 3.0},
+                                  data={"segment_frames": 128},
+                                  loss={"gamma": 1.0, "lambda_k": 0.01, "cycle": 1.0, "pitch": 0.5, "envelope": 1.0,
+                                        "texture": 1.0, "critic_warmup": 300}),
     "vqcpc": _preset("vqcpc", model={}, optim={"lr": 2e-4, "betas": [0.9, 0.999], "batch": 8, "steps": 5000},
                      data={"segment_frames": 128}),
 }

@@ -79,3 +79,30 @@ def with_vocoder(base: str | Path, vocoder_run: str | Path, out: str | Path, nam
     save_bundle(out, name=name or b.name, generator=b.generator, vocoder=voc, mel=b.mel, mean=b.mean,
                 std=b.std, token_stats=b.token_stats, provenance=provenance, half=half, encoder=b.encoder)
     return Path(out)
+
+
+def with_generator(base: str | Path, generator_run: str | Path, out: str | Path, name: str | None = None) -> Path:
+    """The bundle ``base`` with the generator of ``generator_run`` (its best checkpoint) in
+    place of its own: the same vocoder, token encoder and token statistics (``train
+    generator-finetune --base B --out O``). The run must have trained on the base's
+    normalisation (a fine-tune from ``optim.init_from=B`` does); else ``ValueError``."""
+    from safetensors import safe_open
+
+    from core.bundle import load_bundle
+
+    b = load_bundle(base)
+    with safe_open(str(base), framework="pt") as f:
+        half = any(f.get_slice(k).get_dtype() == "F16" for k in f.keys() if k.startswith("generator."))
+    gen_run = Path(generator_run)
+    gen, mean, std = load_generator(gen_run)
+    if not (torch.allclose(torch.as_tensor(mean), b.mean) and torch.allclose(torch.as_tensor(std), b.std)):
+        raise ValueError(f"'{gen_run}' trained on another normalisation than '{base}' (fine-tune it with "
+                         f"optim.init_from={base})")
+    if gen.config.n_tokens != b.generator.config.n_tokens:
+        raise ValueError(f"'{gen_run}' takes {gen.config.n_tokens} tokens, '{base}' names {b.generator.config.n_tokens}")
+    provenance = {**b.provenance, "generator_base": Path(base).name, "generator_run": gen_run.name,
+                  "generator_config": json.loads((gen_run / "config.json").read_text()),
+                  "generator_last": _last_metrics(gen_run)}
+    save_bundle(out, name=name or b.name, generator=gen, vocoder=b.vocoder, mel=b.mel, mean=b.mean,
+                std=b.std, token_stats=b.token_stats, provenance=provenance, half=half, encoder=b.encoder)
+    return Path(out)

@@ -32,16 +32,32 @@ def make_tokenizer(vqcpc_run: str | Path):
     return lambda mel: extract_tokens(model, mel.cpu())
 
 
+def generator_base(cfg: TrainConfig):
+    """(``cfg`` with the model's shape filled from the bundle, the bundle's
+    :class:`BundleBase`) for a generator warm-started from a bundle; else (``cfg``, None)."""
+    from .generator_base import BundleBase, fill_model_config, is_bundle_base
+
+    if cfg.stage != "generator" or not is_bundle_base(cfg.optim):
+        return cfg, None
+    base = BundleBase(cfg.optim["init_from"])
+    filled = TrainConfig.from_dict({**cfg.to_dict(), "model": fill_model_config(cfg.model, base.config)})
+    return filled, base
+
+
 def run_stage(cfg: TrainConfig, corpus: AudioCorpus, runs_dir: str, resume: bool = True,
               progress: bool | None = None):
+    cfg, base = generator_base(cfg)
     d = setup_distributed(pick_device())
     if cfg.stage == "vocoder":
         run = train_vocoder(cfg, corpus, runs_dir, resume, d, progress)
     elif cfg.stage == "vqcpc":
         run = train_vqcpc(cfg, corpus, runs_dir, resume, d, progress)
     else:
-        tok = make_tokenizer(cfg.data["vqcpc_run"]) if cfg.model.get("n_tokens") else None
-        run = train_generator(cfg, corpus, runs_dir, resume, d, progress, tokenizer=tok)
+        if base is not None:
+            tok = base.tokenizer
+        else:
+            tok = make_tokenizer(cfg.data["vqcpc_run"]) if cfg.model.get("n_tokens") else None
+        run = train_generator(cfg, corpus, runs_dir, resume, d, progress, tokenizer=tok, base=base)
     if d.world > 1:        # record that every rank ended with the same weights
         import torch.distributed as dist
         sums = [float(p.detach().double().sum()) for p in run.model.parameters()]

@@ -72,16 +72,18 @@ def condition_features(gcfg: GeneratorConfig, tokens, pitch) -> torch.Tensor | N
 
 
 def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resume: bool = True,
-                    d: Dist = Dist(), progress: bool | None = None, tokenizer=None) -> Run:
+                    d: Dist = Dist(), progress: bool | None = None, tokenizer=None, base=None) -> Run:
     """``tokenizer``: callable(standardized mel ``[B x 80 x T]``) -> ``LongTensor[B x T]``
-    (a trained VQCPC's :func:`extract_tokens`), needed when the model has tokens."""
+    (a trained VQCPC's :func:`extract_tokens`), needed when the model has tokens. ``base``:
+    the :class:`training.generator_base.BundleBase` of ``optim.init_from=B.dwb`` (its
+    normalisation and weights; ``cfg.model`` already filled from it)."""
     device = pick_device()
     run = Run(cfg, runs_dir, d, resume, progress)
     torch.manual_seed(cfg.seed)
     gcfg = generator_config(cfg)
     if gcfg.n_tokens and tokenizer is None:
         raise ValueError("a token-conditioned generator needs a trained VQCPC (data.vqcpc_run)")
-    mean, std = corpus.normalization()
+    mean, std = (base.mean, base.std) if base is not None else corpus.normalization()
     G = StreamingUNAGAN(gcfg).to(device)
     width = int(cfg.model.get("critic_channels", 512 if gcfg.hidden >= 128 else 32))
     cond_dim = gcfg.n_tokens + gcfg.n_pitch
@@ -97,6 +99,7 @@ def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resu
     gamma, lambda_k, w_cyc = float(L.get("gamma", 1.0)), float(L.get("lambda_k", 0.01)), float(L.get("cycle", 1.0))
     w_env = float(L.get("envelope", 0.0))
     w_tex = float(L.get("texture", 0.0))
+    warmup = int(L.get("critic_warmup", 0))     # steps that train the critic side alone
     k, start, best = 0.0, 0, float("inf")
     state = run.load()
     if state is not None:
@@ -110,7 +113,8 @@ def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resu
             opt_c.load_state_dict(state["opt_c"])
         k, start, best = float(state["k"]), int(state["step"]), float(state["best"])
     else:
-        init_from(o, {"G": G, "D": D, "E": E, **({"C": C} if C is not None else {})})
+        init_from(o, {"G": G, "D": D, "E": E, **({"C": C} if C is not None else {})},
+                  from_bundle=(lambda p: base.generator_state(gcfg)) if base is not None else None)
     Gd, Dd, Ed = wrap_ddp(G, d, device), wrap_ddp(D, d, device), wrap_ddp(E, d, device)
     frames = int(cfg.data["segment_frames"])
     stride = G.stride
@@ -184,6 +188,11 @@ def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resu
                          "pitch_acc_fake": (c_fake.argmax(1) == labels)[mask].float().mean().item(), **extra}
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
+        if step < warmup:
+            # a fresh critic (a fine-tune from a bundle) first learns the generator as it is:
+            # the generator's gradients are dropped, so Adam leaves its weights untouched
+            for p in G.parameters():
+                p.grad = None
         if o.get("grad_clip"):
             torch.nn.utils.clip_grad_norm_(list(G.parameters()) + list(E.parameters()), o["grad_clip"])
         opt_g.step()
