@@ -138,8 +138,12 @@ def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resu
         gen = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
         z = ar1_noise(x.shape[0], gcfg.z_dim, frames, gen).to(device)
         cond = condition_features(gcfg, tokens, pitch)
+        # the critic warm-up (a fine-tune from a bundle: fresh critic, cycle encoder and pitch
+        # classifier): they learn the generator as it is, which is run forwards only and stays put
+        warming = step < warmup
         G.reset()
-        fake = Gd(z, tokens, pitch, note)
+        with torch.set_grad_enabled(not warming):
+            fake = Gd(z, tokens, pitch, note)
         # critic
         loss_real = (Dd(x, cond, note_cf) - x).abs().mean()
         loss_fake_d = (Dd(fake.detach(), cond, note_cf) - fake.detach()).abs().mean()
@@ -153,18 +157,21 @@ def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resu
         loss_fake = (Dd(fake, cond, note_cf) - fake).abs().mean()
         z0 = z[:, :, ::stride]
         cyc_z = (Ed(fake) - z0).abs().mean()
-        G.reset()
-        recon = Gd(Ed(x).repeat_interleave(stride, dim=2)[:, :, :frames], tokens, pitch, note)
-        cyc_x = (recon - x).abs().mean()
-        loss_g = loss_fake + w_cyc * (cyc_z + cyc_x)
+        if warming:
+            cyc_x, loss_g = None, w_cyc * cyc_z
+        else:
+            G.reset()
+            recon = Gd(Ed(x).repeat_interleave(stride, dim=2)[:, :, :frames], tokens, pitch, note)
+            cyc_x = (recon - x).abs().mean()
+            loss_g = loss_fake + w_cyc * (cyc_z + cyc_x)
         extra = {}
-        if w_env > 0:
+        if w_env > 0 and not warming:
             # the coarse envelope of a generated segment, made from random noise, should follow
             # the real one's: what its conditions (note clock, tokens, pitch) predict of it
             loss_env = (band_envelope(fake) - band_envelope(x)).abs().mean()
             loss_g = loss_g + w_env * loss_env
             extra["envelope"] = loss_env.item()
-        if w_tex > 0:
+        if w_tex > 0 and not warming:
             # how much each bin moves from frame to frame should match the real segment's: a
             # BEGAN critic (an L1 autoencoder) lets the generator's frames be smoother than real
             loss_tex = (frame_change(fake) - frame_change(x)).abs().mean()
@@ -181,18 +188,14 @@ def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resu
             opt_c.step()
             c_fake = C(fake)
             loss_p = F.cross_entropy(c_fake, labels, ignore_index=-100)
-            loss_g = loss_g + w_pitch * loss_p
+            if not warming:
+                loss_g = loss_g + w_pitch * loss_p
             with torch.no_grad():
                 extra = {"pitch_c": loss_c.item(), "pitch_g": loss_p.item(),
                          "pitch_acc_real": (c_real.argmax(1) == labels)[mask].float().mean().item(),
                          "pitch_acc_fake": (c_fake.argmax(1) == labels)[mask].float().mean().item(), **extra}
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
-        if step < warmup:
-            # a fresh critic (a fine-tune from a bundle) first learns the generator as it is:
-            # the generator's gradients are dropped, so Adam leaves its weights untouched
-            for p in G.parameters():
-                p.grad = None
         if o.get("grad_clip"):
             torch.nn.utils.clip_grad_norm_(list(G.parameters()) + list(E.parameters()), o["grad_clip"])
         opt_g.step()
@@ -202,7 +205,9 @@ def train_generator(cfg: TrainConfig, corpus: AudioCorpus, runs_dir="runs", resu
         convergence = loss_real.item() + abs(balance)
         ema = convergence if ema is None else 0.95 * ema + 0.05 * convergence
         losses = {"d": loss_d.item(), "real": loss_real.item(), "fake": loss_fake.item(), "k": k,
-                  "cycle_z": cyc_z.item(), "cycle_x": cyc_x.item(), "convergence": convergence, **extra}
+                  "cycle_z": cyc_z.item(), "convergence": convergence, **extra}
+        if not warming:
+            losses["cycle_x"] = cyc_x.item()
         n = step + 1
         ckpt = {"step": n, "G": G.state_dict(), "D": D.state_dict(), "E": E.state_dict(),
                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "k": k, "best": best,
