@@ -408,6 +408,12 @@ def cmd_train(a) -> int:
             if cfg.stage not in ("vocoder", "generator") or not a.out:
                 print("error: --base takes a vocoder or generator preset and --out NEW.dwb", file=sys.stderr)
                 return 2
+            init = cfg.optim.get("init_from")
+            if cfg.stage == "generator" and (not init or Path(str(init)).resolve() != Path(a.base).resolve()):
+                # a generator trains on its base's normalisation and tokens only when it starts
+                # from it (training/generator_base.py); tests/test_training.py::test_a_trained_vocoder_replaces...
+                print(f"error: --base with a generator preset needs --set optim.init_from={a.base}", file=sys.stderr)
+                return 2
             from core.bundle import load_bundle
             load_bundle(a.base)             # BundleError: one line, from main()
             if cannot_write(a.out):

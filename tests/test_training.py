@@ -377,8 +377,8 @@ def test_vocoder_warm_starts_from_a_bundle(corpus, tmp_path):
 
 def test_a_trained_vocoder_replaces_a_bundles_own(corpus_dir, small_bundle, tmp_path):
     """``train VOCODER --base B --out O``: O is B with the run's vocoder. A missing base is a
-    bad bundle (exit 1, one line), a generator preset with --base a usage error (exit 2), both
-    before any training (no run folder)."""
+    bad bundle (exit 1, one line), a generator preset with --base that does not start from the
+    base a usage error (exit 2), both before any training (no run folder)."""
     from core.bundle import load_bundle
     out, runs = tmp_path / "new.dwb", tmp_path / "runs"
     train = [sys.executable, str(ROOT / "main.py"), "train", "--data", str(corpus_dir), "--runs", str(runs)]
@@ -387,7 +387,7 @@ def test_a_trained_vocoder_replaces_a_bundles_own(corpus_dir, small_bundle, tmp_
     assert r.returncode == 1 and "no such file" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     r = subprocess.run(train[:3] + ["generator-began-tiny"] + train[3:] + ["--base", str(small_bundle),
                        "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and "--base takes a vocoder" in r.stderr
+    assert r.returncode == 2 and "needs --set optim.init_from=" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not runs.exists() and not out.exists()
     r = subprocess.run(train[:3] + ["vocoder-stft-tiny"] + train[3:] + ["--base", str(small_bundle),
                        "--out", str(out), "--set", "optim.steps=2"], cwd=ROOT, capture_output=True, text=True,
