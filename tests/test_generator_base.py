@@ -102,7 +102,7 @@ def test_generator_finetune_from_a_bundle_writes_a_bundle_with_the_new_generator
     assert not torch.allclose(_play(moved, 60), _play(base.generator, 60), atol=1e-3)
 
 
-def test_a_fine_tune_that_narrows_or_reshapes_says_so_in_one_line(token_bundle, tmp_path):
+def test_a_fine_tune_that_reshapes_the_model_says_so_in_one_line(token_bundle, tmp_path):
     cmd = [sys.executable, str(ROOT / "main.py"), "train", "generator-finetune-tiny", "--data", str(tmp_path),
            "--runs", str(tmp_path / "runs"), "--set", f"optim.init_from={token_bundle}", "--set", "model.hidden=64",
            "--run-dir"]

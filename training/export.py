@@ -58,27 +58,35 @@ def export_bundle(out: str | Path, generator_run: str | Path, vocoder_run: str |
     return Path(out)
 
 
-def with_vocoder(base: str | Path, vocoder_run: str | Path, out: str | Path, name: str | None = None) -> Path:
-    """The bundle ``base`` with the vocoder of ``vocoder_run`` in place of its own: the same
-    generator, normalisation, tokens and token encoder, stored at the base's precision
-    (``train VOCODER --base B --out O``, e.g. the default's vocoder fine-tuned on new audio).
-    The provenance keeps the base's and names the new vocoder's run, configuration and last
-    logged losses."""
+def _base_precision(base: str | Path) -> bool:
+    """Whether the bundle ``base`` stores its generator in float16."""
     from safetensors import safe_open
 
+    with safe_open(str(base), framework="pt") as f:
+        return any(f.get_slice(k).get_dtype() == "F16" for k in f.keys() if k.startswith("generator."))
+
+
+def _with_model(b, base: str | Path, out: str | Path, name: str | None, part: str, run: Path, **model) -> Path:
+    """``b``, the loaded bundle ``base``, with ``model`` (``generator=`` or ``vocoder=``) in place
+    of its own, stored at the base's precision; the provenance keeps the base's and names the
+    new ``part``'s run, configuration and last logged losses."""
+    parts = {"generator": b.generator, "vocoder": b.vocoder, **model}
+    provenance = {**b.provenance, f"{part}_base": Path(base).name, f"{part}_run": run.name,
+                  f"{part}_config": json.loads((run / "config.json").read_text()),
+                  f"{part}_last": _last_metrics(run)}
+    save_bundle(out, name=name or b.name, mel=b.mel, mean=b.mean, std=b.std, token_stats=b.token_stats,
+                provenance=provenance, half=_base_precision(base), encoder=b.encoder, **parts)
+    return Path(out)
+
+
+def with_vocoder(base: str | Path, vocoder_run: str | Path, out: str | Path, name: str | None = None) -> Path:
+    """The bundle ``base`` with the vocoder of ``vocoder_run`` in place of its own: the same
+    generator, normalisation, tokens and token encoder (``train VOCODER --base B --out O``,
+    e.g. the default's vocoder fine-tuned on new audio)."""
     from core.bundle import load_bundle
 
-    b = load_bundle(base)
-    with safe_open(str(base), framework="pt") as f:
-        half = any(f.get_slice(k).get_dtype() == "F16" for k in f.keys() if k.startswith("generator."))
-    voc_run = Path(vocoder_run)
-    voc = load_vocoder(voc_run)
-    provenance = {**b.provenance, "vocoder_base": Path(base).name, "vocoder_run": voc_run.name,
-                  "vocoder_config": json.loads((voc_run / "config.json").read_text()),
-                  "vocoder_last": _last_metrics(voc_run)}
-    save_bundle(out, name=name or b.name, generator=b.generator, vocoder=voc, mel=b.mel, mean=b.mean,
-                std=b.std, token_stats=b.token_stats, provenance=provenance, half=half, encoder=b.encoder)
-    return Path(out)
+    return _with_model(load_bundle(base), base, out, name, "vocoder", Path(vocoder_run),
+                       vocoder=load_vocoder(vocoder_run))
 
 
 def with_generator(base: str | Path, generator_run: str | Path, out: str | Path, name: str | None = None) -> Path:
@@ -86,23 +94,13 @@ def with_generator(base: str | Path, generator_run: str | Path, out: str | Path,
     place of its own: the same vocoder, token encoder and token statistics (``train
     generator-finetune --base B --out O``). The run must have trained on the base's
     normalisation (a fine-tune from ``optim.init_from=B`` does); else ``ValueError``."""
-    from safetensors import safe_open
-
     from core.bundle import load_bundle
 
     b = load_bundle(base)
-    with safe_open(str(base), framework="pt") as f:
-        half = any(f.get_slice(k).get_dtype() == "F16" for k in f.keys() if k.startswith("generator."))
-    gen_run = Path(generator_run)
-    gen, mean, std = load_generator(gen_run)
+    gen, mean, std = load_generator(generator_run)
     if not (torch.allclose(torch.as_tensor(mean), b.mean) and torch.allclose(torch.as_tensor(std), b.std)):
-        raise ValueError(f"'{gen_run}' trained on another normalisation than '{base}' (fine-tune it with "
+        raise ValueError(f"'{generator_run}' trained on another normalisation than '{base}' (fine-tune it with "
                          f"optim.init_from={base})")
     if gen.config.n_tokens != b.generator.config.n_tokens:
-        raise ValueError(f"'{gen_run}' takes {gen.config.n_tokens} tokens, '{base}' names {b.generator.config.n_tokens}")
-    provenance = {**b.provenance, "generator_base": Path(base).name, "generator_run": gen_run.name,
-                  "generator_config": json.loads((gen_run / "config.json").read_text()),
-                  "generator_last": _last_metrics(gen_run)}
-    save_bundle(out, name=name or b.name, generator=gen, vocoder=b.vocoder, mel=b.mel, mean=b.mean,
-                std=b.std, token_stats=b.token_stats, provenance=provenance, half=half, encoder=b.encoder)
-    return Path(out)
+        raise ValueError(f"'{generator_run}' takes {gen.config.n_tokens} tokens, '{base}' names {b.generator.config.n_tokens}")
+    return _with_model(b, base, out, name, "generator", Path(generator_run), generator=gen)

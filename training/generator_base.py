@@ -12,7 +12,7 @@ come from the bundle so that the fine-tune starts exactly where the bundle's mod
 * the weights, with the pitch condition widened where the new range is wider
   (:func:`widen_pitch`): a new semitone below the old range starts as the old lowest one,
   one above as the old highest one, which is what the old model played there (its pitch
-  condition clamps). ``tests/test_training.py::test_widened_pitch_starts_as_the_clamped_model``.
+  condition clamps). ``tests/test_generator_base.py::test_widened_pitch_starts_as_the_clamped_model``.
 """
 from __future__ import annotations
 
@@ -76,7 +76,6 @@ class BundleBase:
     def __init__(self, path: str | Path):
         from core.bundle import load_bundle
 
-        self.path = str(path)
         b = load_bundle(path)
         self.config: GeneratorConfig = b.generator.config
         self.mean, self.std = b.mean.numpy().copy(), b.std.numpy().copy()
