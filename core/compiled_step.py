@@ -49,7 +49,7 @@ class CompiledSteps:
         self.levels = {level: CompiledCall(self._level_fn(level), [g.blocks[level - 1], g.heads[level - 1]],
                                            f"generator level {level}")
                        for level in range(1, g.config.n_levels + 1)}
-        chain = [synth.vocoder] + ([synth.mel_match] if synth.mel_match is not None else [])
+        chain = [synth.vocoder, *synth.post_filters]
         self.voice = CompiledCall(synth.voice, chain, "vocoder chain")
         self.generator_calls = (self.inputs, self.first, self._next_level)
         self.models = [g] + chain

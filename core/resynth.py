@@ -1,4 +1,5 @@
-"""Copy synthesis: audio -> MelGAN log-mel -> vocoder (-> mel matching) (no generator)."""
+"""Copy synthesis: audio -> MelGAN log-mel -> vocoder (-> mel matching) (-> pitch post-filter)
+(no generator)."""
 from __future__ import annotations
 
 import math
@@ -10,15 +11,18 @@ from .bundle import Bundle
 from .mel import LogMel
 from .mel_match import mel_matcher
 from .pitch import frame_f0
+from .pitch_filter import DEFAULT_STRENGTH, PitchFilter
 from .silence_offset import silence_offset
 
 
 @torch.inference_mode()
 def resynthesize(bundle: Bundle, audio: np.ndarray, chunk_frames: int = 0,
-                 mel_match: str = "full") -> np.ndarray:
+                 mel_match: str = "full", pitch_filter: float = DEFAULT_STRENGTH) -> np.ndarray:
     """Mono ``ndarray[L]`` at the bundle's rate -> vocoded ``ndarray[L]``, aligned for the
     vocoder's look-ahead. ``chunk_frames`` > 0 streams the mel in chunks of that many frames.
-    ``mel_match``: "full", "low-latency" or "off", as :class:`core.synth.Synth` plays."""
+    ``mel_match``: "full", "low-latency" or "off", as :class:`core.synth.Synth` plays.
+    ``pitch_filter``: the post-filter's strength (:mod:`core.pitch_filter`) at the f0 tracked
+    from the input; 0: off. A vocoder without f0 input plays unfiltered, as in Synth."""
     voc, hop = bundle.vocoder, bundle.hop
     n = len(audio)
     matcher = mel_matcher(mel_match, bundle.mel, voc.delay)
@@ -35,12 +39,17 @@ def resynthesize(bundle: Bundle, audio: np.ndarray, chunk_frames: int = 0,
         f0 = torch.from_numpy(f0)[None].to(mel.device)
     # the vocoder's offset in silence taken off, as Synth plays (core/silence_offset.py)
     offset = silence_offset(voc, bundle.mel.n_mels, bundle.mel.log_floor, mel.device)
+    comb = (PitchFilter(hop, bundle.sample_rate, strength=pitch_filter, lag=delay)
+            if f0 is not None and pitch_filter > 0 else None)
     k = chunk_frames if chunk_frames > 0 else mel.shape[2]
     chunks = []
     for i in range(0, mel.shape[2], k):
-        y = voc(mel[:, :, i:i + k], None if f0 is None else f0[:, i:i + k])
+        f0_chunk = None if f0 is None else f0[:, i:i + k]
+        y = voc(mel[:, :, i:i + k], f0_chunk)
         y = y - offset
-        chunks.append(y if matcher is None else matcher(y, mel[:, :, i:i + k]))
+        if matcher is not None:
+            y = matcher(y, mel[:, :, i:i + k])
+        chunks.append(y if comb is None else comb(y, f0_chunk))
     out = torch.cat(chunks, 1)
     voc.reset()
     return out[0, delay:delay + n].float().cpu().numpy()

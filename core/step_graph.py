@@ -47,7 +47,7 @@ class StepGraphs:
     def __init__(self, synth, rows: int, record: bool = True):
         self.synth, self.rows, self.record = synth, rows, record
         self.device = synth.device
-        self.models = [m for m in (synth.generator, synth.vocoder, synth.mel_match) if m is not None]
+        self.models = [synth.generator, synth.vocoder, *synth.post_filters]
         self.states: list[tuple] | None = None       # (module, attr, dim, plain) of each state in use
         self.absent: list[tuple] = []                # (module, attr, plain) of the states not in use
         self.buffers: list[torch.Tensor] = []

@@ -1,5 +1,6 @@
 """The whole streaming chain: generator -> de-standardize -> (notes beyond the generator's
-pitch range: transpose, :mod:`core.mel_transpose`) -> vocoder -> mel matching.
+pitch range: transpose, :mod:`core.mel_transpose`) -> vocoder -> mel matching -> pitch
+post-filter (:mod:`core.pitch_filter`).
 
 ``Synth.step(z, tokens, pitch)`` takes per-frame inputs for ``n`` frames and returns
 ``n * hop`` audio samples (and the ``n`` mel frames it vocoded). Output equals a single
@@ -7,6 +8,8 @@ whole-sequence call for any chunking; audio lags by :attr:`Synth.delay` samples 
 vocoder's look-ahead and mel matching's, :mod:`core.mel_match`; the generator is causal).
 """
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -18,6 +21,7 @@ from .latent import NoiseSource
 from .mel_match import mel_matcher
 from .mel_transpose import MelTranspose, out_of_range_shift
 from .pitch import midi_to_hz
+from .pitch_filter import DEFAULT_STRENGTH, PitchFilter
 from .silence_offset import silence_offset
 from .step_graph import StepGraphs
 from .streaming import BatchSubset
@@ -28,6 +32,7 @@ PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 SETTLE_FRAMES = 96          # 1.1 s at 22050 / 256
 SETTLE_SEED = 0x5EED
 TRANSPOSE_OUT_OF_RANGE = True   # read by Synth(); benchmarks/midi_render_quality.py --no-transpose turns it off
+PITCH_FILTER = DEFAULT_STRENGTH  # read by Synth() when not given; benchmarks/midi_render_quality.py --pitch-filter sets it
 
 
 class Synth:
@@ -52,7 +57,7 @@ class Synth:
     baseline of ``benchmarks/midi_render_quality.py --no-transpose``)."""
 
     def __init__(self, bundle: Bundle, precision: str = "float32", mel_match: str = "full",
-                 graphs: bool | None = None):
+                 graphs: bool | None = None, pitch_filter: float | None = None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}")
         self.bundle = bundle
@@ -65,6 +70,10 @@ class Synth:
         self.mel_match = mel_matcher(mel_match, bundle.mel, self.vocoder.delay)
         if self.mel_match is not None:
             self.mel_match.to(self.device)
+        strength = PITCH_FILTER if pitch_filter is None else pitch_filter
+        self.pitch_filter = (PitchFilter(bundle.hop, bundle.sample_rate, strength=strength,
+                                         lag=self.vocoder.delay + (self.mel_match.delay if self.mel_match else 0))
+                             if strength > 0 and self.vocoder.takes_f0 else None)
         # what the vocoder adds to everything it plays: taken off, so silence asked for is
         # silence (core/silence_offset.py; tests/test_silence_offset.py)
         self.offset = silence_offset(self.vocoder, bundle.mel.n_mels, bundle.mel.log_floor, self.device, self.dtype)
@@ -96,8 +105,8 @@ class Synth:
         self.graphs = None
         self.generator.reset()
         self.vocoder.reset()
-        if self.mel_match is not None:
-            self.mel_match.reset()
+        for m in self.post_filters:
+            m.reset()
 
     def settle(self, rows: int = 1, frames: int = SETTLE_FRAMES) -> None:
         """Reset, then run ``frames`` frames on ``rows`` rows and discard them: a fixed noise
@@ -126,11 +135,10 @@ class Synth:
         if len(rows) == full_batch:
             return self._compute(z, tokens, pitch, note)
         idx = torch.tensor(rows, dtype=torch.long, device=self.device)
-        with BatchSubset(self.generator, idx, full_batch), BatchSubset(self.vocoder, idx, full_batch):
-            if self.mel_match is None:
-                return self._compute(z, tokens, pitch, note)
-            with BatchSubset(self.mel_match, idx, full_batch):
-                return self._compute(z, tokens, pitch, note)
+        with contextlib.ExitStack() as rows_only:
+            for model in (self.generator, self.vocoder, *self.post_filters):
+                rows_only.enter_context(BatchSubset(model, idx, full_batch))
+            return self._compute(z, tokens, pitch, note)
 
     def step_inputs(self, inputs: FrameInputs) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`step` on inputs built by :func:`core.inputs.frame_inputs`."""
@@ -174,13 +182,21 @@ class Synth:
         self.compiled = compiled
         return took
 
+    @property
+    def post_filters(self) -> list:
+        """The stateful stages after the vocoder, in order: mel matching, pitch filter (those on)."""
+        return [m for m in (self.mel_match, self.pitch_filter) if m is not None]
+
     def voice(self, logmel: torch.Tensor, f0: torch.Tensor | None) -> tuple[torch.Tensor]:
         """The vocoder chain of a step: log10 mel ``Tensor[B x n_mels x n]`` (and f0 ``Tensor[B
         x n]``, Hz) -> (audio ``Tensor[B x n*hop]`` float32,): the vocoder less its silence
-        offset, then mel matching."""
+        offset, mel matching, then the pitch post-filter at f0 (after mel matching, which
+        would lift the valleys it cuts back towards the generator's blurred mel)."""
         audio = self.vocoder(logmel.to(self.dtype), f0) - self.offset
         if self.mel_match is not None:
             audio = self.mel_match(audio, logmel)
+        if self.pitch_filter is not None:
+            audio = self.pitch_filter(audio, f0)
         return (audio.float(),)
 
     def _shift_beyond_range(self, pitch: torch.Tensor | None) -> torch.Tensor | None:

@@ -40,6 +40,7 @@ def test_subset_rows_with_a_harmonic_vocoder_keep_each_voice_phase(tmp_path):
     from core.bundle import save_bundle
     from core.mel import MelConfig
     from core.mel_match import MelMatch
+    from core.pitch_filter import PitchFilter
     from core.vocoder import MelGANVocoder, VocoderConfig
     from tests.conftest import small_models
     gen, _ = small_models()
@@ -59,8 +60,12 @@ def test_subset_rows_with_a_harmonic_vocoder_keep_each_voice_phase(tmp_path):
         with_f0 = full.vocoder(mel, midi_to_hz(pit[:1, :8]))
         full.vocoder.reset()
         without = full.vocoder(mel)
-        # the player takes the vocoder's offset in silence off (core/silence_offset.py), then
-        # mel-matches the vocoder's audio (core/mel_match.py)
-        with_f0, without = (MelMatch(MelConfig(), full.vocoder.delay)(a - full.offset, mel) for a in (with_f0, without))
+        # the player takes the vocoder's offset in silence off (core/silence_offset.py),
+        # mel-matches the vocoder's audio (core/mel_match.py), then combs it at the f0
+        # (core/pitch_filter.py; unvoiced: unchanged)
+        match = MelMatch(MelConfig(), full.vocoder.delay)
+        with_f0 = PitchFilter(full.hop, full.sample_rate, lag=match.delay)(match(with_f0 - full.offset, mel),
+                                                                             midi_to_hz(pit[:1, :8]))
+        without = MelMatch(MelConfig(), full.vocoder.delay)(without - full.offset, mel)
     torch.testing.assert_close(audio, with_f0, atol=1e-5, rtol=0)
     assert (audio - without).abs().max() > 1e-3
