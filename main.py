@@ -83,6 +83,15 @@ def _mel_match_option(p: argparse.ArgumentParser, default: str = "full") -> None
                         "full (40.6 ms of latency), low-latency (17.4 ms), zero-latency (none, gains a frame late), off")
 
 
+PITCH_FILTER_DEFAULT = 0.6     # core.pitch_filter.DEFAULT_STRENGTH (not imported: torch); tests/test_pitch_filter.py
+
+
+def _pitch_filter_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pitch-filter", type=_unit, default=PITCH_FILTER_DEFAULT, metavar="S",
+                   help="strength of the post-filter that takes the noise out from between each note's partials "
+                        f"(core/pitch_filter.py; no latency): 0 (off) .. 1, default {PITCH_FILTER_DEFAULT}")
+
+
 def _playback_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="output device (number or name); see 'devices'")
     p.add_argument("--samplerate", type=_positive(int), default=None, help="device rate wish")
@@ -99,6 +108,7 @@ def _playback_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_positive(int), default=None, help="torch threads (default: cores - 1)")
     p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     _mel_match_option(p, "zero-latency")
+    _pitch_filter_option(p)
     _compute_option(p)
     p.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
                    help="run the model's step as compiled graphs (core/compiled_step.py; about 11 s at start with "
@@ -152,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--bundle", default=str(DEFAULT_BUNDLE))
     r.add_argument("--threads", type=_positive(int), default=None)
     _mel_match_option(r)
+    _pitch_filter_option(r)
     _compute_option(r)
 
     p = sub.add_parser("play", help="play live on an audio device")
@@ -239,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chunk-frames", type=_nonnegative_int, default=0)
     s.add_argument("--threads", type=_positive(int), default=None)
     _mel_match_option(s)
+    _pitch_filter_option(s)
     _compute_option(s)
     return ap
 
@@ -308,7 +320,7 @@ def cmd_render_midi(a) -> int:
     seconds = a.seconds if a.seconds is not None else score.length_s + TAIL_S
     audio, rate = render_events(bundle, score.events, seconds, voices=a.voices, seed=a.seed,
                                 chunk_frames=CHUNK_FRAMES if a.chunk_frames is None else a.chunk_frames,
-                                mel_match=a.mel_match, params=params)
+                                mel_match=a.mel_match, params=params, pitch_filter=a.pitch_filter)
     if not write_wav(a.out, audio, rate):
         return 1
     notes = f"{score.notes} notes" if score.notes else "no notes in the file: silence"
@@ -343,7 +355,7 @@ def cmd_render(a) -> int:
     audio = render(bundle, a.seconds, seed=a.seed, seed_b=a.seed_b,
                    chunk_frames=16 if a.chunk_frames is None else a.chunk_frames,
                    morph=a.morph, drift=a.drift, temperature=a.temperature, token=a.token, pitch=a.pitch,
-                   morph_to=a.morph_to, tokens=tokens, mel_match=a.mel_match)
+                   morph_to=a.morph_to, tokens=tokens, mel_match=a.mel_match, pitch_filter=a.pitch_filter)
     if not write_wav(a.out, audio, bundle.sample_rate):
         return 1
     peak = float(abs(audio).max())
@@ -368,7 +380,8 @@ def cmd_resynth(a) -> int:
         torch.set_num_threads(a.threads)
     bundle = load_bundle(a.bundle, compute_device(a.compute))
     audio = read_mono(a.input, bundle.sample_rate)
-    out = resynthesize(bundle, audio, chunk_frames=a.chunk_frames, mel_match=a.mel_match)
+    out = resynthesize(bundle, audio, chunk_frames=a.chunk_frames, mel_match=a.mel_match,
+                       pitch_filter=a.pitch_filter)
     if not write_wav(a.out, out, bundle.sample_rate):
         return 1
     print(f"wrote {a.out}: {len(out) / bundle.sample_rate:.2f} s at {bundle.sample_rate} Hz")

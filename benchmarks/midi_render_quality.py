@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import emit  # noqa: E402
 import core.synth  # noqa: E402
 from core.bundle import load_bundle  # noqa: E402
+from core.pitch_filter import DEFAULT_STRENGTH  # noqa: E402
 from realtime.offline import render_midi  # noqa: E402
 from training.data import AudioCorpus  # noqa: E402
 from training.eval_audible import eval_midi_render, held_out_files  # noqa: E402
@@ -44,17 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frame-step", type=int, default=4, help="read every N-th mel frame")
     ap.add_argument("--no-transpose", action="store_true",
                     help="notes beyond the generator's pitch range play the nearest pitch's mel unmoved (the baseline)")
-    ap.add_argument("--pitch-filter", type=float, default=core.synth.PITCH_FILTER,
+    ap.add_argument("--pitch-filter", type=float, default=DEFAULT_STRENGTH,
                     help="the pitch post-filter's strength, 0 (off) .. 1 (core/pitch_filter.py)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     core.synth.TRANSPOSE_OUT_OF_RANGE = not a.no_transpose
-    core.synth.PITCH_FILTER = a.pitch_filter
     torch.set_num_threads(1)
     bundle = load_bundle(a.bundle)
     files = held_out_files(AudioCorpus(a.data, val_fraction=0.0))
     t0 = time.perf_counter()
-    result = eval_midi_render(bundle, files, set(a.trained_programs), lambda path: render_midi(bundle, path)[0],
+    result = eval_midi_render(bundle, files, set(a.trained_programs), lambda path: render_midi(bundle, path, pitch_filter=a.pitch_filter)[0],
                               a.crepe, a.frame_step)
     emit({"benchmark": "midi_render_quality", "bundle": a.bundle, "data": a.data, "crepe": a.crepe,
           "frame_step": a.frame_step,

@@ -159,6 +159,9 @@ class PitchFilter(nn.Module):
         here = torch.arange(self.history, self.history + x.shape[1], device=x.device)[None]
         j = torch.arange(-HALF + 1, HALF + 1, device=x.device)
         comb = x * self.weights[0]
+        # a row whose state was never played holds zeros (core.streaming.BatchSubset fills the
+        # rows it did not step so), with strength 0: its taps are read in range all the same
+        period = torch.nan_to_num(period, nan=self.max_period).clamp(self.min_period, self.max_period)
         for k, w in enumerate(self.weights[1:], start=1):
             d = k * period
             whole = torch.floor(d)

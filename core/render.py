@@ -11,6 +11,7 @@ from .bundle import Bundle
 from .inputs import frame_inputs
 from .latent import NoiseSource
 from .notes import note_clock, note_features
+from .pitch_filter import DEFAULT_STRENGTH
 from .synth import Synth
 
 
@@ -18,7 +19,7 @@ def render(bundle: Bundle, seconds: float, seed: int = 0, seed_b: int | None = N
            chunk_frames: int = 0, morph: float = 0.0, drift: float = 0.05,
            temperature: float = 1.0, token: int | None = None, pitch: float | Sequence[float] | None = None,
            morph_to: float | None = None, settle: bool = True, tokens: np.ndarray | None = None,
-           mel_match: str = "full") -> np.ndarray:
+           mel_match: str = "full", pitch_filter: float = DEFAULT_STRENGTH) -> np.ndarray:
     """Audio ``ndarray[round(seconds * sample_rate)]`` float32, aligned for the vocoder's
     look-ahead (the first sample is the first frame's sound).
 
@@ -30,8 +31,9 @@ def render(bundle: Bundle, seconds: float, seed: int = 0, seed_b: int | None = N
     Models with the note condition hear one note as the drone (held for ever) and several
     as notes struck one after another, each held until the next (:mod:`core.notes`).
     ``settle``: start from a settled state, as the instrument does (:meth:`Synth.settle`).
-    ``mel_match``: "full", "low-latency" or "off", as the instrument plays (:mod:`core.mel_match`)."""
-    synth = Synth(bundle, mel_match=mel_match)
+    ``mel_match``: "full", "low-latency" or "off", as the instrument plays (:mod:`core.mel_match`).
+    ``pitch_filter``: the pitch post-filter's strength (:mod:`core.pitch_filter`; 0: off)."""
+    synth = Synth(bundle, mel_match=mel_match, pitch_filter=pitch_filter)
     if settle:
         synth.settle()
     else:

@@ -32,7 +32,6 @@ PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 SETTLE_FRAMES = 96          # 1.1 s at 22050 / 256
 SETTLE_SEED = 0x5EED
 TRANSPOSE_OUT_OF_RANGE = True   # read by Synth(); benchmarks/midi_render_quality.py --no-transpose turns it off
-PITCH_FILTER = DEFAULT_STRENGTH  # read by Synth() when not given; benchmarks/midi_render_quality.py --pitch-filter sets it
 
 
 class Synth:
@@ -57,7 +56,7 @@ class Synth:
     baseline of ``benchmarks/midi_render_quality.py --no-transpose``)."""
 
     def __init__(self, bundle: Bundle, precision: str = "float32", mel_match: str = "full",
-                 graphs: bool | None = None, pitch_filter: float | None = None):
+                 graphs: bool | None = None, pitch_filter: float = DEFAULT_STRENGTH):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}")
         self.bundle = bundle
@@ -70,10 +69,9 @@ class Synth:
         self.mel_match = mel_matcher(mel_match, bundle.mel, self.vocoder.delay)
         if self.mel_match is not None:
             self.mel_match.to(self.device)
-        strength = PITCH_FILTER if pitch_filter is None else pitch_filter
-        self.pitch_filter = (PitchFilter(bundle.hop, bundle.sample_rate, strength=strength,
+        self.pitch_filter = (PitchFilter(bundle.hop, bundle.sample_rate, strength=pitch_filter,
                                          lag=self.vocoder.delay + (self.mel_match.delay if self.mel_match else 0))
-                             if strength > 0 and self.vocoder.takes_f0 else None)
+                             if pitch_filter > 0 and self.vocoder.takes_f0 else None)
         # what the vocoder adds to everything it plays: taken off, so silence asked for is
         # silence (core/silence_offset.py; tests/test_silence_offset.py)
         self.offset = silence_offset(self.vocoder, bundle.mel.n_mels, bundle.mel.log_floor, self.device, self.dtype)

@@ -98,6 +98,7 @@ from core.audio_io import AudioReadError, read_mono
 from core.bundle import Bundle, BundleError, load_bundle
 from core.tokens import tokens_of_audio
 from core.limiter import SafetyLimiter
+from core.pitch_filter import DEFAULT_STRENGTH
 from core.tempo import TEMPO_SOURCES, BeatClock, beat_slots
 
 from .controller import MidiController
@@ -140,12 +141,13 @@ class Engine:
                  target_fill_s: float | None = 0.05, latency: str = "normal", threads: int | None = None,
                  precision: str = "float32", seed: int = 0, fade_s: float = 0.25,
                  mel_tap_frames: int = 512, voices: int = 1, mel_match: str = "full",
-                 realtime: bool = True, compiled: bool = False):
+                 realtime: bool = True, compiled: bool = False, pitch_filter: float = DEFAULT_STRENGTH):
         """``target_fill_s``: a fixed ring fill, seconds; None: sized by ``latency`` (a key of
         :data:`LATENCY_MARGINS_MS`) from measured step times. ``realtime``: ask the OS for
         real-time scheduling for the engine thread (else only a better nice value).
         ``compiled``: the model's steps run as compiled graphs (:mod:`core.compiled_step`),
-        prepared when a player is built (here, and on the loader thread for a hot swap)."""
+        prepared when a player is built (here, and on the loader thread for a hot swap).
+        ``pitch_filter``: the pitch post-filter's strength (:mod:`core.pitch_filter`; 0: off)."""
         if latency not in LATENCY_MARGINS_MS:
             raise ValueError(f"latency must be one of {', '.join(LATENCY_MARGINS_MS)}; got {latency!r}")
         self.out_rate = int(out_rate)
@@ -153,6 +155,7 @@ class Engine:
         self.threads = threads or default_threads()
         self.precision = precision
         self.mel_match = mel_match      # core/mel_match.py's mode: full, low-latency or off
+        self.pitch_filter = float(pitch_filter)     # core/pitch_filter.py's strength; 0: off
         self.latency_mode = "fixed" if target_fill_s is not None else latency
         self.realtime = realtime
         self.priority = Priority("normal", None, "the engine thread has not started")
@@ -171,7 +174,7 @@ class Engine:
         # (TorchInductor's OpenMP loops), and the engine steps with self.threads
         torch.set_num_threads(self.threads)
         self.player = BundlePlayer(bundle, self.out_rate, seed, seed + 1, precision, self.n_voices, self.mel_match,
-                                   self._compile_frames)
+                                   self._compile_frames, pitch_filter=self.pitch_filter)
         self._use_default_token(bundle)
         self.reference_path: str | None = None     # reference token mode's file (loader thread)
         self._fading: BundlePlayer | None = None
@@ -289,7 +292,8 @@ class Engine:
             bundle = load_bundle(path, self.compute_device)   # where the current one runs
             v = self.bus.state()
             player = BundlePlayer(bundle, self.out_rate, int(v["seed_a"]), int(v["seed_b"]),
-                                  self.precision, self.n_voices, self.mel_match, self._compile_frames)
+                                  self.precision, self.n_voices, self.mel_match, self._compile_frames,
+                                  pitch_filter=self.pitch_filter)
             if self.reference_path and player.tokens is not None:
                 try:      # the reference file in the new model's own tokens
                     self._give_reference(player, self.reference_path)
@@ -465,6 +469,7 @@ class Engine:
             "threads": self.threads,
             "precision": self.precision,
             "mel_match": self.mel_match,
+            "pitch_filter": self.pitch_filter,
             "step_path": self.player.step_path,
             "compile_s": self.player.compile_s,
             "compute": str(self.compute_device),

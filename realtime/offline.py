@@ -28,6 +28,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from core.bundle import Bundle
+from core.pitch_filter import DEFAULT_STRENGTH
 
 from .midi_parse import MidiEvent, parse_message
 from .player import BundlePlayer, StepWork
@@ -92,11 +93,12 @@ class OfflineInstrument:
 
     def __init__(self, bundle: Bundle, out_rate: int, voices: int = 4, seed: int = 0,
                  mel_match: str = "full", precision: str = "float32",
-                 params: dict[str, float] | None = None):
+                 params: dict[str, float] | None = None, pitch_filter: float = DEFAULT_STRENGTH):
         from .engine import Engine        # not at import: the engine pulls in the audio stack
 
         self.engine = Engine(bundle, out_rate, frames_per_step=1, voices=voices, seed=seed,
-                             mel_match=mel_match, precision=precision, realtime=False)
+                             mel_match=mel_match, precision=precision, realtime=False,
+                             pitch_filter=pitch_filter)
         self.engine.voices.gated = True   # silent until the first note (see the module)
         for name, value in (params or {}).items():
             self.engine.bus.jump(name, value)
@@ -166,14 +168,16 @@ def play_frames(instrument: OfflineInstrument, by_frame: dict[int, list[MidiEven
 def render_events(bundle: Bundle, events: Iterable[MidiEvent], seconds: float, *, voices: int = 4,
                   chunk_frames: int | Sequence[int] = CHUNK_FRAMES, seed: int = 0, mel_match: str = "full",
                   out_rate: int | None = None, precision: str = "float32",
-                  params: dict[str, float] | None = None) -> tuple[np.ndarray, int]:
+                  params: dict[str, float] | None = None,
+                  pitch_filter: float = DEFAULT_STRENGTH) -> tuple[np.ndarray, int]:
     """``events`` (times in seconds) played for ``seconds``: (audio ``ndarray[round(seconds *
     rate)]`` float32 mono, rate). Aligned for the look-ahead: sample 0 is time 0 of the events.
     ``chunk_frames``: model frames per synthesis call (0: all at once; a sequence: those sizes
     in turn); every chunking gives the same samples.
-    ``params``: starting values of bus parameters (no glide), e.g. ``{"morph": 0.3}``."""
+    ``params``: starting values of bus parameters (no glide), e.g. ``{"morph": 0.3}``.
+    ``pitch_filter``: the pitch post-filter's strength (:mod:`core.pitch_filter`; 0: off)."""
     rate = int(out_rate or bundle.sample_rate)
-    inst = OfflineInstrument(bundle, rate, voices, seed, mel_match, precision, params)
+    inst = OfflineInstrument(bundle, rate, voices, seed, mel_match, precision, params, pitch_filter)
     n_out = int(round(seconds * rate))
     delay = inst.delay_samples
     model_samples = (n_out + delay) * bundle.sample_rate / rate
@@ -187,7 +191,8 @@ def render_events(bundle: Bundle, events: Iterable[MidiEvent], seconds: float, *
 def render_midi(bundle: Bundle, midi_path: str, *, voices: int = 4, chunk_frames: int = CHUNK_FRAMES,
                 seed: int = 0, mel_match: str = "full", out_rate: int | None = None,
                 seconds: float | None = None, tail_s: float = TAIL_S, precision: str = "float32",
-                params: dict[str, float] | None = None) -> tuple[np.ndarray, int]:
+                params: dict[str, float] | None = None,
+                pitch_filter: float = DEFAULT_STRENGTH) -> tuple[np.ndarray, int]:
     """A MIDI file played through the instrument: (audio ``ndarray`` float32 mono, rate).
 
     ``voices``: polyphony (the live default 4; more notes steal as the live bank does).
@@ -200,4 +205,5 @@ def render_midi(bundle: Bundle, midi_path: str, *, voices: int = 4, chunk_frames
     score = read_midi(midi_path)
     length = score.length_s + tail_s if seconds is None else seconds
     return render_events(bundle, score.events, length, voices=voices, chunk_frames=chunk_frames, seed=seed,
-                         mel_match=mel_match, out_rate=out_rate, precision=precision, params=params)
+                         mel_match=mel_match, out_rate=out_rate, precision=precision, params=params,
+                         pitch_filter=pitch_filter)

@@ -21,6 +21,7 @@ from core.compiled_step import FEWER_ROWS
 from core.inputs import FrameInputs, frame_inputs
 from core.latent import NoiseSource
 from core.limiter import is_runaway
+from core.pitch_filter import DEFAULT_STRENGTH
 from core.resample import LowDelayResampler
 from core.synth import Synth
 
@@ -49,12 +50,14 @@ def join_frames(parts: list[FrameInputs]) -> FrameInputs:
 class BundlePlayer:
     def __init__(self, bundle: Bundle, out_rate: int, seed_a: int = 0, seed_b: int = 1,
                  precision: str = "float32", n_voices: int = 1, mel_match: str = "full",
-                 compile_frames: int | None = None, compile_fewer: tuple[int, ...] = FEWER_ROWS):
+                 compile_frames: int | None = None, compile_fewer: tuple[int, ...] = FEWER_ROWS,
+                 pitch_filter: float = DEFAULT_STRENGTH):
         """``compile_frames``: compile the synth's steps of that many frames
         (:mod:`core.compiled_step`) after settling, for every voice and for ``compile_fewer``
-        sounding voices; :attr:`step_path` says how it went."""
+        sounding voices; :attr:`step_path` says how it went. ``pitch_filter``: the pitch
+        post-filter's strength (:mod:`core.pitch_filter`; 0: off)."""
         self.bundle = bundle
-        self.synth = Synth(bundle, precision, mel_match)
+        self.synth = Synth(bundle, precision, mel_match, pitch_filter=pitch_filter)
         self.out_rate = out_rate
         self.name = bundle.name
         cfg = bundle.generator.config

@@ -72,7 +72,7 @@ def build(settings: Settings):
                     target_fill_s=None if s.latency_ms is None else s.latency_ms / 1e3, latency=s.latency,
                     threads=s.threads, precision=s.precision, seed=s.seed, voices=s.voices,
                     mel_match=s.mel_match, realtime=s.realtime,
-                    compiled=compiled)
+                    compiled=compiled, pitch_filter=s.pitch_filter)
     out = AudioOutput(engine.ring, device=s.device, samplerate=rate, blocksize=s.blocksize,
                       latency=s.device_latency, realtime=s.realtime)
     engine.attach_output(out)
@@ -260,6 +260,7 @@ class Session:
                                      latency=self.settings.latency if fixed else latency,
                                      latency_ms=float(latency) if fixed else None, seed=int(state["seed_a"]),
                                      compute=str(old_engine.compute_device), mel_match=old_engine.mel_match,
+                                     pitch_filter=old_engine.pitch_filter,
                                      compile="on" if old_engine.compiled else "off")
         engine, output = build(settings)
         old_out.stop()

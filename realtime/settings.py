@@ -26,6 +26,7 @@ class Settings:
     threads: int | None = None                  # torch threads; None: cores - 1
     precision: str = "float32"
     mel_match: str = "zero-latency"             # core/mel_match.py: full, low-latency, zero-latency, off
+    pitch_filter: float = 0.6                   # core/pitch_filter.py's DEFAULT_STRENGTH (tests/test_pitch_filter.py); 0: off
     compute: str = "auto"                       # core/compute.py: auto, cpu, cuda[:N], mps
     compile: str = "auto"                       # core/compiled_step.py: auto (on without CUDA), on, off
     voices: int = 4                             # polyphony

@@ -37,11 +37,13 @@ def chunkings(total: int, seed: int = 0, n_random: int = 3):
     return out
 
 
-def small_models(n_tokens=4, pitch=(40, 80), hidden=32, ngf=8, seed=0):
+def small_models(n_tokens=4, pitch=(40, 80), hidden=32, ngf=8, seed=0, harmonics=0):
+    """A small generator and vocoder with random weights; ``harmonics`` > 0: a vocoder with
+    harmonic excitation (it takes f0, so the synth's pitch post-filter runs too)."""
     torch.manual_seed(seed)
     gen = StreamingUNAGAN(GeneratorConfig(hidden=hidden, n_tokens=n_tokens,
                                           pitch_min=pitch[0], pitch_max=pitch[1])).eval()
-    voc = MelGANVocoder(VocoderConfig(ngf=ngf))
+    voc = MelGANVocoder(VocoderConfig(ngf=ngf, harmonics=harmonics))
     for m in voc.modules():
         if isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
             torch.nn.init.normal_(m.weight, 0.0, 0.3 / (m.weight[0].numel() ** 0.5) * 3)

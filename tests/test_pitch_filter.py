@@ -150,3 +150,62 @@ def test_bad_settings_are_refused():
         PitchFilter(HOP, SR, weights=(1.0,))
     with pytest.raises(ValueError, match="lag"):
         PitchFilter(HOP, SR, lag=-1)
+
+
+def test_the_command_line_and_the_settings_default_to_the_filter_s_strength():
+    import main
+    from core.pitch_filter import DEFAULT_STRENGTH
+    from realtime.settings import Settings
+    assert main.PITCH_FILTER_DEFAULT == DEFAULT_STRENGTH == Settings(bundle="b.dwb").pitch_filter
+
+
+def test_the_synth_combs_what_it_plays_at_the_requested_pitch(tmp_path):
+    """Synth with the filter = Synth without it, then the filter at the requested pitch's f0,
+    lagged by the synth's delay (the vocoder's look-ahead and mel matching's)."""
+    from core.bundle import load_bundle, save_bundle
+    from core.inputs import frame_inputs
+    from core.latent import NoiseSource
+    from core.mel import MelConfig
+    from core.pitch import midi_to_hz
+    from core.synth import Synth
+    from tests.conftest import small_models
+    gen, voc = small_models(harmonics=4, seed=2)
+    torch.nn.init.normal_(voc.source_gate.weight, 0.0, 0.1)
+    path = tmp_path / "h.dwb"
+    save_bundle(path, name="h", generator=gen, vocoder=voc, mel=MelConfig(), mean=torch.zeros(80), std=torch.ones(80))
+    cfg = gen.config
+    pitch = np.repeat([[52.0, 59.0, 71.0]], 10, axis=1).T.reshape(1, -1)          # 30 frames, 3 notes
+    x = frame_inputs(cfg, NoiseSource(cfg.z_dim, 4, 5).next(30, drift=0.05), 1, pitch)
+    outs = {}
+    for strength in (0.0, 0.6):
+        s = Synth(load_bundle(path), mel_match="full", pitch_filter=strength)
+        s.reset()
+        outs[strength] = s.step_inputs(x)[0]
+        delay = s.delay
+    assert delay > 0
+    expected = PitchFilter(HOP, SR, strength=0.6, lag=delay)(outs[0.0], midi_to_hz(torch.as_tensor(pitch)))
+    torch.testing.assert_close(outs[0.6], expected, atol=1e-5, rtol=0)
+    assert (outs[0.6] - outs[0.0]).abs().max() > 1e-3
+
+
+def test_a_strength_outside_0_to_1_is_a_one_line_error(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    p = subprocess.run([sys.executable, str(root / "main.py"), "render", str(tmp_path / "o.wav"),
+                        "--pitch-filter", "1.5"], capture_output=True, text=True)
+    assert p.returncode == 2
+    assert "--pitch-filter: '1.5' must be within [0, 1]" in p.stderr
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_a_row_of_zero_state_reads_in_range_and_plays_unfiltered():
+    """BatchSubset fills a row it never stepped with zeros: period 0, strength 0. Such a row
+    must play its audio unchanged, not read outside its history."""
+    pf = PitchFilter(HOP, SR, lag=300)
+    run(pf, np.zeros((1, 2 * HOP), np.float32), np.full((1, 2), 220.0))
+    for name in ("_history", "_period", "_gain", "_lagged"):
+        setattr(pf, name, torch.zeros_like(getattr(pf, name)))
+    x = np.random.default_rng(11).standard_normal((1, HOP)).astype(np.float32)
+    np.testing.assert_array_equal(run(pf, x, np.zeros((1, 1), np.float32)), x)
