@@ -7,12 +7,19 @@ Stages, on the same held notes (C3-C5's C-major triad tones by default: MIDI 48 
 * ``real``: the original audio;
 * ``real_mel_vocoder``: the real mel -> the vocoder, without mel matching;
 * ``real_mel_vocoder_mel_match``: the same with the bundle's mel matching ("full");
+* ``real_mel_vocoder_mel_match_pitch_filter``: the same, then the pitch post-filter
+  (:mod:`core.pitch_filter`, its default strength, at the f0 copy synthesis tracks);
 * ``generated_vocoder``: the generator plays the notes, one score per file as ``eval``
   plays its scale (:func:`training.eval_audible.note_score`: each note at fixed pitch with
   the real note's onset, release and tokens) -> the vocoder, without mel matching;
-* ``generated_vocoder_mel_match``: the same with mel matching (what the instrument plays);
+* ``generated_vocoder_mel_match``: the same with mel matching;
+* ``generated_vocoder_mel_match_pitch_filter``: the same, then the pitch post-filter at the
+  requested pitch (what the instrument plays);
 * ``generated_alone_vocoder_mel_match``: each note a score of its own, played by a generator
-  just settled (the first note after the instrument starts), with mel matching.
+  just settled (the first note after the instrument starts), with mel matching;
+  ``..._pitch_filter``: and the pitch post-filter.
+
+Every stage without ``pitch_filter`` in its name runs with the filter off.
 
 HNR (:func:`training.quality.harmonic_to_noise`) on 3 CREPE frames in each note's sustain,
 each signal's own voiced frames and f0; median and 90th percentile per stage, per program and
@@ -44,8 +51,9 @@ from training.quality import percentiles  # noqa: E402
 
 from benchmarks import emit  # noqa: E402
 
-STAGES = ("real", "real_mel_vocoder", "real_mel_vocoder_mel_match", "generated_vocoder", "generated_vocoder_mel_match",
-          "generated_alone_vocoder_mel_match")
+STAGES = ("real", "real_mel_vocoder", "real_mel_vocoder_mel_match", "real_mel_vocoder_mel_match_pitch_filter",
+          "generated_vocoder", "generated_vocoder_mel_match", "generated_vocoder_mel_match_pitch_filter",
+          "generated_alone_vocoder_mel_match", "generated_alone_vocoder_mel_match_pitch_filter")
 
 
 def stage_audio(bundle, corpus, f, pitches: list[int], seeds) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
@@ -64,15 +72,22 @@ def stage_audio(bundle, corpus, f, pitches: list[int], seeds) -> dict[str, list[
         clip, onset, _ = note_clip(f.audio, bundle.sample_rate, note)
         centres = score.real_centres[score.requested == note["pitch"]] + onset - note["onset"]   # clip time
         out["real"].append((clip, centres))
-        out["real_mel_vocoder"].append((resynthesize(bundle, clip, mel_match="off"), centres))
-        out["real_mel_vocoder_mel_match"].append((resynthesize(bundle, clip, mel_match="full"), centres))
+        out["real_mel_vocoder"].append((resynthesize(bundle, clip, mel_match="off", pitch_filter=0), centres))
+        out["real_mel_vocoder_mel_match"].append((resynthesize(bundle, clip, mel_match="full", pitch_filter=0), centres))
+        out["real_mel_vocoder_mel_match_pitch_filter"].append((resynthesize(bundle, clip, mel_match="full"), centres))
         alone = note_score(bundle, corpus, f, [note["pitch"]])
         for seed in seeds:
-            out["generated_alone_vocoder_mel_match"].append((play_score(bundle, alone, seed), alone.generated_centres))
+            out["generated_alone_vocoder_mel_match"].append((play_score(bundle, alone, seed, pitch_filter=0),
+                                                             alone.generated_centres))
+            out["generated_alone_vocoder_mel_match_pitch_filter"].append((play_score(bundle, alone, seed),
+                                                                          alone.generated_centres))
     for seed in seeds:
-        out["generated_vocoder"].append((play_score(bundle, score, seed, mel_match="off"), score.generated_centres))
-        out["generated_vocoder_mel_match"].append((play_score(bundle, score, seed, mel_match="full"),
+        out["generated_vocoder"].append((play_score(bundle, score, seed, mel_match="off", pitch_filter=0),
+                                         score.generated_centres))
+        out["generated_vocoder_mel_match"].append((play_score(bundle, score, seed, mel_match="full", pitch_filter=0),
                                                    score.generated_centres))
+        out["generated_vocoder_mel_match_pitch_filter"].append((play_score(bundle, score, seed, mel_match="full"),
+                                                                score.generated_centres))
     return out
 
 

@@ -134,41 +134,50 @@ class PitchFilter(nn.Module):
         # after an unfiltered frame the comb starts at its own period: what the filter did
         # before it was voiced cannot matter (a stream's start, chunked == whole)
         prev_p = torch.where(prev_g > 0, torch.cat([last_p[:, None], period[:, :-1]], 1), period)
-        r = (torch.arange(1, self.hop + 1, dtype=torch.float32, device=period.device) / self.hop).expand(b, n, self.hop)
-        g = prev_g[..., None] + (gain - prev_g)[..., None] * r
-        ctl = torch.stack([prev_p[..., None].expand(b, n, self.hop), period[..., None].expand(b, n, self.hop), r, g], -1)
+        r = self._cached("ramp", lambda d: torch.arange(1, self.hop + 1, dtype=torch.float32, device=d) / self.hop,
+                         period.device)
+        g = prev_g[..., None] + (gain - prev_g)[..., None] * r                            # [B x n x hop]
+        ctl = torch.stack([prev_p[..., None].expand(b, n, self.hop), period[..., None].expand(b, n, self.hop),
+                           r.expand(b, n, self.hop), g], -1)
         return ctl.reshape(b, n * self.hop, 4)
 
-    def _kernel(self, frac: torch.Tensor) -> torch.Tensor:
-        """Interpolator weights ``[... x TAPS]`` for reading ``frac`` (0..1) samples past a
-        sample: taps at offsets ``-HALF+1 .. HALF`` from it, from a table of
-        :data:`TABLE_STEPS` + 1 fractions (the nearest; a read position off by at most
-        1/1024 sample)."""
-        table = self.__dict__.get("_table")
-        if table is None or table.device != frac.device:
-            table = kernel_table().to(frac.device)
-            self.__dict__["_table"] = table
-        return table[torch.round(frac * TABLE_STEPS).long()]
+    def _cached(self, name: str, make, device: torch.device) -> torch.Tensor:
+        """A constant tensor made once per device (kept outside the module's state)."""
+        key = "_const_" + name
+        t = self.__dict__.get(key)
+        if t is None or t.device != device:
+            t = make(device)
+            self.__dict__[key] = t
+        return t
 
-    def _comb(self, buf: torch.Tensor, x: torch.Tensor, period: torch.Tensor) -> torch.Tensor:
+    def _combs(self, buf: torch.Tensor, x: torch.Tensor, periods: torch.Tensor) -> torch.Tensor:
         """``c_P`` of the module docstring for the chunk ``x [B x N]`` (the end of ``buf``, after
-        :attr:`history` earlier samples) at per-sample periods ``period [B x N]``. Sample n is
-        ``buf[H + n]``; the tap k periods back reads ``buf[H + n - d]``, ``d = k P`` split into
-        whole and fraction so that the fraction keeps float32's precision anywhere in a long
-        chunk (``tests/test_pitch_filter.py``, chunked == whole)."""
-        here = torch.arange(self.history, self.history + x.shape[1], device=x.device)[None]
-        j = torch.arange(-HALF + 1, HALF + 1, device=x.device)
-        comb = x * self.weights[0]
+        :attr:`history` earlier samples) at per-sample periods ``periods [B x N x C]`` (C combs
+        at once): ``Tensor[B x N x C]``. Sample n is ``buf[H + n]``; the tap k periods back
+        reads ``buf[H + n - d]``, ``d = k P`` split into whole and fraction so that the fraction
+        keeps float32's precision anywhere in a long chunk (``tests/test_pitch_filter.py``,
+        chunked == whole); the interpolator's weights come from a table of
+        :data:`TABLE_STEPS` + 1 fractions (the nearest: a read position off by at most 1/1024
+        sample)."""
+        b, n, c = periods.shape
+        device = x.device
         # a row whose state was never played holds zeros (core.streaming.BatchSubset fills the
         # rows it did not step so), with strength 0: its taps are read in range all the same
-        period = torch.nan_to_num(period, nan=self.max_period).clamp(self.min_period, self.max_period)
-        for k, w in enumerate(self.weights[1:], start=1):
-            d = k * period
-            whole = torch.floor(d)
-            idx = (here - whole.long() - 1)[..., None] + j                              # [B x N x TAPS]
-            taps = buf.gather(1, idx.flatten(1)).view(idx.shape)
-            comb = comb + w * (taps * self._kernel(1.0 - (d - whole))).sum(-1)
-        return comb
+        periods = torch.nan_to_num(periods, nan=self.max_period).clamp(self.min_period, self.max_period)
+        ks = self._cached(f"k{len(self.weights)}", lambda d: torch.arange(1, len(self.weights), dtype=torch.float32,
+                                                                         device=d), device)
+        w = self._cached(f"w{len(self.weights)}", lambda d: torch.tensor(self.weights[1:], dtype=torch.float32,
+                                                                        device=d), device)
+        d = periods[..., None] * ks                                                       # [B x N x C x K-1]
+        whole = torch.floor(d)
+        here = torch.arange(self.history - 1, self.history - 1 + n, device=device)[:, None, None]
+        j = self._cached("taps", lambda dev: torch.arange(-HALF + 1, HALF + 1, device=dev), device)
+        idx = (here - whole.long())[..., None] + j                                       # [B x N x C x K-1 x TAPS]
+        taps = buf.gather(1, idx.reshape(b, -1)).view(idx.shape)
+        table = self._cached("table", lambda dev: kernel_table().to(dev), device)
+        kernel = table[torch.round((1.0 - (d - whole)) * TABLE_STEPS).long()]
+        delayed = (taps * kernel).sum(-1)                                                 # [B x N x C x K-1]
+        return x[..., None] * self.weights[0] + (delayed * w).sum(-1)
 
     def forward(self, audio: torch.Tensor, f0: torch.Tensor | None) -> torch.Tensor:
         """``audio Tensor[B x n*hop]``, ``f0 Tensor[B x n]`` (Hz, 0 = unvoiced) or None (all
@@ -193,6 +202,7 @@ class PitchFilter(nn.Module):
         keep_state(self, "_history", buf[:, buf.shape[1] - self.history:])
         keep_state(self, "_period", period[:, -1])
         keep_state(self, "_gain", gain[:, -1])
-        before, now = self._comb(buf, x, ctl[..., 0]), self._comb(buf, x, ctl[..., 1])
+        combs = self._combs(buf, x, ctl[..., :2])                                       # [B x N x 2]
+        before, now = combs[..., 0], combs[..., 1]
         comb = before + ctl[..., 2] * (now - before)
         return x + ctl[..., 3] * (comb - x)

@@ -25,6 +25,7 @@ from training.quality import (
     GROSS_CENTS,
     PitchComparison,
     PitchTrack,
+    frame_rate_buzz,
     harmonic_to_noise,
     silence_level_db,
     silent_blocks,
@@ -228,6 +229,50 @@ def test_hnr_is_nan_without_f0():
     assert np.isnan(hnr).all() and np.isnan(ptf).all()
 
 
+# ----------------------------------------------------------------------------- frame-rate buzz
+
+HOP = 256
+FRAME_RATE = SR / HOP
+
+
+def frame_rate_lines(seconds: float, amp: float, seed: int = 0) -> np.ndarray:
+    """Sines of amplitude ``amp`` at every multiple of the frame rate up to 0.45 SR, random phases."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    ms = np.arange(1, int(0.45 * SR / FRAME_RATE) + 1)
+    return amp * sum(np.cos(2 * np.pi * m * FRAME_RATE * t + rng.uniform(0, 2 * np.pi)) for m in ms)
+
+
+def test_noise_reads_no_buzz():
+    x = np.random.default_rng(0).normal(0, 0.1, 3 * SR)
+    buzz = frame_rate_buzz(x, SR, HOP, np.linspace(0.5, 2.5, 9))
+    assert np.all(np.abs(buzz) < 1.5), buzz
+
+
+@pytest.mark.parametrize("ratio_db", [10.0, 20.0, 30.0])
+def test_lines_at_the_frame_rate_read_the_closed_form(ratio_db):
+    """Lines of amplitude A in white noise of variance s^2: the ratio of means is
+    1 + A^2 W / (20 s^2), W = 32 hops; read within 1.5 dB (medians of 5-bin sums)."""
+    sigma, window = 0.05, 32 * HOP
+    amp = math.sqrt((10 ** (ratio_db / 10) - 1) * 20 * sigma ** 2 / window)
+    x = frame_rate_lines(3.0, amp) + np.random.default_rng(1).normal(0, sigma, 3 * SR)
+    buzz = frame_rate_buzz(x, SR, HOP, np.linspace(0.5, 2.5, 9))
+    assert abs(np.median(buzz) - ratio_db) < 1.5, buzz
+
+
+@pytest.mark.parametrize("f0", [110.0, 261.6, 349.2])
+def test_a_note_s_own_partials_are_not_buzz(f0):
+    """A clean harmonic tone in light noise (349.2 Hz, F4: partials within a few Hz of the
+    frame rate's multiples 4, 8, ...) reads near 0 once its partials are left out, and the
+    same tone with frame-rate lines added reads them."""
+    tone = harmonic_tone(f0, 3.0, fmax=9000.0) + np.random.default_rng(2).normal(0, 1e-3, 3 * SR)
+    centres = np.linspace(0.5, 2.5, 9)
+    clean = frame_rate_buzz(tone, SR, HOP, centres, np.full(len(centres), f0))
+    assert np.all(np.abs(clean) < 2.0), clean
+    buzzed = frame_rate_buzz(tone + frame_rate_lines(3.0, 1e-3), SR, HOP, centres, np.full(len(centres), f0))
+    assert np.all(buzzed > 10.0), buzzed
+
+
 # ----------------------------------------------------------------------------- silence
 
 def test_silence_level_of_a_tone_in_a_gap():
@@ -288,6 +333,9 @@ def test_eval_audible_runs_end_to_end_and_splits_by_training_set(tmp_path):
     assert cs["all"]["vocoder"]["frames"] == 9              # 3 clips x (2 note frames + 1 in the silence)
     for est in ("vocoder", "griffin_lim"):
         assert cs["all"][est]["silence_db_below_peak_median"] is not None
+        # the buzz is read on the frames voiced in both, for each signal and its original
+        assert cs["all"][est]["frame_rate_buzz_db_median"] is not None
+        assert abs(cs["all"][est]["frame_rate_buzz_db_median_original"]) < 3.0   # clean synthetic notes
     gen = out["generated_notes"]
     assert list(gen["per_program"]) == ["40"] and gen["pitches"][0] == 48
     assert gen["all"]["frames_real_voiced"] == 6            # 2 notes x 3 sustain frames, all voiced

@@ -44,6 +44,7 @@ from .quality import (
     PitchComparison,
     PitchTrack,
     cents_between,
+    frame_rate_buzz,
     harmonic_to_noise,
     percentiles,
     silence_level_db,
@@ -116,6 +117,8 @@ class Pooled:
     hnr_est: list = field(default_factory=list)
     ptf_ref: list = field(default_factory=list)
     ptf_est: list = field(default_factory=list)
+    buzz_ref: list = field(default_factory=list)
+    buzz_est: list = field(default_factory=list)
     silence: list = field(default_factory=list)
     silence_by_pitch: dict = field(default_factory=dict)      # labelled MIDI pitch -> [dB below peak]
     logmel_l1: list = field(default_factory=list)
@@ -136,6 +139,9 @@ class Pooled:
             self.hnr_est += he.tolist()
             self.ptf_ref += pr.tolist()
             self.ptf_est += pe.tolist()
+            hop = mel_config.hop
+            self.buzz_ref += frame_rate_buzz(ref_audio, sr, hop, centres[both], ref.f0[both]).tolist()
+            self.buzz_est += frame_rate_buzz(est_audio, sr, hop, centres[both], est.f0[both]).tolist()
         s = silence_level_db(ref_audio, est_audio)
         if s is not None:
             self.silence.append(s)
@@ -152,6 +158,8 @@ class Pooled:
                     "hnr_db_median_difference": None if he["p50"] is None else he["p50"] - hr["p50"],
                     "partial_to_floor_db_median": percentiles(self.ptf_est)["p50"],
                     "partial_to_floor_db_median_original": percentiles(self.ptf_ref)["p50"],
+                    "frame_rate_buzz_db_median": percentiles(self.buzz_est)["p50"],
+                    "frame_rate_buzz_db_median_original": percentiles(self.buzz_ref)["p50"],
                     "silence_db_below_peak_median": float(np.median(self.silence)) if self.silence else None,
                     "silence_db_below_peak_worst": float(np.min(self.silence)) if self.silence else None,
                     "silence_db_below_peak_by_pitch": {str(p): round(float(np.median(v)), 1)
@@ -270,12 +278,15 @@ def note_score(bundle: Bundle, corpus, f: HeldOutFile, pitches: list[int], frame
                      np.array(req), np.array(gen_c), np.array(real_c))
 
 
-def play_score(bundle: Bundle, score: NoteScore, seed: int, mel_match: str = "full") -> np.ndarray:
-    """The generator and vocoder playing ``score`` (:func:`training.evaluate.generate`)."""
+def play_score(bundle: Bundle, score: NoteScore, seed: int, mel_match: str = "full",
+               pitch_filter: float | None = None) -> np.ndarray:
+    """The generator and vocoder playing ``score`` (:func:`training.evaluate.generate`);
+    ``pitch_filter``: None: the synth's default strength (:mod:`core.pitch_filter`)."""
     from .evaluate import generate
 
+    extra = {} if pitch_filter is None else {"pitch_filter": pitch_filter}
     audio, _ = generate(bundle, len(score.pitch), seed, pitch=score.pitch, note=score.note, tokens=score.tokens,
-                        mel_match=mel_match)
+                        mel_match=mel_match, **extra)
     return audio
 
 

@@ -26,6 +26,7 @@ from core.bundle import Bundle
 from core.inputs import frame_inputs
 from core.latent import NoiseSource
 from core.mel import LogMel
+from core.pitch_filter import DEFAULT_STRENGTH
 from core.resynth import resynthesize
 from core.synth import Synth
 
@@ -119,15 +120,17 @@ def eval_vocoder(bundle: Bundle, corpus: AudioCorpus, clip_seconds: float = 2.0,
 def generate(bundle: Bundle, frames: int, seed: int = 0, drift: float = 0.05,
              pitch: float | np.ndarray | None = None, token_mode: str = "autopilot",
              chunk: int = 64, note: np.ndarray | None = None,
-             tokens: np.ndarray | None = None, mel_match: str = "full") -> tuple[np.ndarray, np.ndarray]:
+             tokens: np.ndarray | None = None, mel_match: str = "full",
+             pitch_filter: float = DEFAULT_STRENGTH) -> tuple[np.ndarray, np.ndarray]:
     """Streams ``frames`` frames: (audio ``[frames*hop]``, log10 mel ``[frames x 80]``).
     ``pitch``: one MIDI note, one per frame (``ndarray[frames]``), or None (mid-range).
     ``note``: the note condition per frame (``ndarray[frames x NOTE_DIM]``, models with
     one), or None (a long-held note). ``tokens``: one per frame (``ndarray[frames]``), or
     None: the instrument's autopilot (from the default token, a new token drawn from
     :class:`core.autopilot.AutopilotChain` on 1 frame in 8, as at the default token
-    rate). ``mel_match``: the synth's mel matching (:mod:`core.mel_match`)."""
-    synth = Synth(bundle, mel_match=mel_match)
+    rate). ``mel_match``: the synth's mel matching (:mod:`core.mel_match`); ``pitch_filter``:
+    its pitch post-filter's strength (:mod:`core.pitch_filter`; 0: off)."""
+    synth = Synth(bundle, mel_match=mel_match, pitch_filter=pitch_filter)
     synth.settle()                 # as the instrument starts
     cfg = bundle.generator.config
     noise = NoiseSource(cfg.z_dim, seed, seed + 1)

@@ -14,6 +14,10 @@ per mel frame).
   voicing the truth), periodicity RMSE over all frames; gross errors per labelled pitch.
 * :func:`harmonic_to_noise`: harmonic-to-noise ratio per frame from a 2048-point Blackman
   spectrum with partials tracked from f0 (defined exactly there).
+* :func:`frame_rate_buzz`: how far lines at multiples of the vocoder's frame rate
+  (``sample_rate / hop``, 86.1 Hz at 22050 / 256) stand above the bins halfway between
+  them, away from the note's own partials: a buzz at the frame rate reads tens of dB, real
+  audio about 0.
 * :func:`silence_level_db`: the output's level where the original is digital silence, in dB
   below the original's loudest frame.
 * log10-mel L1: :func:`training.metrics.logmel_l1`.
@@ -287,6 +291,62 @@ def harmonic_to_noise(audio: np.ndarray, sample_rate: int, centres_s: np.ndarray
         out_p.append(10 * math.log10(max(peaks, 1e-300) / max(med, 1e-14 * total)))
     hnr[ok], ptf[ok] = out_h, out_p
     return hnr, ptf
+
+
+# ----------------------------------------------------------------------------- frame-rate buzz
+
+BUZZ_FFT_FRAMES = 32        # the analysis window, in hops (8192 samples at hop 256: 0.37 s at 22050 Hz)
+BUZZ_LINE_BINS = 2          # a line's power: its bin and this many on each side (a Blackman main lobe)
+BUZZ_PARTIAL_GUARD = 6      # bins kept clear of the note's partials (line and halfway bins alike)
+BUZZ_MIN_LINES = 8          # fewer usable lines than this: no reading (NaN)
+
+
+def frame_rate_buzz(audio: np.ndarray, sample_rate: int, hop: int, centres_s: np.ndarray,
+                    f0: np.ndarray | None = None) -> np.ndarray:
+    """Frame-rate buzz per frame (dB): ``ndarray[N]``, NaN where it cannot be read.
+
+    Frame: :data:`BUZZ_FFT_FRAMES` hops (``W = 32 hop`` samples) centred on each centre,
+    Blackman window, ``P = |rfft|^2``. The frame rate ``sample_rate / hop`` then falls on bin
+    32 exactly, so its multiple ``m`` on bin ``32 m`` and the point halfway to the next on
+    ``32 m + 16``. For every ``m`` with ``32 m + 16`` under ``0.45 sample_rate``: the line's
+    power ``L_m`` is the sum of ``P`` within :data:`BUZZ_LINE_BINS` (2) bins of ``32 m``,
+    the halfway power ``H_m`` the same around ``32 m + 16``; a multiple whose line or halfway
+    bins lie within :data:`BUZZ_PARTIAL_GUARD` (6) bins of a partial ``k f0`` (``f0`` per
+    frame, Hz; NaN or 0: no partials) is left out. Then
+
+        buzz = 10 log10( median_m L_m / median_m H_m )
+
+    For noise with a smooth spectrum ``L`` and ``H`` have one distribution: 0 dB. For sines
+    of amplitude ``A`` at every multiple in white noise of variance ``s^2``, the ratio of
+    means is ``1 + A^2 W / (20 s^2)`` (``tests/test_quality.py``). NaN with fewer than
+    :data:`BUZZ_MIN_LINES` multiples left."""
+    x = np.asarray(audio, dtype=np.float64).reshape(-1)
+    n_fft = BUZZ_FFT_FRAMES * hop
+    centres = np.round(np.asarray(centres_s, dtype=np.float64) * sample_rate).astype(np.int64)
+    f0 = np.full(len(centres), np.nan) if f0 is None else np.asarray(f0, dtype=np.float64)
+    xp = np.pad(x, (n_fft, n_fft))
+    frames = xp[(centres - n_fft // 2 + n_fft)[:, None] + np.arange(n_fft)[None]] * np.blackman(n_fft)[None]
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2                                    # N x (n_fft/2 + 1)
+    df = sample_rate / n_fft
+    half = BUZZ_FFT_FRAMES // 2
+    m = np.arange(1, int((0.45 * sample_rate / df - half) // BUZZ_FFT_FRAMES) + 1)
+    line_bins, half_bins = m * BUZZ_FFT_FRAMES, m * BUZZ_FFT_FRAMES + half
+    around = np.arange(-BUZZ_LINE_BINS, BUZZ_LINE_BINS + 1)
+    lines = power[:, line_bins[:, None] + around].sum(-1)                               # N x M
+    halves = power[:, half_bins[:, None] + around].sum(-1)
+    out = np.full(len(centres), np.nan)
+    for i in range(len(centres)):
+        keep = np.ones(len(m), bool)
+        if np.isfinite(f0[i]) and f0[i] > 0:
+            partials = np.arange(1, int(0.5 * sample_rate / f0[i]) + 2) * f0[i] / df   # bins
+            for b in (line_bins, half_bins):
+                nearest = np.abs(b[:, None] - partials[None]).min(1)
+                keep &= nearest > BUZZ_PARTIAL_GUARD + BUZZ_LINE_BINS
+        if keep.sum() < BUZZ_MIN_LINES:
+            continue
+        h = np.median(halves[i, keep])
+        out[i] = 10 * math.log10(max(np.median(lines[i, keep]), 1e-300) / max(h, 1e-300))
+    return out
 
 
 def percentiles(values: list | np.ndarray, qs: tuple[float, ...] = (50, 90)) -> dict:
