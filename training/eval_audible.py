@@ -36,6 +36,7 @@ import torch
 from core.bundle import Bundle
 from core.mel import LogMel
 from core.pitch import midi_to_hz
+from core.pitch_filter import DEFAULT_STRENGTH
 from core.resynth import resynthesize
 
 from .metrics import griffin_lim, logmel_l1, mr_stft_distance
@@ -279,14 +280,13 @@ def note_score(bundle: Bundle, corpus, f: HeldOutFile, pitches: list[int], frame
 
 
 def play_score(bundle: Bundle, score: NoteScore, seed: int, mel_match: str = "full",
-               pitch_filter: float | None = None) -> np.ndarray:
+               pitch_filter: float = DEFAULT_STRENGTH) -> np.ndarray:
     """The generator and vocoder playing ``score`` (:func:`training.evaluate.generate`);
-    ``pitch_filter``: None: the synth's default strength (:mod:`core.pitch_filter`)."""
+    ``pitch_filter``: the pitch post-filter's strength (:mod:`core.pitch_filter`; 0: off)."""
     from .evaluate import generate
 
-    extra = {} if pitch_filter is None else {"pitch_filter": pitch_filter}
     audio, _ = generate(bundle, len(score.pitch), seed, pitch=score.pitch, note=score.note, tokens=score.tokens,
-                        mel_match=mel_match, **extra)
+                        mel_match=mel_match, pitch_filter=pitch_filter)
     return audio
 
 
