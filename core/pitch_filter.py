@@ -163,7 +163,7 @@ class PitchFilter(nn.Module):
         device = x.device
         # a row whose state was never played holds zeros (core.streaming.BatchSubset fills the
         # rows it did not step so), with strength 0: its taps are read in range all the same
-        periods = torch.nan_to_num(periods, nan=self.max_period).clamp(self.min_period, self.max_period)
+        periods = periods.clamp(self.min_period, self.max_period)
         ks = self._cached(f"k{len(self.weights)}", lambda d: torch.arange(1, len(self.weights), dtype=torch.float32,
                                                                          device=d), device)
         w = self._cached(f"w{len(self.weights)}", lambda d: torch.tensor(self.weights[1:], dtype=torch.float32,
