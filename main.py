@@ -92,6 +92,15 @@ def _pitch_filter_option(p: argparse.ArgumentParser) -> None:
                         f"(core/pitch_filter.py; no latency): 0 (off) .. 1, default {PITCH_FILTER_DEFAULT}")
 
 
+FRAME_NOTCH_DEFAULT = 0.2      # core.frame_notch.DEFAULT_RATE (not imported: torch); tests/test_frame_notch.py
+
+
+def _frame_notch_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--frame-notch", type=_unit, default=FRAME_NOTCH_DEFAULT, metavar="A",
+                   help="rate of the notch that takes out the vocoder's buzz at the frame rate, 86 Hz and its "
+                        f"multiples (core/frame_notch.py; no latency): 0 (off) .. 1, default {FRAME_NOTCH_DEFAULT}")
+
+
 def _playback_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="output device (number or name); see 'devices'")
     p.add_argument("--samplerate", type=_positive(int), default=None, help="device rate wish")
@@ -109,6 +118,7 @@ def _playback_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     _mel_match_option(p, "zero-latency")
     _pitch_filter_option(p)
+    _frame_notch_option(p)
     _compute_option(p)
     p.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
                    help="run the model's step as compiled graphs (core/compiled_step.py; about 11 s at start with "
@@ -163,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=_positive(int), default=None)
     _mel_match_option(r)
     _pitch_filter_option(r)
+    _frame_notch_option(r)
     _compute_option(r)
 
     p = sub.add_parser("play", help="play live on an audio device")
@@ -251,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=_positive(int), default=None)
     _mel_match_option(s)
     _pitch_filter_option(s)
+    _frame_notch_option(s)
     _compute_option(s)
     return ap
 
@@ -581,6 +593,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(a, "device", None) is not None:
             a.device = _device_arg(a.device)
+        if getattr(a, "frame_notch", None) is not None:
+            import core.frame_notch       # every Synth and resynthesis made from here on reads it
+            core.frame_notch.RATE = a.frame_notch
         return {"render": cmd_render, "resynth": cmd_resynth, "play": cmd_play, "gui": cmd_gui,
                 "devices": cmd_devices, "corpus": cmd_corpus, "train": cmd_train, "eval": cmd_eval,
                 "bench": cmd_bench}[a.command](a)

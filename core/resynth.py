@@ -1,5 +1,5 @@
-"""Copy synthesis: audio -> MelGAN log-mel -> vocoder (-> mel matching) (-> pitch post-filter)
-(no generator)."""
+"""Copy synthesis: audio -> MelGAN log-mel -> vocoder (-> frame-rate notch) (-> mel matching)
+(-> pitch post-filter) (no generator), the chain of :class:`core.synth.Synth`."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,9 @@ import math
 import numpy as np
 import torch
 
+from . import frame_notch
 from .bundle import Bundle
+from .frame_notch import FrameRateNotch
 from .mel import LogMel
 from .mel_match import mel_matcher
 from .pitch import frame_f0
@@ -41,12 +43,16 @@ def resynthesize(bundle: Bundle, audio: np.ndarray, chunk_frames: int = 0,
     offset = silence_offset(voc, bundle.mel.n_mels, bundle.mel.log_floor, mel.device)
     comb = (PitchFilter(hop, bundle.sample_rate, strength=pitch_filter, lag=delay)
             if f0 is not None and pitch_filter > 0 else None)
+    notch = (FrameRateNotch(hop, frame_notch.RATE, lag=voc.delay, log_floor=bundle.mel.log_floor)
+             if frame_notch.RATE > 0 else None)
     k = chunk_frames if chunk_frames > 0 else mel.shape[2]
     chunks = []
     for i in range(0, mel.shape[2], k):
         f0_chunk = None if f0 is None else f0[:, i:i + k]
         y = voc(mel[:, :, i:i + k], f0_chunk)
         y = y - offset
+        if notch is not None:
+            y = notch(y, mel[:, :, i:i + k])
         if matcher is not None:
             y = matcher(y, mel[:, :, i:i + k])
         chunks.append(y if comb is None else comb(y, f0_chunk))

@@ -1,6 +1,6 @@
 """The whole streaming chain: generator -> de-standardize -> (notes beyond the generator's
-pitch range: transpose, :mod:`core.mel_transpose`) -> vocoder -> mel matching -> pitch
-post-filter (:mod:`core.pitch_filter`).
+pitch range: transpose, :mod:`core.mel_transpose`) -> vocoder -> frame-rate notch
+(:mod:`core.frame_notch`) -> mel matching -> pitch post-filter (:mod:`core.pitch_filter`).
 
 ``Synth.step(z, tokens, pitch)`` takes per-frame inputs for ``n`` frames and returns
 ``n * hop`` audio samples (and the ``n`` mel frames it vocoded). Output equals a single
@@ -16,6 +16,8 @@ import torch
 from .bundle import Bundle
 from .compiled import NotReady
 from .compiled_step import FEWER_ROWS, CompiledSteps
+from . import frame_notch
+from .frame_notch import FrameRateNotch
 from .inputs import FrameInputs, frame_inputs
 from .latent import NoiseSource
 from .mel_match import mel_matcher
@@ -66,6 +68,11 @@ class Synth:
         self._mean = bundle.mean[None, :, None]
         self._std = bundle.std[None, :, None]
         self.device = bundle.mean.device
+        # what the vocoder repeats every hop, taken off before mel matching sets each band's
+        # level (core/frame_notch.py; tests/test_frame_notch.py); core.frame_notch.RATE 0: none
+        self.frame_notch = (FrameRateNotch(bundle.hop, frame_notch.RATE, lag=self.vocoder.delay,
+                                           log_floor=bundle.mel.log_floor)
+                            if frame_notch.RATE > 0 else None)
         self.mel_match = mel_matcher(mel_match, bundle.mel, self.vocoder.delay)
         if self.mel_match is not None:
             self.mel_match.to(self.device)
@@ -182,15 +189,20 @@ class Synth:
 
     @property
     def post_filters(self) -> list:
-        """The stateful stages after the vocoder, in order: mel matching, pitch filter (those on)."""
-        return [m for m in (self.mel_match, self.pitch_filter) if m is not None]
+        """The stateful stages after the vocoder, in order: frame-rate notch, mel matching,
+        pitch filter (those on)."""
+        return [m for m in (self.frame_notch, self.mel_match, self.pitch_filter) if m is not None]
 
     def voice(self, logmel: torch.Tensor, f0: torch.Tensor | None) -> tuple[torch.Tensor]:
         """The vocoder chain of a step: log10 mel ``Tensor[B x n_mels x n]`` (and f0 ``Tensor[B
         x n]``, Hz) -> (audio ``Tensor[B x n*hop]`` float32,): the vocoder less its silence
-        offset, mel matching, then the pitch post-filter at f0 (after mel matching, which
-        would lift the valleys it cuts back towards the generator's blurred mel)."""
+        offset, the frame-rate notch (before mel matching, which gives back the level of a
+        partial the notch cut: docs/default-model.md "Frame-rate notch"), mel matching, then
+        the pitch post-filter at f0 (after mel matching, which would lift the valleys it
+        cuts back towards the generator's blurred mel)."""
         audio = self.vocoder(logmel.to(self.dtype), f0) - self.offset
+        if self.frame_notch is not None:
+            audio = self.frame_notch(audio, logmel)
         if self.mel_match is not None:
             audio = self.mel_match(audio, logmel)
         if self.pitch_filter is not None:

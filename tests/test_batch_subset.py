@@ -38,6 +38,7 @@ def test_subset_rows_match_a_model_of_just_those_rows_and_others_keep_their_stat
 def test_subset_rows_with_a_harmonic_vocoder_keep_each_voice_phase(tmp_path):
     """The excitation's phase is per voice state: resting rows keep theirs."""
     from core.bundle import save_bundle
+    from core.frame_notch import FrameRateNotch
     from core.mel import MelConfig
     from core.mel_match import MelMatch
     from core.pitch_filter import PitchFilter
@@ -61,11 +62,12 @@ def test_subset_rows_with_a_harmonic_vocoder_keep_each_voice_phase(tmp_path):
         full.vocoder.reset()
         without = full.vocoder(mel)
         # the player takes the vocoder's offset in silence off (core/silence_offset.py),
-        # mel-matches the vocoder's audio (core/mel_match.py), then combs it at the f0
-        # (core/pitch_filter.py; unvoiced: unchanged)
+        # notches the frame rate (core/frame_notch.py), mel-matches the vocoder's audio
+        # (core/mel_match.py), then combs it at the f0 (core/pitch_filter.py; unvoiced: unchanged)
         match = MelMatch(MelConfig(), full.vocoder.delay)
-        with_f0 = PitchFilter(full.hop, full.sample_rate, lag=match.delay)(match(with_f0 - full.offset, mel),
+        notched = FrameRateNotch(full.hop)(with_f0 - full.offset, mel)
+        with_f0 = PitchFilter(full.hop, full.sample_rate, lag=match.delay)(match(notched, mel),
                                                                              midi_to_hz(pit[:1, :8]))
-        without = MelMatch(MelConfig(), full.vocoder.delay)(without - full.offset, mel)
+        without = MelMatch(MelConfig(), full.vocoder.delay)(FrameRateNotch(full.hop)(without - full.offset, mel), mel)
     torch.testing.assert_close(audio, with_f0, atol=1e-5, rtol=0)
     assert (audio - without).abs().max() > 1e-3

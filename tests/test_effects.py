@@ -185,13 +185,14 @@ def engine_output(engine, steps: int) -> np.ndarray:
 
 
 def test_engine_output_stays_below_full_scale_with_every_effect_at_maximum(small_bundle):
-    """The engine's own path, with its generator made 40 times louder and every effect at
-    maximum: what reaches the limiter is far over full scale, what leaves the engine is not."""
+    """The engine's own path, with its synth's output made 400 times louder (a random
+    vocoder, most of whose sound the frame-rate notch takes out) and every effect at maximum:
+    what reaches the limiter is far over full scale, what leaves the engine is not."""
     engine = new_engine(small_bundle)
     all_at_maximum(engine.bus)
     engine.voices.note_on(60, 127)
     take = engine.player.take
-    engine.player.take = lambda n: take(n) * np.float32(40.0)
+    engine.player.take = lambda n: take(n) * np.float32(400.0)
     into_limiter = []
     limit = engine.limiter.process
     engine.limiter.process = lambda block: (into_limiter.append(float(np.max(np.abs(block)))), limit(block))[1]

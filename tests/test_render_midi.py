@@ -113,7 +113,9 @@ def test_render_midi_is_the_engine_step_loop_sample_for_sample(small_bundle, tmp
     engine = engine_step_loop(small_bundle, score.events, seconds, rate)
     one, r = render_midi(load_bundle(small_bundle), path, chunk_frames=1, out_rate=rate, tail_s=0.3)
     assert r == rate and len(one) == len(engine) == round(seconds * rate)
-    assert np.abs(engine).max() > 0.05                       # it plays
+    # it plays (a random vocoder's sound is mostly what repeats every hop, which the frame-rate
+    # notch takes out: core/frame_notch.py)
+    assert np.abs(engine).max() > 0.02
     assert np.array_equal(one, engine)                       # 1-frame model calls: bit-exact
     if rate == 48000:       # chunked: the engine's samples within rounding (every chunking: below)
         seven, _ = render_midi(load_bundle(small_bundle), path, chunk_frames=7, out_rate=rate, tail_s=0.3)
@@ -207,7 +209,7 @@ def test_a_cc_of_the_default_mapping_moves_its_parameter(small_bundle):
         renders[value], rate = render_events(load_bundle(small_bundle), events, 1.5)
     tail = slice(int(1.0 * rate), None)           # the 50 ms glide within 1e-6 dB by 0.9 s
     loud, quiet = renders[100][tail], renders[40][tail]
-    assert np.abs(loud).max() > 0.05
+    assert np.abs(loud).max() > 0.02          # (a random vocoder: see the step-loop test)
     assert np.allclose(loud, quiet * 10 ** ((gain_db(100) - gain_db(40)) / 20), rtol=1e-4, atol=1e-7)
 
     from realtime.offline import OfflineInstrument
@@ -216,22 +218,30 @@ def test_a_cc_of_the_default_mapping_moves_its_parameter(small_bundle):
     assert inst.engine.bus.get("morph") == 1.0 and inst.engine.bus.get("temperature") == 0.0
 
 
-def test_note_offs_release_and_then_nothing_sounds(small_bundle):
+@pytest.mark.parametrize("notch", [0.0, 0.2])
+def test_note_offs_release_and_then_nothing_sounds(small_bundle, monkeypatch, notch):
+    """A random vocoder's sound is mostly what repeats every hop, which the frame-rate notch
+    (core/frame_notch.py) takes out while the mel holds still and lets through as it moves:
+    the release's shape is read with the notch off; with it on, the release still ends in
+    silence on time."""
+    from core import frame_notch
+    monkeypatch.setattr(frame_notch, "RATE", notch)
     held = [MidiEvent("note_on", 0, 62, 110, 0.1)]
     released = held + [MidiEvent("note_off", 0, 62, 0, 0.4)]
     out = {}
     for name, events in (("held", held), ("released", released)):
         out[name], rate = render_events(load_bundle(small_bundle), events, 1.3)
+    rms = lambda x: np.sqrt(np.mean(x ** 2))        # noqa: E731
     during = out["released"][int(0.15 * rate):int(0.4 * rate)]
-    assert np.sqrt(np.mean(during ** 2)) > 0.01
+    assert rms(during) > (0.01 if notch == 0 else 0.003)
     # the 0.3 s release: -43 dB at 0.3 s; below 1e-4 (idle, not computed) 0.55 s after the
     # note-off at velocity 110
-    rms = lambda x: np.sqrt(np.mean(x ** 2))        # noqa: E731
-    early = rms(out["released"][int(0.4 * rate):int(0.45 * rate)])
-    late = rms(out["released"][int(0.65 * rate):int(0.7 * rate)])
-    assert late < early / 10
+    if notch == 0:
+        early = rms(out["released"][int(0.4 * rate):int(0.45 * rate)])
+        late = rms(out["released"][int(0.65 * rate):int(0.7 * rate)])
+        assert late < early / 10
     assert not out["released"][int(1.0 * rate):].any()
-    assert rms(out["held"][int(1.0 * rate):]) > 0.01                  # held, it goes on
+    assert rms(out["held"][int(1.0 * rate):]) > (0.01 if notch == 0 else 0.003)     # held, it goes on
     # silent before the first note, and the note starts on its frame (aligned for the look-ahead)
     first = np.flatnonzero(out["released"])[0]
     assert first == math.floor(0.1 * rate / 256) * 256
