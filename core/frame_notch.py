@@ -27,8 +27,9 @@ dropping it never clicks.
 
 Streaming: ``forward(audio, logmel)`` takes the next ``n`` blocks ``Tensor[B x n*hop]`` and
 the ``n`` mel frames the vocoder played; the state is the running mean ``Tensor[B x hop]``,
-the last mel frame and (with a lag) the trust of frames the audio has not reached, so any
-chunking in whole hops gives the samples of one whole call (``tests/test_frame_notch.py``).
+the last mel frame and (with a lag) the per-sample trust the audio has not reached yet, so any
+chunking in whole hops gives the samples of one whole call, and audio that lags its frames by
+any number of samples is notched as the same audio unlagged (``tests/test_frame_notch.py``).
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ from torch import nn
 
 from .streaming import keep_state
 
-# a, the share of each new block in the running mean: buzz in render --midi 14.3 -> 4.3 dB
+# a, the share of each new block in the running mean: buzz in render --midi 14.3 -> 2.8 dB
 # (docs/default-model.md "Frame-rate notch"; benchmarks/results/midi_render_quality_notch.json)
 DEFAULT_RATE = 0.2
 # the rate core.synth.Synth and core.resynth.resynthesize build their notch with when made;

@@ -470,6 +470,8 @@ class Engine:
             "precision": self.precision,
             "mel_match": self.mel_match,
             "pitch_filter": self.pitch_filter,
+            # the frame-rate notch the synth was built with (core/frame_notch.py; 0: none)
+            "frame_notch": self.player.synth.frame_notch.rate if self.player.synth.frame_notch else 0.0,
             "step_path": self.player.step_path,
             "compile_s": self.player.compile_s,
             "compute": str(self.compute_device),

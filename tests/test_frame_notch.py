@@ -207,3 +207,13 @@ def test_a_rate_outside_0_to_1_is_a_one_line_error(tmp_path):
     assert p.returncode == 2
     assert "--frame-notch: '2' must be within [0, 1]" in p.stderr
     assert not (tmp_path / "o.wav").exists()
+
+
+def test_the_engine_s_stats_say_which_notch_it_plays(small_bundle, monkeypatch):
+    from core import frame_notch
+    from core.bundle import load_bundle
+    from realtime.engine import Engine
+    for rate in (DEFAULT_RATE, 0.0):
+        monkeypatch.setattr(frame_notch, "RATE", rate)
+        engine = Engine(load_bundle(small_bundle), 48000, threads=1)
+        assert engine.stats()["frame_notch"] == rate
