@@ -97,7 +97,9 @@ class FrameRateNotch(nn.Module):
     def trust(self, logmel: torch.Tensor) -> torch.Tensor:
         """How much of the running mean each frame keeps, ``Tensor[B x n]`` in 0..1, from the
         mel ``Tensor[B x n_mels x n]`` (log10): 1 while the mean change from the frame before
-        stays under :data:`STEADY_FLUX`, 0 from :data:`MOVED_FLUX` up, linear between."""
+        stays under :data:`STEADY_FLUX`, 0 from :data:`MOVED_FLUX` up, linear between; 0 on a
+        stream's first frame and where silence is asked for (every band within
+        :data:`SILENCE_ABOVE_FLOOR` of the floor)."""
         mel = logmel.float()
         last = self._last_mel
         if last is None or last.shape[0] != mel.shape[0]:
