@@ -246,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seeds", type=int, nargs="+", default=[0], help="audible defects: seeds of the generated notes")
     e.add_argument("--midi-render", action="store_true",
                    help="audible defects: also compare render --midi of held-out phrases with their real render")
+    _pitch_filter_option(e)
+    _frame_notch_option(e)
     _compute_option(e)
 
     b = sub.add_parser("bench", help="run a benchmark of benchmarks/ (prints JSON); no NAME lists them",
@@ -482,10 +484,11 @@ def cmd_eval(a) -> int:
     midi_render = None
     if a.midi_render:
         from realtime.offline import render_midi
-        midi_render = lambda path: render_midi(bundle, path)[0]          # noqa: E731  (audio at the model rate)
+        midi_render = lambda path: render_midi(bundle, path, pitch_filter=a.pitch_filter)[0]   # noqa: E731  (model rate)
     result = evaluate(bundle, corpus, a.seconds, a.stability_minutes, sections=sections, heldout=heldout,
                       trained_programs=set(a.trained_programs) if a.trained_programs else None,
-                      note_step=a.note_step, crepe=a.crepe, seeds=tuple(a.seeds), midi_render=midi_render)
+                      note_step=a.note_step, crepe=a.crepe, seeds=tuple(a.seeds), midi_render=midi_render,
+                      pitch_filter=a.pitch_filter)
     text = json.dumps(result, indent=1)
     print(text)
     if a.json:

@@ -217,3 +217,21 @@ def test_the_engine_s_stats_say_which_notch_it_plays(small_bundle, monkeypatch):
         monkeypatch.setattr(frame_notch, "RATE", rate)
         engine = Engine(load_bundle(small_bundle), 48000, threads=1)
         assert engine.stats()["frame_notch"] == rate
+
+
+def test_eval_s_copy_synthesis_plays_at_the_strength_it_is_given(monkeypatch):
+    """``main.py eval --pitch-filter S`` reaches the vocoder chain of copy synthesis
+    (training/eval_audible.py; the command line and the JSON: tests/test_training.py)."""
+    from types import SimpleNamespace
+
+    import training.eval_audible as audible
+    from core.mel import MelConfig
+    seen = []
+
+    def resynth(bundle, clip, mel_match="full", pitch_filter=None):
+        seen.append(pitch_filter)
+        return np.zeros_like(clip)
+
+    monkeypatch.setattr(audible, "resynthesize", resynth)
+    out = audible.copy_synthesize(SimpleNamespace(mel=MelConfig()), np.zeros(4096, np.float32), 0.3)
+    assert seen == [0.3] and set(out) == {"vocoder", "griffin_lim"}

@@ -235,10 +235,12 @@ def test_train_all_exports_a_bundle_that_renders_and_evaluates(corpus_dir, tmp_p
     assert r.returncode == 0, r.stderr
     assert sf.info(str(out)).duration == pytest.approx(1.0, abs=0.01)
     r = subprocess.run([sys.executable, str(ROOT / "main.py"), "eval", "--bundle", str(bundle), "--data",
-                        str(corpus_dir), "--seconds", "3", "--stability-minutes", "0.1"],
+                        str(corpus_dir), "--seconds", "3", "--stability-minutes", "0.1",
+                        "--pitch-filter", "0.3", "--frame-notch", "0.1"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(r.stdout)
+    assert result["pitch_filter"] == 0.3 and result["frame_notch"] == 0.1     # the output names what played
     for key in ("vocoder_mrstft", "griffin_lim_mrstft", "vocoder_logmel_l1"):
         assert np.isfinite(result["vocoder"][key])
     per_file = result["vocoder"]["per_file"]

@@ -180,16 +180,18 @@ def clip_frames(onset_s: float, end_s: float) -> tuple[np.ndarray, np.ndarray]:
 ESTIMATORS = ("vocoder", "griffin_lim")
 
 
-def copy_synthesize(bundle: Bundle, clip: np.ndarray) -> dict[str, np.ndarray]:
-    """The clip through each estimator of :data:`ESTIMATORS`: ``{name: ndarray[L]}``."""
+def copy_synthesize(bundle: Bundle, clip: np.ndarray, pitch_filter: float = DEFAULT_STRENGTH) -> dict[str, np.ndarray]:
+    """The clip through each estimator of :data:`ESTIMATORS`: ``{name: ndarray[L]}``
+    (``pitch_filter``: the vocoder chain's pitch post-filter, :mod:`core.pitch_filter`)."""
     with torch.no_grad():
         mel = LogMel(bundle.mel)(torch.from_numpy(clip)).numpy()
-    return {"vocoder": resynthesize(bundle, clip),
+    return {"vocoder": resynthesize(bundle, clip, pitch_filter=pitch_filter),
             "griffin_lim": np.pad(griffin_lim(mel, bundle.mel), (0, len(clip)))[:len(clip)]}
 
 
 def eval_copy_synthesis(bundle: Bundle, files: list[HeldOutFile], trained: set[int] | None,
-                        note_step: int = 3, low: int = 36, high: int = 96, capacity: str = "full") -> dict:
+                        note_step: int = 3, low: int = 36, high: int = 96, capacity: str = "full",
+                        pitch_filter: float = DEFAULT_STRENGTH) -> dict:
     """Copy synthesis of held-out notes (module docstring): ``{group: {estimator: measures}}``
     with the measures of :meth:`Pooled.summary`, and the pitches analysed."""
     sr = bundle.sample_rate
@@ -210,7 +212,7 @@ def eval_copy_synthesis(bundle: Bundle, files: list[HeldOutFile], trained: set[i
             pad = int(PAD_S * sr) // bundle.hop * bundle.hop
             sounding = slice(pad, pad + (len(clip) - 2 * pad) // bundle.hop * bundle.hop)
             pitches.append(int(note["pitch"]))
-            for name, est_audio in copy_synthesize(bundle, clip).items():
+            for name, est_audio in copy_synthesize(bundle, clip, pitch_filter).items():
                 est = track(est_audio, sr, centres, capacity)
                 for g in groups_of(f.program, trained):
                     pooled.setdefault(g, {}).setdefault(name, Pooled()).add(
@@ -301,7 +303,8 @@ def hnr_of(audio: np.ndarray, sr: int, centres: np.ndarray, capacity: str = "ful
 
 
 def eval_generated_notes(bundle: Bundle, corpus, files: list[HeldOutFile], trained: set[int] | None,
-                         seeds: tuple[int, ...] = (0,), capacity: str = "full") -> dict:
+                         seeds: tuple[int, ...] = (0,), capacity: str = "full",
+                         pitch_filter: float = DEFAULT_STRENGTH) -> dict:
     """Generated sustained notes against the real notes of the same instruments (module
     docstring): per program and pooled, HNR median / p90 and partial-to-floor median of
     generated and real notes (3 CREPE frames in each note's sustain, each signal's own
@@ -323,7 +326,8 @@ def eval_generated_notes(bundle: Bundle, corpus, files: list[HeldOutFile], train
         row["hnr_real"] += h.tolist()
         row["ptf_real"] += p.tolist()
         for seed in seeds:
-            h, p, gen = hnr_of(play_score(bundle, score, seed), sr, score.generated_centres, capacity)
+            h, p, gen = hnr_of(play_score(bundle, score, seed, pitch_filter=pitch_filter), sr,
+                               score.generated_centres, capacity)
             v = gen.voiced()
             row["hnr_gen"] += h.tolist()
             row["ptf_gen"] += p.tolist()
@@ -403,12 +407,14 @@ def eval_midi_render(bundle: Bundle, files: list[HeldOutFile], trained: set[int]
 
 def eval_audible(bundle: Bundle, corpus, trained: set[int] | None, note_step: int = 3,
                  seeds: tuple[int, ...] = (0,), capacity: str = "full",
-                 midi_render: MidiRenderer | None = None) -> dict:
-    """The three parts of the module docstring as one JSON object."""
+                 midi_render: MidiRenderer | None = None, pitch_filter: float = DEFAULT_STRENGTH) -> dict:
+    """The three parts of the module docstring as one JSON object; ``pitch_filter``: the
+    strength copy synthesis and the generated notes play with (``midi_render`` brings its own)."""
     files = held_out_files(corpus)
     out = {"held_out_files": [Path(f.path).name for f in files], "crepe": capacity,
            "trained_programs": None if trained is None else sorted(trained),
-           "copy_synthesis": eval_copy_synthesis(bundle, files, trained, note_step, capacity=capacity),
-           "generated_notes": eval_generated_notes(bundle, corpus, files, trained, seeds, capacity)}
+           "copy_synthesis": eval_copy_synthesis(bundle, files, trained, note_step, capacity=capacity,
+                                                 pitch_filter=pitch_filter),
+           "generated_notes": eval_generated_notes(bundle, corpus, files, trained, seeds, capacity, pitch_filter)}
     out["midi_render"] = eval_midi_render(bundle, files, trained, midi_render, capacity)
     return out

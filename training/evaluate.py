@@ -68,7 +68,8 @@ def small_change_distances(clips: list[np.ndarray]) -> dict:
     return {name: float(np.mean([mr_stft_distance(c, f(c)) for c in clips])) for name, f in changes.items()}
 
 
-def eval_vocoder(bundle: Bundle, corpus: AudioCorpus, clip_seconds: float = 2.0, max_clips: int = 32) -> dict:
+def eval_vocoder(bundle: Bundle, corpus: AudioCorpus, clip_seconds: float = 2.0, max_clips: int = 32,
+                 pitch_filter: float = DEFAULT_STRENGTH) -> dict:
     """Copy synthesis of held-out clips by the vocoder and by Griffin-Lim: log-mel L1 and
     multi-resolution STFT distance, over all clips and per held-out file. Up to 32 clips of
     2 s (fewer clips move the figure: docs/measurements.md).
@@ -84,10 +85,10 @@ def eval_vocoder(bundle: Bundle, corpus: AudioCorpus, clip_seconds: float = 2.0,
     rows: list[tuple[str, dict]] = []
     clips = heldout_clips(corpus, clip_seconds, max_clips)
     for name, clip in clips:
-        voc = resynthesize(bundle, clip)
-        low = resynthesize(bundle, clip, mel_match="low-latency")
-        zero = resynthesize(bundle, clip, mel_match="zero-latency")
-        alone = resynthesize(bundle, clip, mel_match="off")
+        voc = resynthesize(bundle, clip, pitch_filter=pitch_filter)
+        low = resynthesize(bundle, clip, mel_match="low-latency", pitch_filter=pitch_filter)
+        zero = resynthesize(bundle, clip, mel_match="zero-latency", pitch_filter=pitch_filter)
+        alone = resynthesize(bundle, clip, mel_match="off", pitch_filter=pitch_filter)
         with torch.no_grad():
             m = logmel(torch.from_numpy(clip)).numpy()
         gl = griffin_lim(m, bundle.mel)[:len(clip)]
@@ -193,7 +194,8 @@ def held_out_score(bundle: Bundle, corpus: AudioCorpus, frames: int
     return pitch, note, tokens
 
 
-def eval_generator(bundle: Bundle, corpus: AudioCorpus, seconds: float = 60.0, seed: int = 0) -> dict:
+def eval_generator(bundle: Bundle, corpus: AudioCorpus, seconds: float = 60.0, seed: int = 0,
+                   pitch_filter: float = DEFAULT_STRENGTH) -> dict:
     """NDB/JSD over all frames, and over sounding frames only (a model without the note
     condition always sounds, its silence comes from the player's envelopes, while the
     held-out files have gaps of digital silence between notes). Pitch models play the
@@ -205,7 +207,7 @@ def eval_generator(bundle: Bundle, corpus: AudioCorpus, seconds: float = 60.0, s
     frame_rate = bundle.sample_rate / bundle.hop
     frames = int(seconds * frame_rate)
     score, note, tokens = held_out_score(bundle, corpus, frames)
-    audio, mel = generate(bundle, frames, seed, pitch=score, note=note, tokens=tokens)
+    audio, mel = generate(bundle, frames, seed, pitch=score, note=note, tokens=tokens, pitch_filter=pitch_filter)
     real_val = np.concatenate([corpus.mel_of(it) for it in (corpus.val or corpus.train)])
     real_train = np.concatenate([corpus.mel_of(it) for it in corpus.train])
     def sub(x: np.ndarray, stream: int) -> np.ndarray:
@@ -236,7 +238,7 @@ def eval_generator(bundle: Bundle, corpus: AudioCorpus, seconds: float = 60.0, s
            "voiced_ratio_generated": voiced_ratio(audio, bundle.sample_rate),
            "voiced_ratio_real": voiced_ratio(real_audio[: int(600 * bundle.sample_rate)], bundle.sample_rate)}
     if tokens is not None:
-        _, mel_ap = generate(bundle, frames, seed, pitch=score, note=note)
+        _, mel_ap = generate(bundle, frames, seed, pitch=score, note=note, pitch_filter=pitch_filter)
         out["ndb_autopilot"], out["jsd_autopilot"] = ndb_jsd(real_s, sub(mel_ap, 6), k=50, seed=seed)
         out["mel_change_autopilot"] = mel_change(mel_ap)
         out["token_change_rate_held_out"] = float((np.diff(tokens) != 0).mean())
@@ -245,7 +247,7 @@ def eval_generator(bundle: Bundle, corpus: AudioCorpus, seconds: float = 60.0, s
         errors = []
         lo, hi = max(cfg.pitch_min, 40), min(cfg.pitch_max, 84)
         for note in range(lo, hi + 1, max(1, (hi - lo) // 8)):
-            a, _ = generate(bundle, int(2.0 * frame_rate), seed + note, pitch=float(note))
+            a, _ = generate(bundle, int(2.0 * frame_rate), seed + note, pitch=float(note), pitch_filter=pitch_filter)
             f0, voiced = yin_pitch(a[len(a) // 4:], bundle.sample_rate)
             if voiced.sum() > 5:
                 errors.append(float(np.median(np.abs(cents(f0[voiced], note)))))
@@ -272,18 +274,21 @@ def evaluate(bundle: Bundle, corpus: AudioCorpus | None, generated_seconds: floa
              stability_minutes: float = 10.0, stability_window_s: float = 60.0,
              sections: tuple[str, ...] = SECTIONS, heldout: AudioCorpus | None = None,
              trained_programs: set[int] | None = None, note_step: int = 3, crepe: str = "full",
-             seeds: tuple[int, ...] = (0,), midi_render=None) -> dict:
+             seeds: tuple[int, ...] = (0,), midi_render=None, pitch_filter: float = DEFAULT_STRENGTH) -> dict:
     """The ``sections`` of :data:`SECTIONS` as one JSON object. ``audible``
     (:mod:`training.eval_audible`) reads ``heldout`` (every file held out), else
     ``corpus``'s validation split; ``trained_programs``: the GM programs of the bundle's
     training set (None: the programs of ``corpus``'s training split when it has labels);
     ``midi_render``: a MIDI file path -> audio function for the MIDI-render comparison
-    (None: that part is skipped)."""
-    out = {"bundle": bundle.path, "model": bundle.name}
+    (None: that part is skipped); ``pitch_filter``: the pitch post-filter's strength every
+    section's audio plays with (:mod:`core.pitch_filter`; 0: off). The output names it and
+    the frame-rate notch's rate (:data:`core.frame_notch.RATE`)."""
+    from core import frame_notch
+    out = {"bundle": bundle.path, "model": bundle.name, "pitch_filter": pitch_filter, "frame_notch": frame_notch.RATE}
     if "vocoder" in sections:
-        out["vocoder"] = eval_vocoder(bundle, corpus)
+        out["vocoder"] = eval_vocoder(bundle, corpus, pitch_filter=pitch_filter)
     if "generator" in sections:
-        out["generator"] = eval_generator(bundle, corpus, generated_seconds)
+        out["generator"] = eval_generator(bundle, corpus, generated_seconds, pitch_filter=pitch_filter)
     if "stability" in sections:
         out["stability"] = eval_stability(bundle, stability_minutes, min(stability_window_s, stability_minutes * 30))
     if "audible" in sections:
@@ -292,5 +297,5 @@ def evaluate(bundle: Bundle, corpus: AudioCorpus | None, generated_seconds: floa
             progs = {n.get("program") for it in corpus.train for n in (it.notes or [])} - {None}
             trained_programs = progs or None
         out["audible"] = eval_audible(bundle, heldout if heldout is not None else corpus, trained_programs,
-                                      note_step, seeds, crepe, midi_render)
+                                      note_step, seeds, crepe, midi_render, pitch_filter)
     return out
