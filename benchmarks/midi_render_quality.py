@@ -9,7 +9,7 @@ signal's own voiced frames (issue "sound"'s targets: GPE <= 2 %, F1 >= 0.9, HNR 
 at the median and the 90th percentile).
 
 Usage: ``python -m benchmarks.midi_render_quality --data DIR --trained-programs 40 0 73 89
-[--crepe full] [--frame-step 4] [--pitch-filter S] [--frame-notch A] [--json benchmarks/results/midi_render_quality.json]``. Held-out
+[--crepe full] [--frame-step 4] [--pitch-filter S] [--frame-notch A] [--mel-match MODE] [--json benchmarks/results/midi_render_quality.json]``. Held-out
 phrases inside the default model's pitch range (MIDI 48-84): ``main.py corpus /tmp/h19in
 --programs 40 0 73 89 --low 48 --high 84 --step 12 --phrases 2 --seed 23``; over MIDI 36-96:
 the corpus of ``hnr_stages.py``.
@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="the pitch post-filter's strength, 0 (off) .. 1 (core/pitch_filter.py)")
     ap.add_argument("--frame-notch", type=float, default=core.frame_notch.DEFAULT_RATE,
                     help="the frame-rate notch's rate, 0 (off) .. 1 (core/frame_notch.py)")
+    ap.add_argument("--mel-match", default="full", choices=["full", "low-latency", "zero-latency", "off"],
+                    help="the renders' mel matching (core/mel_match.py): full, as render --midi; zero-latency, as live play")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     core.synth.TRANSPOSE_OUT_OF_RANGE = not a.no_transpose
@@ -58,11 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     bundle = load_bundle(a.bundle)
     files = held_out_files(AudioCorpus(a.data, val_fraction=0.0))
     t0 = time.perf_counter()
-    result = eval_midi_render(bundle, files, set(a.trained_programs), lambda path: render_midi(bundle, path, pitch_filter=a.pitch_filter)[0],
+    result = eval_midi_render(bundle, files, set(a.trained_programs), lambda path: render_midi(bundle, path, pitch_filter=a.pitch_filter,
+                                                                                         mel_match=a.mel_match)[0],
                               a.crepe, a.frame_step)
     emit({"benchmark": "midi_render_quality", "bundle": a.bundle, "data": a.data, "crepe": a.crepe,
           "frame_step": a.frame_step,
-          "transpose_out_of_range": not a.no_transpose, "pitch_filter": a.pitch_filter, "frame_notch": a.frame_notch, "phrases": sorted(Path(f.path).name for f in files if "phrase" in f.path),
+          "transpose_out_of_range": not a.no_transpose, "pitch_filter": a.pitch_filter, "frame_notch": a.frame_notch, "mel_match": a.mel_match, "phrases": sorted(Path(f.path).name for f in files if "phrase" in f.path),
           "seconds": round(time.perf_counter() - t0, 1), "load_average": os.getloadavg(), **result}, a.json)
     return 0
 
