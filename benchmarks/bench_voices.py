@@ -65,12 +65,16 @@ def rtf(bundle_path: str, voices: int, frames: int, seconds: float, precision: s
     bundle = load_bundle(bundle_path, compute_device(compute))
     players, banks = [], []
     kinds = [(kind, pf, fn) for kind in steps for pf in pitch_filters for fn in frame_notches]
+    rate_before = core.frame_notch.RATE
     for kind, pf, fn in kinds:
         compiled = kind.startswith("compiled")
         core.frame_notch.RATE = fn                  # read when the player's Synth is made
-        player = BundlePlayer(bundle, 48000, precision=precision, n_voices=voices, mel_match=mel_match,
-                              compile_frames=frames if compiled else None,
-                              compile_fewer=() if kind == "compiled-every-row" else FEWER_ROWS, pitch_filter=pf)
+        try:
+            player = BundlePlayer(bundle, 48000, precision=precision, n_voices=voices, mel_match=mel_match,
+                                  compile_frames=frames if compiled else None,
+                                  compile_fewer=() if kind == "compiled-every-row" else FEWER_ROWS, pitch_filter=pf)
+        finally:
+            core.frame_notch.RATE = rate_before
         if compiled and player.step_path != "compiled":
             raise SystemExit(f"cannot measure the compiled step: {player.step_path}")
         bank = VoiceBank(voices, bundle.sample_rate / bundle.hop)
@@ -96,7 +100,6 @@ def rtf(bundle_path: str, voices: int, frames: int, seconds: float, precision: s
     step_s = frames * bundle.hop / bundle.sample_rate
     load_after = os.getloadavg()[0]
     runs = []
-    core.frame_notch.RATE = core.frame_notch.DEFAULT_RATE
     for (kind, pf, fn), player, ts, cs in zip(kinds, players, times, cpu):
         t = np.array(ts)
         runs.append({"voices": voices, "sounding": sounding, "frames_per_step": frames, "precision": precision,

@@ -43,6 +43,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import core.frame_notch  # noqa: E402
 from core.bundle import load_bundle  # noqa: E402
 from core.resynth import resynthesize  # noqa: E402
 from training.data import AudioCorpus  # noqa: E402
@@ -106,8 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--crepe", choices=["full", "tiny"], default="full")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--frame-notch", type=float, default=core.frame_notch.DEFAULT_RATE,
+                    help="the frame-rate notch's rate every stage after the vocoder plays with (core/frame_notch.py; "
+                         "0: off, as before it existed)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
+    core.frame_notch.RATE = a.frame_notch
     torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
     bundle = load_bundle(a.bundle, "cpu")
@@ -124,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                     hs, ps = rows.setdefault(key, {}).setdefault(stage, ([], []))
                     hs += h.tolist()
                     ps += p.tolist()
-    result = {"bundle": bundle.path, "data": a.data, "pitches": a.pitches, "seeds": a.seeds, "crepe": a.crepe,
+    result = {"bundle": bundle.path, "data": a.data, "frame_notch": a.frame_notch, "pitches": a.pitches, "seeds": a.seeds, "crepe": a.crepe,
               "stages": list(STAGES),
               "all": {s: summary(*rows["all"][s]) for s in STAGES if s in rows.get("all", {})},
               "per_program": {k: {s: summary(*v[s]) for s in STAGES if s in v} for k, v in rows.items() if k != "all"},

@@ -34,13 +34,16 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core import frame_notch  # noqa: E402
 from core.bundle import load_bundle  # noqa: E402
+from core.frame_notch import FrameRateNotch  # noqa: E402
 from core.inputs import frame_inputs  # noqa: E402
 from core.latent import NoiseSource  # noqa: E402
 from core.mel import LogMel  # noqa: E402
 from core.mel_match import CausalMelMatch, mel_matcher  # noqa: E402
 from core.pitch import frame_f0  # noqa: E402
 from core.resynth import resynthesize  # noqa: E402
+from core.silence_offset import silence_offset  # noqa: E402
 from core.synth import Synth  # noqa: E402
 from training.data import AudioCorpus  # noqa: E402
 from training.evaluate import SOUNDING, held_out_score  # noqa: E402
@@ -71,8 +74,11 @@ def clips_of(items, hop: int, rate: int, seconds: float, max_clips: int) -> list
 
 @torch.inference_mode()
 def copy_synthesis(bundle, clips) -> dict:
-    """Per mode: mean log-mel L1 and MR-STFT of the clips' copy synthesis; Griffin-Lim beside."""
+    """Per mode: mean log-mel L1 and MR-STFT of the clips' copy synthesis (the chain of
+    :func:`core.resynth.resynthesize` without the pitch post-filter: the vocoder less its
+    offset in silence, the frame-rate notch, the mode's mel matching); Griffin-Lim beside."""
     voc, hop, lm = bundle.vocoder, bundle.hop, LogMel(bundle.mel)
+    offset = silence_offset(voc, bundle.mel.n_mels, bundle.mel.log_floor, bundle.mean.device)
     rows = {m: [] for m in MODES + ("griffin_lim",)}
     for i, (_, clip) in enumerate(clips):
         n = len(clip)
@@ -85,16 +91,19 @@ def copy_synthesis(bundle, clips) -> dict:
                 x = torch.zeros(total)
                 x[:n] = torch.from_numpy(clip)
                 mel = lm(x)[None]
-                f0 = (torch.from_numpy(frame_f0(x.numpy(), bundle.sample_rate, hop, mel.shape[2]))[None]
+                f0 = (torch.from_numpy(frame_f0(x.numpy(), bundle.sample_rate, hop, mel.shape[2], fill=True))[None]
                       if voc.takes_f0 else None)
                 voc.reset()
-                runs[total] = (mel, voc(mel, f0))
+                raw = voc(mel, f0) - offset
+                if frame_notch.RATE > 0:
+                    raw = FrameRateNotch(hop, frame_notch.RATE, lag=voc.delay, log_floor=bundle.mel.log_floor)(raw, mel)
+                runs[total] = (mel, raw)
                 voc.reset()
             mel, raw = runs[total]
             y = raw if mm is None else mm(raw, mel)
             y = y[0, d:d + n].numpy()
             if i == 0 and mode != "causal-110":   # the same as the project's copy synthesis
-                np.testing.assert_allclose(y, resynthesize(bundle, clip, mel_match=mode), atol=1e-4)
+                np.testing.assert_allclose(y, resynthesize(bundle, clip, mel_match=mode, pitch_filter=0), atol=1e-4)
             rows[mode].append((logmel_l1(clip, y, bundle.mel), mr_stft_distance(clip, y)))
         gl = griffin_lim(lm(torch.from_numpy(clip)).numpy(), bundle.mel)[:n]
         rows["griffin_lim"].append((logmel_l1(clip, gl, bundle.mel), mr_stft_distance(clip, gl)))

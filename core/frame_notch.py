@@ -119,17 +119,19 @@ class FrameRateNotch(nn.Module):
 
     def _controls(self, trust: torch.Tensor) -> torch.Tensor:
         """Per-sample controls ``Tensor[B x n*hop x 2]`` for the audio of this call: the trust
-        of the frame that made each sample and the sample's place in that frame (``1/hop ..
-        1``), both delayed by :attr:`lag` samples (before a stream's first frame: trust 0)."""
+        ``c`` of the frame that made each sample and ``1 - r``, ``r`` the sample's place in
+        that frame (``1/hop .. 1``), both delayed by :attr:`lag` samples. Before a stream's
+        first frame both are 0 (no trust, the fade done), so a row of zero state (what
+        :class:`core.streaming.BatchSubset` gives a row it never stepped) is a fresh row."""
         b, n = trust.shape
         ramp = _ramp(self.hop, trust.device)
-        ctl = torch.stack([trust[..., None].expand(b, n, self.hop), ramp.expand(b, n, self.hop)], -1)
+        ctl = torch.stack([trust[..., None].expand(b, n, self.hop), (1.0 - ramp).expand(b, n, self.hop)], -1)
         ctl = ctl.reshape(b, n * self.hop, 2)
         if not self.lag:
             return ctl
         lagged = self._lagged
         if lagged is None or lagged.shape[0] != b:
-            lagged = torch.stack([trust.new_zeros(b, self.lag), trust.new_ones(b, self.lag)], -1)
+            lagged = trust.new_zeros(b, self.lag, 2)
         both = torch.cat([lagged, ctl], 1)
         keep_state(self, "_lagged", both[:, both.shape[1] - self.lag:])
         return both[:, :n * self.hop]
@@ -158,7 +160,7 @@ class FrameRateNotch(nn.Module):
         else:
             ctl = self._controls(self.trust(logmel)).view(b, n, self.hop, 2)
             for k in range(n):
-                block, c, r = blocks[:, k], ctl[:, k, :, 0], ctl[:, k, :, 1]
+                block, c, r = blocks[:, k], ctl[:, k, :, 0], 1.0 - ctl[:, k, :, 1]
                 out[:, k] = block - m * (1.0 + (c - 1.0) * r)
                 m = c * m
                 m = m + self.rate * (block - m)

@@ -38,8 +38,7 @@ def moving_mel(frames: int, seed: int = 0) -> np.ndarray:
     return (base + np.cumsum(steps * rng.choice([-1, 1], size=(3, 80, frames)), 2)).astype(np.float32)
 
 
-@pytest.mark.parametrize("lag", [0, 1425])
-@pytest.mark.parametrize("with_mel", [False, True])
+@pytest.mark.parametrize("with_mel,lag", [(False, 0), (True, 0), (True, 1425)])     # (no mel: no lag to apply)
 @pytest.mark.parametrize("chunks", [1, 2, 7, "random"])
 def test_chunked_equals_whole(chunks, with_mel, lag):
     x = np.random.default_rng(1).standard_normal((3, 50 * HOP)).astype(np.float32)
@@ -235,3 +234,15 @@ def test_eval_s_copy_synthesis_plays_at_the_strength_it_is_given(monkeypatch):
     monkeypatch.setattr(audible, "resynthesize", resynth)
     out = audible.copy_synthesize(SimpleNamespace(mel=MelConfig()), np.zeros(4096, np.float32), 0.3)
     assert seen == [0.3] and set(out) == {"vocoder", "griffin_lim"}
+
+
+def test_a_row_of_zero_state_is_a_fresh_row():
+    """BatchSubset gives a row it never stepped zeros in every state; with a lag longer than a
+    hop that row must play as a notch made for it alone."""
+    x = np.random.default_rng(6).standard_normal((1, 20 * HOP)).astype(np.float32)
+    mel = moving_mel(20, seed=7)[:1]
+    fresh = run(FrameRateNotch(HOP, lag=1425), x, mel=mel)
+    zeroed = FrameRateNotch(HOP, lag=1425)
+    zeroed._mean, zeroed._last_mel = torch.zeros(1, HOP), torch.zeros(1, 80)
+    zeroed._lagged = torch.zeros(1, 1425, 2)
+    np.testing.assert_allclose(run(zeroed, x, mel=mel), fresh, atol=1e-6)
