@@ -136,9 +136,9 @@ class FrameRateNotch(nn.Module):
         keep_state(self, "_lagged", both[:, both.shape[1] - self.lag:])
         return both[:, :n * self.hop]
 
-    def forward(self, audio: torch.Tensor, logmel: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, audio: torch.Tensor, logmel: torch.Tensor) -> torch.Tensor:
         """``audio Tensor[B x n*hop]`` and the mel frames that made it ``Tensor[B x n_mels x
-        n]`` (log10; None: every frame trusted) -> ``Tensor[B x n*hop]`` float32.
+        n]`` (log10) -> ``Tensor[B x n*hop]`` float32.
 
         Block ``k`` of the call: ``y = x - m (1 + (c - 1) r)``, then ``m = (1 - a) c m + a x``,
         with ``c`` the trust and ``r`` the place in its frame of each sample (so the mean fades
@@ -152,18 +152,12 @@ class FrameRateNotch(nn.Module):
         if m is None or m.shape[0] != b:
             m = x.new_zeros(b, self.hop)
         out = torch.empty_like(blocks)
-        if logmel is None:
-            for k in range(n):
-                block = blocks[:, k]
-                out[:, k] = block - m
-                m = m + self.rate * (block - m)
-        else:
-            ctl = self._controls(self.trust(logmel)).view(b, n, self.hop, 2)
-            for k in range(n):
-                block, c, r = blocks[:, k], ctl[:, k, :, 0], 1.0 - ctl[:, k, :, 1]
-                out[:, k] = block - m * (1.0 + (c - 1.0) * r)
-                m = c * m
-                m = m + self.rate * (block - m)
+        ctl = self._controls(self.trust(logmel)).view(b, n, self.hop, 2)
+        for k in range(n):
+            block, c, r = blocks[:, k], ctl[:, k, :, 0], 1.0 - ctl[:, k, :, 1]
+            out[:, k] = block - m * (1.0 + (c - 1.0) * r)
+            m = c * m
+            m = m + self.rate * (block - m)
         keep_state(self, "_mean", m)
         return out.view(b, -1)
 

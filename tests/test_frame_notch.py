@@ -17,14 +17,15 @@ def run(notch: FrameRateNotch, x: np.ndarray, chunks: int | list[int] = 0,
     """``x [B x n*hop]`` (and the mel ``[B x n_mels x n]``) through ``notch`` in chunks of
     ``chunks`` hops (a list: those sizes in turn; 0: one call)."""
     xt = torch.as_tensor(x, dtype=torch.float32)
-    mt = None if mel is None else torch.as_tensor(mel, dtype=torch.float32)
     n = xt.shape[1] // HOP
+    # no mel given: a loud one held still (every frame trusted but a stream's first)
+    mt = torch.full((xt.shape[0], 80, n), -1.0) if mel is None else torch.as_tensor(mel, dtype=torch.float32)
     sizes = chunks if isinstance(chunks, list) else [chunks or n] * n
     out, start = [], 0
     for k in sizes:
         if start >= n:
             break
-        out.append(notch(xt[:, start * HOP:(start + k) * HOP], None if mt is None else mt[:, :, start:start + k]))
+        out.append(notch(xt[:, start * HOP:(start + k) * HOP], mt[:, :, start:start + k]))
         start += k
     return torch.cat(out, 1).numpy()
 
@@ -38,7 +39,7 @@ def moving_mel(frames: int, seed: int = 0) -> np.ndarray:
     return (base + np.cumsum(steps * rng.choice([-1, 1], size=(3, 80, frames)), 2)).astype(np.float32)
 
 
-@pytest.mark.parametrize("with_mel,lag", [(False, 0), (True, 0), (True, 1425)])     # (no mel: no lag to apply)
+@pytest.mark.parametrize("with_mel,lag", [(False, 0), (True, 0), (True, 1425)])
 @pytest.mark.parametrize("chunks", [1, 2, 7, "random"])
 def test_chunked_equals_whole(chunks, with_mel, lag):
     x = np.random.default_rng(1).standard_normal((3, 50 * HOP)).astype(np.float32)
@@ -59,9 +60,9 @@ def test_trust_follows_the_mel_s_change():
 
 
 def test_a_sound_that_stops_does_not_ring_into_the_silence_after_it():
-    """A tone held on a steady mel, then digital silence on the floor mel: without the mel the
-    running mean rings on at -a, fading 2 dB a hop; with it the hop after the tone's last is
-    silent."""
+    """A tone held on a steady mel, then digital silence on the floor mel: where the mel is
+    held loud throughout the running mean rings on at -a, fading 2 dB a hop; with the mel
+    that went to the floor the hop after the tone's last is silent."""
     t = np.arange(60 * HOP) / SR
     x = np.sin(2 * np.pi * 440.0 * t) * (t < 40 * HOP / SR)
     mel = np.where(np.arange(60) < 40, -1.0, -5.0)[None, None, :] * np.ones((1, 80, 1))
