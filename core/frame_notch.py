@@ -38,6 +38,7 @@ import math
 import torch
 from torch import nn
 
+from .mel import asks_for_silence
 from .streaming import keep_state
 
 # a, the share of each new block in the running mean: buzz in render --midi 14.3 -> 2.8 dB
@@ -52,10 +53,8 @@ RATE = DEFAULT_RATE
 # phrases; a note's start and end in silence by 1 and more
 STEADY_FLUX = 0.2
 MOVED_FLUX = 0.5
-# a frame whose loudest band is within this much of the mel's floor (log10: 20 dB) is silence
-# asked for: the mean is dropped there too, so nothing that came before (a note's end, a
-# stream's first frames) rings into it (tests/test_silence_offset.py)
-SILENCE_ABOVE_FLOOR = 1.0
+# silence asked for (core.mel.asks_for_silence) drops the mean too, so nothing that came before
+# (a note's end, a stream's first frames) rings into it (tests/test_silence_offset.py)
 
 
 class FrameRateNotch(nn.Module):
@@ -75,7 +74,7 @@ class FrameRateNotch(nn.Module):
         if lag < 0:
             raise ValueError(f"frame-rate notch lag must be at least 0, got {lag}")
         self.lag = int(lag)
-        self.silence_below = math.log10(log_floor) + SILENCE_ABOVE_FLOOR
+        self.log_floor = float(log_floor)
         self._mean: torch.Tensor | None = None      # [B x hop] what the next block has repeated
         self._last_mel: torch.Tensor | None = None  # [B x n_mels] the last mel frame given
         self._lagged: torch.Tensor | None = None    # [B x lag x 2] controls the audio has not reached
@@ -99,7 +98,7 @@ class FrameRateNotch(nn.Module):
         mel ``Tensor[B x n_mels x n]`` (log10): 1 while the mean change from the frame before
         stays under :data:`STEADY_FLUX`, 0 from :data:`MOVED_FLUX` up, linear between; 0 on a
         stream's first frame and where silence is asked for (every band within
-        :data:`SILENCE_ABOVE_FLOOR` of the floor)."""
+        :data:`core.mel.SILENCE_ABOVE_FLOOR` of the floor)."""
         mel = logmel.float()
         last = self._last_mel
         if last is None or last.shape[0] != mel.shape[0]:
@@ -114,7 +113,7 @@ class FrameRateNotch(nn.Module):
         if first_moved:     # a stream's first frame: nothing has repeated yet
             flux[:, 0] = MOVED_FLUX
         keep_state(self, "_last_mel", mel[:, :, -1])
-        sounding = (mel.amax(1) > self.silence_below).float()
+        sounding = (~asks_for_silence(mel, self.log_floor)).float()
         return ((MOVED_FLUX - flux) / (MOVED_FLUX - STEADY_FLUX)).clamp(0.0, 1.0) * sounding
 
     def _controls(self, trust: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,20 @@ class MelConfig(DictConfig):
     log_floor: float = 1e-5
 
 
+# a frame whose loudest band is within this much of the mel's floor (log10: 20 dB) is silence
+# asked for. A full-scale sine reads about 0.85 in its band, so this is every band below about
+# -97 dBFS (16-bit dither, 1 LSB, reads -4.2 against the threshold's -4.0): the frame-rate
+# notch drops its memory there (core/frame_notch.py) and the silence gate closes
+# (core/silence_gate.py; tests/test_silence_gate.py)
+SILENCE_ABOVE_FLOOR = 1.0
+
+
+def asks_for_silence(logmel: torch.Tensor, log_floor: float) -> torch.Tensor:
+    """Frames of a log10 mel ``Tensor[B x n_mels x n]`` that ask for silence (every band within
+    :data:`SILENCE_ABOVE_FLOOR` of ``log10(log_floor)``): ``Tensor[B x n]`` bool."""
+    return logmel.amax(1) <= float(np.log10(log_floor)) + SILENCE_ABOVE_FLOOR
+
+
 def hz_to_mel_slaney(f: np.ndarray) -> np.ndarray:
     """Slaney's mel scale: linear below 1 kHz (3 mels per 200 Hz), logarithmic above."""
     f = np.asarray(f, dtype=np.float64)

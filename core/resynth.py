@@ -1,5 +1,5 @@
 """Copy synthesis: audio -> MelGAN log-mel -> vocoder (-> frame-rate notch) (-> mel matching)
-(-> pitch post-filter) (no generator), the chain of :class:`core.synth.Synth`."""
+(-> pitch post-filter) (-> silence gate) (no generator), the chain of :class:`core.synth.Synth`."""
 from __future__ import annotations
 
 import math
@@ -14,6 +14,8 @@ from .mel import LogMel
 from .mel_match import mel_matcher
 from .pitch import frame_f0
 from .pitch_filter import DEFAULT_STRENGTH, PitchFilter
+from . import silence_gate
+from .silence_gate import SilenceGate
 from .silence_offset import silence_offset
 
 
@@ -45,6 +47,7 @@ def resynthesize(bundle: Bundle, audio: np.ndarray, chunk_frames: int = 0,
             if f0 is not None and pitch_filter > 0 else None)
     notch = (FrameRateNotch(hop, frame_notch.RATE, lag=voc.delay, log_floor=bundle.mel.log_floor)
              if frame_notch.RATE > 0 else None)
+    gate = (SilenceGate(hop, lag=delay, log_floor=bundle.mel.log_floor) if silence_gate.ENABLED else None)
     k = chunk_frames if chunk_frames > 0 else mel.shape[2]
     chunks = []
     for i in range(0, mel.shape[2], k):
@@ -55,7 +58,9 @@ def resynthesize(bundle: Bundle, audio: np.ndarray, chunk_frames: int = 0,
             y = notch(y, mel[:, :, i:i + k])
         if matcher is not None:
             y = matcher(y, mel[:, :, i:i + k])
-        chunks.append(y if comb is None else comb(y, f0_chunk))
+        if comb is not None:
+            y = comb(y, f0_chunk)
+        chunks.append(y if gate is None else gate(y, mel[:, :, i:i + k]))
     out = torch.cat(chunks, 1)
     voc.reset()
     return out[0, delay:delay + n].float().cpu().numpy()

@@ -24,6 +24,8 @@ from .mel_match import mel_matcher
 from .mel_transpose import MelTranspose, out_of_range_shift
 from .pitch import midi_to_hz
 from .pitch_filter import DEFAULT_STRENGTH, PitchFilter
+from . import silence_gate
+from .silence_gate import SilenceGate
 from .silence_offset import silence_offset
 from .step_graph import StepGraphs
 from .streaming import BatchSubset
@@ -76,9 +78,15 @@ class Synth:
         self.mel_match = mel_matcher(mel_match, bundle.mel, self.vocoder.delay)
         if self.mel_match is not None:
             self.mel_match.to(self.device)
+        # samples by which audio after mel matching lags the frames that made it
+        matched_lag = self.vocoder.delay + (self.mel_match.delay if self.mel_match else 0)
         self.pitch_filter = (PitchFilter(bundle.hop, bundle.sample_rate, strength=pitch_filter,
-                                         lag=self.vocoder.delay + (self.mel_match.delay if self.mel_match else 0))
+                                         lag=matched_lag)
                              if pitch_filter > 0 and self.vocoder.takes_f0 else None)
+        # silence asked for plays as digital silence (core/silence_gate.py;
+        # tests/test_silence_gate.py); core.silence_gate.ENABLED off: no gate
+        self.silence_gate = (SilenceGate(bundle.hop, lag=matched_lag, log_floor=bundle.mel.log_floor)
+                             if silence_gate.ENABLED else None)
         # what the vocoder adds to everything it plays: taken off, so silence asked for is
         # silence (core/silence_offset.py; tests/test_silence_offset.py)
         self.offset = silence_offset(self.vocoder, bundle.mel.n_mels, bundle.mel.log_floor, self.device, self.dtype)
@@ -190,8 +198,9 @@ class Synth:
     @property
     def post_filters(self) -> list:
         """The stateful stages after the vocoder, in order: frame-rate notch, mel matching,
-        pitch filter (those on)."""
-        return [m for m in (self.frame_notch, self.mel_match, self.pitch_filter) if m is not None]
+        pitch filter, silence gate (those on)."""
+        return [m for m in (self.frame_notch, self.mel_match, self.pitch_filter, self.silence_gate)
+                if m is not None]
 
     def voice(self, logmel: torch.Tensor, f0: torch.Tensor | None) -> tuple[torch.Tensor]:
         """The vocoder chain of a step: log10 mel ``Tensor[B x n_mels x n]`` (and f0 ``Tensor[B
@@ -199,7 +208,8 @@ class Synth:
         offset, the frame-rate notch (before mel matching, which gives back the level of a
         partial the notch cut: docs/default-model.md "Frame-rate notch"), mel matching, then
         the pitch post-filter at f0 (after mel matching, which would lift the valleys it
-        cuts back towards the generator's blurred mel)."""
+        cuts back towards the generator's blurred mel), and last the silence gate, so that
+        nothing before it rings into the silence asked for."""
         audio = self.vocoder(logmel.to(self.dtype), f0) - self.offset
         if self.frame_notch is not None:
             audio = self.frame_notch(audio, logmel)
@@ -207,6 +217,8 @@ class Synth:
             audio = self.mel_match(audio, logmel)
         if self.pitch_filter is not None:
             audio = self.pitch_filter(audio, f0)
+        if self.silence_gate is not None:
+            audio = self.silence_gate(audio, logmel)
         return (audio.float(),)
 
     def _shift_beyond_range(self, pitch: torch.Tensor | None) -> torch.Tensor | None:

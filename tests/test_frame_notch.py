@@ -159,7 +159,8 @@ def test_the_synth_takes_out_what_its_vocoder_repeats(tmp_path, monkeypatch):
         monkeypatch.setattr(frame_notch, "RATE", rate)
         synth = Synth(bundle, mel_match="off", pitch_filter=0.0)
         assert (synth.frame_notch is not None) == (rate > 0)
-        assert synth.post_filters[:1] == ([synth.frame_notch] if rate > 0 else [])
+        assert synth.post_filters[:-1] == ([synth.frame_notch] if rate > 0 else [])
+        assert synth.post_filters[-1] is synth.silence_gate
         with torch.inference_mode():
             audio, = synth.voice(logmel, None)
         return audio[0, 50 * HOP:].numpy()
