@@ -91,7 +91,7 @@ def copy_synthesis(bundle, clips) -> dict:
                 x = torch.zeros(total)
                 x[:n] = torch.from_numpy(clip)
                 mel = lm(x)[None]
-                f0 = (torch.from_numpy(frame_f0(x.numpy(), bundle.sample_rate, hop, mel.shape[2], fill=True))[None]
+                f0 = (torch.from_numpy(frame_f0(x.numpy(), bundle.sample_rate, hop, mel.shape[2], fill=True, refine=True))[None]
                       if voc.takes_f0 else None)
                 voc.reset()
                 raw = voc(mel, f0) - offset

@@ -38,8 +38,8 @@ def resynthesize(bundle: Bundle, audio: np.ndarray, chunk_frames: int = 0,
     x[:n] = torch.from_numpy(np.asarray(audio, dtype=np.float32))
     mel = LogMel(bundle.mel).to(bundle.mean.device)(x.to(bundle.mean.device))[None]
     f0 = None
-    if voc.takes_f0:       # harmonic excitation: f0 tracked from the input (YIN)
-        f0 = frame_f0(x.numpy(), bundle.sample_rate, hop, mel.shape[2], fill=True)
+    if voc.takes_f0:       # harmonic excitation: f0 tracked from the input (YIN, at its fundamental)
+        f0 = frame_f0(x.numpy(), bundle.sample_rate, hop, mel.shape[2], fill=True, refine=True)
         f0 = torch.from_numpy(f0)[None].to(mel.device)
     # the vocoder's offset in silence taken off, as Synth plays (core/silence_offset.py)
     offset = silence_offset(voc, bundle.mel.n_mels, bundle.mel.log_floor, mel.device)
