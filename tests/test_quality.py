@@ -336,6 +336,10 @@ def test_eval_audible_runs_end_to_end_and_splits_by_training_set(tmp_path):
         # the buzz is read on the frames voiced in both, for each signal and its original
         assert cs["all"][est]["frame_rate_buzz_db_median"] is not None
         assert abs(cs["all"][est]["frame_rate_buzz_db_median_original"]) < 3.0   # clean synthetic notes
+    # the HNR gap by pitch range counts the note frames voiced in both (none in the silences)
+    by_range = cs["all"]["vocoder"]["hnr_db_median_difference_by_range"]
+    assert by_range["36-47"]["frames"] == 0 and by_range["36-47"]["median_difference_db"] is None
+    assert 0 < by_range["48-59"]["frames"] + by_range["60-71"]["frames"] <= 6
     gen = out["generated_notes"]
     assert list(gen["per_program"]) == ["40"] and gen["pitches"][0] == 48
     assert gen["all"]["frames_real_voiced"] == 6            # 2 notes x 3 sustain frames, all voiced
@@ -354,3 +358,16 @@ def test_scored_pitch_names_the_one_held_note():
     got = scored_pitch(notes, np.array([0.5, 0.95, 1.5, 2.5]))
     assert got[0] == 60 and np.isnan(got[1]) and got[2] == 64 and np.isnan(got[3])   # overlap, after the end
     assert np.isnan(scored_pitch([], np.array([0.1]))).all()
+
+
+def test_the_hnr_gap_by_range_is_the_difference_of_the_medians_in_each_range():
+    from training.eval_audible import Pooled
+    p = Pooled()
+    p.hnr_labels = [40.0, 45.0, 50.0, 50.0, 50.0, float("nan"), 90.0]
+    p.hnr_ref = [30.0, 32.0, 40.0, 41.0, 42.0, 10.0, 20.0]
+    p.hnr_est = [20.0, 26.0, 39.0, 40.0, 50.0, 99.0, 25.0]
+    r = p._hnr_by_range()
+    assert r["36-47"] == {"frames": 2, "median_difference_db": pytest.approx(23.0 - 31.0)}
+    assert r["48-59"] == {"frames": 3, "median_difference_db": pytest.approx(40.0 - 41.0)}
+    assert r["60-71"] == {"frames": 0, "median_difference_db": None}
+    assert r["85-96"]["median_difference_db"] == pytest.approx(5.0)

@@ -120,6 +120,7 @@ class Pooled:
     ptf_est: list = field(default_factory=list)
     buzz_ref: list = field(default_factory=list)
     buzz_est: list = field(default_factory=list)
+    hnr_labels: list = field(default_factory=list)      # the labelled MIDI pitch of each HNR frame (NaN: none)
     silence: list = field(default_factory=list)
     silence_by_pitch: dict = field(default_factory=dict)      # labelled MIDI pitch -> [dB below peak]
     logmel_l1: list = field(default_factory=list)
@@ -138,6 +139,7 @@ class Pooled:
             he, pe = harmonic_to_noise(est_audio, sr, centres[both], est.f0[both])
             self.hnr_ref += hr.tolist()
             self.hnr_est += he.tolist()
+            self.hnr_labels += np.asarray(labels, np.float64)[both].tolist()
             self.ptf_ref += pr.tolist()
             self.ptf_est += pe.tolist()
             hop = mel_config.hop
@@ -161,6 +163,7 @@ class Pooled:
                     "partial_to_floor_db_median_original": percentiles(self.ptf_ref)["p50"],
                     "frame_rate_buzz_db_median": percentiles(self.buzz_est)["p50"],
                     "frame_rate_buzz_db_median_original": percentiles(self.buzz_ref)["p50"],
+                    "hnr_db_median_difference_by_range": self._hnr_by_range(),
                     "silence_db_below_peak_median": float(np.median(self.silence)) if self.silence else None,
                     "silence_db_below_peak_worst": float(np.min(self.silence)) if self.silence else None,
                     "silence_db_below_peak_by_pitch": {str(p): round(float(np.median(v)), 1)
@@ -169,6 +172,22 @@ class Pooled:
                     "mrstft": float(np.mean(self.mrstft)) if self.mrstft else None,
                     "clips": len(self.logmel_l1)})
         return out
+
+
+    def _hnr_by_range(self) -> dict:
+        """The median HNR difference (output less original, dB) and frame count over the
+        frames labelled with a pitch in each of :data:`HNR_RANGES` (MIDI, inclusive)."""
+        labels = np.asarray(self.hnr_labels, np.float64)
+        est, ref = np.asarray(self.hnr_est), np.asarray(self.hnr_ref)
+        out = {}
+        for lo, hi in HNR_RANGES:
+            m = (labels >= lo) & (labels <= hi)
+            out[f"{lo}-{hi}"] = {"frames": int(m.sum()),
+                                 "median_difference_db": float(np.median(est[m]) - np.median(ref[m])) if m.any() else None}
+        return out
+
+
+HNR_RANGES = ((36, 47), (48, 59), (60, 71), (72, 84), (85, 96))   # MIDI: below, in and above the training range
 
 
 def clip_frames(onset_s: float, end_s: float) -> tuple[np.ndarray, np.ndarray]:
