@@ -20,7 +20,7 @@ step includes copying the audio back, which waits for it).
     python -m benchmarks.bench_voices [--voices 1 2 4] [--frames 1 2 4] [--threads 1]
         [--mel-match zero-latency low-latency full off] [--seconds 3] [--compute cpu] [--sounding K]
         [--step eager compiled compiled-every-row] [--pitch-filter 0.6 0] [--frame-notch 0.2 0]
-        [--silence-gate on off] [--out PATH]
+        [--silence-gate on off] [--between-partials cut-only matched] [--out PATH]
 """
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ from core.compute import compute_device, describe
 from core.compiled_step import FEWER_ROWS
 from core.mel_match import MODES
 import core.frame_notch
+import core.mel_match
 import core.silence_gate
 from core.pitch_filter import DEFAULT_STRENGTH
 from realtime.params import ControlBus
@@ -56,31 +57,33 @@ def rtf(bundle_path: str, voices: int, frames: int, seconds: float, precision: s
         compute: str = "cpu", mel_match: str = "full", steps: tuple[str, ...] = ("eager",),
         sounding: int | None = None, pitch_filters: tuple[float, ...] = (DEFAULT_STRENGTH,),
         frame_notches: tuple[float, ...] = (core.frame_notch.DEFAULT_RATE,),
-        silence_gates: tuple[bool, ...] = (True,)) -> list[dict]:
+        silence_gates: tuple[bool, ...] = (True,), cut_only: tuple[bool, ...] = (True,)) -> list[dict]:
     """One run per entry of ``steps`` ("eager", "compiled", "compiled-every-row":
     core/compiled_step.py, compiled before timing): ``voices`` voices, ``sounding`` of them
     sounding (default all), ``frames`` frames a step, for ``seconds`` of audio; each of
     those once per pitch post-filter strength of ``pitch_filters`` and frame-rate notch rate
     of ``frame_notches`` (0: off; core/frame_notch.py) and silence gate setting of
-    ``silence_gates`` (core/silence_gate.py). The players
+    ``silence_gates`` (core/silence_gate.py) and mel matching's rule between partials of
+    ``cut_only`` (core/mel_match.py). The players
     step in turn, one step each, so the shared host's drifting speed weighs on every one
     alike."""
     sounding = voices if sounding is None else min(sounding, voices)
     bundle = load_bundle(bundle_path, compute_device(compute))
     players, banks = [], []
-    kinds = [(kind, pf, fn, sg) for kind in steps for pf in pitch_filters for fn in frame_notches
-             for sg in silence_gates]
-    rate_before, gate_before = core.frame_notch.RATE, core.silence_gate.ENABLED
-    for kind, pf, fn, sg in kinds:
+    kinds = [(kind, pf, fn, sg, co) for kind in steps for pf in pitch_filters for fn in frame_notches
+             for sg in silence_gates for co in cut_only]
+    before = core.frame_notch.RATE, core.silence_gate.ENABLED, core.mel_match.CUT_ONLY_BETWEEN_PARTIALS
+    for kind, pf, fn, sg, co in kinds:
         compiled = kind.startswith("compiled")
-        core.frame_notch.RATE = fn                  # both read when the player's Synth is made
+        core.frame_notch.RATE = fn                  # all read when the player's Synth is made
         core.silence_gate.ENABLED = sg
+        core.mel_match.CUT_ONLY_BETWEEN_PARTIALS = co
         try:
             player = BundlePlayer(bundle, 48000, precision=precision, n_voices=voices, mel_match=mel_match,
                                   compile_frames=frames if compiled else None,
                                   compile_fewer=() if kind == "compiled-every-row" else FEWER_ROWS, pitch_filter=pf)
         finally:
-            core.frame_notch.RATE, core.silence_gate.ENABLED = rate_before, gate_before
+            core.frame_notch.RATE, core.silence_gate.ENABLED, core.mel_match.CUT_ONLY_BETWEEN_PARTIALS = before
         if compiled and player.step_path != "compiled":
             raise SystemExit(f"cannot measure the compiled step: {player.step_path}")
         bank = VoiceBank(voices, bundle.sample_rate / bundle.hop)
@@ -106,10 +109,10 @@ def rtf(bundle_path: str, voices: int, frames: int, seconds: float, precision: s
     step_s = frames * bundle.hop / bundle.sample_rate
     load_after = os.getloadavg()[0]
     runs = []
-    for (kind, pf, fn, sg), player, ts, cs in zip(kinds, players, times, cpu):
+    for (kind, pf, fn, sg, co), player, ts, cs in zip(kinds, players, times, cpu):
         t = np.array(ts)
         runs.append({"voices": voices, "sounding": sounding, "frames_per_step": frames, "precision": precision,
-                     "compute": compute, "mel_match": mel_match, "pitch_filter": pf, "frame_notch": fn, "silence_gate": sg, "step": kind if player.step_path == "compiled"
+                     "compute": compute, "mel_match": mel_match, "pitch_filter": pf, "frame_notch": fn, "silence_gate": sg, "cut_only_between_partials": co, "step": kind if player.step_path == "compiled"
                      else player.step_path, "compile_s": player.compile_s,
                      "steps": len(t),
                      "rtf": float(t.sum() / (len(t) * step_s)), "rtf_cpu": float(np.sum(cs) / (len(t) * step_s)),
@@ -120,10 +123,10 @@ def rtf(bundle_path: str, voices: int, frames: int, seconds: float, precision: s
 
 
 def _table(runs: list[dict]) -> str:
-    lines = [f"{'step':18s} {'mel match':12s} {'pf':>4s} {'fn':>4s} {'gate':>4s} {'thr':>3s} {'voices':>6s} {'sound':>5s} {'frames':>6s} {'rtf':>6s} {'cpu':>6s} {'p50 ms':>7s} "
+    lines = [f"{'step':18s} {'mel match':12s} {'pf':>4s} {'fn':>4s} {'gate':>4s} {'cut':>4s} {'thr':>3s} {'voices':>6s} {'sound':>5s} {'frames':>6s} {'rtf':>6s} {'cpu':>6s} {'p50 ms':>7s} "
              f"{'p99 ms':>7s} {'load':>5s}"]
     for r in runs:
-        lines.append(f"{r.get('step', 'eager')[:18]:18s} {r['mel_match']:12s} {r.get('pitch_filter', 0):4.2f} {r.get('frame_notch', 0):4.2f} {'on' if r.get('silence_gate', True) else 'off':>4s} {r['threads']:3d} {r['voices']:6d} "
+        lines.append(f"{r.get('step', 'eager')[:18]:18s} {r['mel_match']:12s} {r.get('pitch_filter', 0):4.2f} {r.get('frame_notch', 0):4.2f} {'on' if r.get('silence_gate', True) else 'off':>4s} {'on' if r.get('cut_only_between_partials', True) else 'off':>4s} {r['threads']:3d} {r['voices']:6d} "
                      f"{r.get('sounding', r['voices']):5d} {r['frames_per_step']:6d} "
                      f"{r['rtf']:6.3f} {r['rtf_cpu']:6.3f} {r['step_ms_p50']:7.2f} {r['step_ms_p99']:7.2f} "
                      f"{r['loadavg_1min_after']:5.2f}")
@@ -151,6 +154,8 @@ def main() -> None:
                     help="frame-rate notch rates to measure side by side (0: off; core/frame_notch.py)")
     ap.add_argument("--silence-gate", nargs="+", default=["on"], choices=["on", "off"],
                     help="silence gate settings to measure side by side (core/silence_gate.py)")
+    ap.add_argument("--between-partials", nargs="+", default=["cut-only"], choices=["cut-only", "matched"],
+                    help="mel matching's rule for bands between a voice's partials (core/mel_match.py)")
     ap.add_argument("--out", default=str(RESULTS / "voices.json"), help="JSON file to write ('-': none)")
     ap.add_argument("--before", default=str(RESULTS / "voices_before.json"),
                     help="an earlier result whose runs go under 'before' ('-' or missing: none)")
@@ -165,7 +170,8 @@ def main() -> None:
                         for v in a.voices:
                             for r in rtf(a.bundle, v, frames, a.seconds, precision, compute, mm, tuple(a.step),
                                          a.sounding, tuple(a.pitch_filter), tuple(a.frame_notch),
-                                         tuple(g == "on" for g in a.silence_gate)):
+                                         tuple(g == "on" for g in a.silence_gate),
+                                         tuple(b == "cut-only" for b in a.between_partials)):
                                 r["threads"] = threads
                                 runs.append(r)
     result = {"benchmark": "voices_rtf", "bundle": os.path.relpath(a.bundle, ROOT), "machine": describe(),

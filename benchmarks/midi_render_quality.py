@@ -9,7 +9,7 @@ signal's own voiced frames (issue "sound"'s targets: GPE <= 2 %, F1 >= 0.9, HNR 
 at the median and the 90th percentile).
 
 Usage: ``python -m benchmarks.midi_render_quality --data DIR --trained-programs 40 0 73 89
-[--crepe full] [--frame-step 4] [--pitch-filter S] [--frame-notch A] [--mel-match MODE] [--json benchmarks/results/midi_render_quality.json]``. Held-out
+[--crepe full] [--frame-step 4] [--pitch-filter S] [--frame-notch A] [--mel-match MODE] [--match-between-partials] [--json benchmarks/results/midi_render_quality.json]``. Held-out
 phrases inside the default model's pitch range (MIDI 48-84): ``main.py corpus /tmp/h19in
 --programs 40 0 73 89 --low 48 --high 84 --step 12 --phrases 2 --seed 23``; over MIDI 36-96:
 the corpus of ``hnr_stages.py``.
@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import emit  # noqa: E402
 import core.frame_notch  # noqa: E402
+import core.mel_match  # noqa: E402
 import core.synth  # noqa: E402
 from core.bundle import load_bundle  # noqa: E402
 from core.pitch_filter import DEFAULT_STRENGTH  # noqa: E402
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="notes beyond the generator's pitch range play the nearest pitch's mel unmoved (the baseline)")
     ap.add_argument("--pitch-filter", type=float, default=DEFAULT_STRENGTH,
                     help="the pitch post-filter's strength, 0 (off) .. 1 (core/pitch_filter.py)")
+    ap.add_argument("--match-between-partials", action="store_true",
+                    help="lift bands between a voice's partials too (the baseline; core/mel_match.py)")
     ap.add_argument("--frame-notch", type=float, default=core.frame_notch.DEFAULT_RATE,
                     help="the frame-rate notch's rate, 0 (off) .. 1 (core/frame_notch.py)")
     ap.add_argument("--mel-match", default="full", choices=["full", "low-latency", "zero-latency", "off"],
@@ -56,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     core.synth.TRANSPOSE_OUT_OF_RANGE = not a.no_transpose
     core.frame_notch.RATE = a.frame_notch
+    core.mel_match.CUT_ONLY_BETWEEN_PARTIALS = not a.match_between_partials
     torch.set_num_threads(1)
     bundle = load_bundle(a.bundle)
     files = held_out_files(AudioCorpus(a.data, val_fraction=0.0))
@@ -65,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                               a.crepe, a.frame_step)
     emit({"benchmark": "midi_render_quality", "bundle": a.bundle, "data": a.data, "crepe": a.crepe,
           "frame_step": a.frame_step,
-          "transpose_out_of_range": not a.no_transpose, "pitch_filter": a.pitch_filter, "frame_notch": a.frame_notch, "mel_match": a.mel_match, "phrases": sorted(Path(f.path).name for f in files if "phrase" in f.path),
+          "transpose_out_of_range": not a.no_transpose, "pitch_filter": a.pitch_filter, "frame_notch": a.frame_notch, "mel_match": a.mel_match,
+          "cut_only_between_partials": not a.match_between_partials, "phrases": sorted(Path(f.path).name for f in files if "phrase" in f.path),
           "seconds": round(time.perf_counter() - t0, 1), "load_average": os.getloadavg(), **result}, a.json)
     return 0
 

@@ -13,8 +13,18 @@ further, the generator's blurred mel between the partials of a note comes out as
 vocoder's own phase. The fine structure inside a band (harmonic peaks and valleys) stays
 the vocoder's; the energy of each band becomes the mel's.
 
-Streaming: ``forward(audio, mel)`` takes the next ``n`` vocoder blocks ``Tensor[B x n*hop]``
-and the ``n`` log10-mel frames ``Tensor[B x n_mels x n]`` they were made from, and returns
+Given each frame's f0 (``forward(audio, mel, f0)``), a band that holds no partial of it (no
+multiple of f0 between the band's lower and upper edge: below the fundamental, and between
+the partials of a note whose partials lie further apart than the band is wide) is cut but
+never lifted: what a generator's mel asks for there is the blur between partials, and
+lifting it plays that blur as noise (docs/default-model.md "Mel matching between partials":
+`render --midi` of held-out phrases, HNR gap -2.2 -> +0.6 dB; tests/test_mel_match.py).
+Without f0 (or on an unvoiced frame, f0 0) every band is matched, as copy synthesis of a real
+mel wants.
+
+Streaming: ``forward(audio, mel, f0=None)`` takes the next ``n`` vocoder blocks ``Tensor[B x
+n*hop]``, the ``n`` log10-mel frames ``Tensor[B x n_mels x n]`` they were made from (and their
+f0 ``Tensor[B x n]``, Hz), and returns
 ``n*hop`` samples (float32, computed in float32) that lag the input by
 :attr:`MelMatch.delay` samples: a frame can only be analysed once the audio up to its window's end has arrived (``lookahead`` frames), and
 a sample is final once the last window over it has been added. At the MelGAN sizes (n_fft
@@ -35,10 +45,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .mel import MelConfig, frame_window, mel_filterbank
+from .mel import MelConfig, frame_window, mel_band_edges, mel_filterbank
 
 
 MODES = ("full", "low-latency", "zero-latency", "off")
+# core.synth.Synth hands mel matching each voice's f0, so bands between partials are only cut,
+# while this is on (read when a Synth is made); off: every band matched
+# (benchmarks/midi_render_quality.py --match-between-partials, the baseline). Copy synthesis
+# (core.resynth) plays a real mel, which is no blur, and matches every band
+CUT_ONLY_BETWEEN_PARTIALS = True
 
 
 def mel_matcher(mode: str, mel: MelConfig, audio_delay: int) -> "MelMatch | None":
@@ -64,7 +79,7 @@ class MelMatch(nn.Module):
     gains then act up to a hop after the middle of the window they were measured on."""
 
     is_stream_state = True
-    state_attrs = (("_cache", 0), ("_tail", 0), ("_mel", 0), ("_mel_seen", 0))
+    state_attrs = (("_cache", 0), ("_tail", 0), ("_mel", 0), ("_mel_seen", 0), ("_f0", 0))
 
     def __init__(self, mel: MelConfig = MelConfig(), audio_delay: int = 0, max_cut_db: float = 24.0,
                  max_boost_db: float = 12.0, low_latency: bool = False):
@@ -88,6 +103,8 @@ class MelMatch(nn.Module):
         self.register_buffer("window", w, persistent=False)
         self.register_buffer("fb_t", fb.T.contiguous(), persistent=False)                 # bins x mels
         self.register_buffer("spread", (fb / fb.sum(0, keepdim=True).clamp_min(1e-12)), persistent=False)  # mels x bins
+        edges = torch.from_numpy(mel_band_edges(c.sample_rate, c.n_mels, c.fmin, c.fmax)).float()
+        self.register_buffer("band_edges", torch.stack((edges[:-2], edges[2:])), persistent=False)  # 2 x mels, Hz
         sw = torch.hann_window(self.synth_len) ** 0.5 if low_latency else w
         self.register_buffer("synth_window", sw, persistent=False)
         # weighted overlap-add with the synthesis window again: its squares over the frames
@@ -101,6 +118,7 @@ class MelMatch(nn.Module):
         self._tail: torch.Tensor | None = None
         self._mel: torch.Tensor | None = None        # the last ``lookahead`` mel frames, B x L x mels
         self._mel_seen: torch.Tensor | None = None   # 1 where that frame exists, 0 before the start, B x L
+        self._f0: torch.Tensor | None = None         # those frames' f0 (0: none given), B x L
 
     @property
     def delay(self) -> int:
@@ -117,7 +135,7 @@ class MelMatch(nn.Module):
         return self._consts
 
     def reset(self) -> None:
-        self._cache = self._tail = self._mel = self._mel_seen = None
+        self._cache = self._tail = self._mel = self._mel_seen = self._f0 = None
 
     def _working_dtype(self, audio: torch.Tensor) -> torch.dtype:
         # float32: close to float64's output and a 1-frame step of 4 rows faster, in every
@@ -125,20 +143,35 @@ class MelMatch(nn.Module):
         # whole within 1e-5 (test_chunked_equals_whole)
         return torch.float32
 
-    def _targets(self, mel: torch.Tensor, dtype: torch.dtype, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _targets(self, mel: torch.Tensor, dtype: torch.dtype, keep: int, f0: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The last ``keep`` requested frames before this call's, then this call's:
         (``Tensor[B x (keep+n) x n_mels]`` log10, ``Tensor[B x (keep+n)]`` 1 where that frame
-        exists, 0 before the stream's first). Zeros mean "not seen", so rows that BatchSubset
-        creates start right."""
+        exists, 0 before the stream's first, ``Tensor[B x (keep+n)]`` their f0, 0 where none
+        was given). Zeros mean "not seen" and "no f0", so rows that BatchSubset creates start
+        right."""
         b, n = mel.shape[0], mel.shape[2]
-        pending, seen = self._mel, self._mel_seen
+        pending, seen, pitch = self._mel, self._mel_seen, self._f0
         if pending is None or pending.shape[0] != b:
             pending = mel.new_zeros(b, keep, self.config.n_mels, dtype=dtype)
             seen = mel.new_zeros(b, keep, dtype=dtype)
+            pitch = mel.new_zeros(b, keep, dtype=dtype)
         target = torch.cat((pending, mel.to(dtype).transpose(1, 2)), 1)
         seen = torch.cat((seen, seen.new_ones(b, n)), 1)
-        self._mel, self._mel_seen = target[:, n:], seen[:, n:]
-        return target, seen
+        now = seen.new_zeros(b, n) if f0 is None else f0.to(dtype).clamp_min(0.0)
+        pitch = torch.cat((pitch, now), 1)
+        self._mel, self._mel_seen, self._f0 = target[:, n:], seen[:, n:], pitch[:, n:]
+        return target, seen, pitch
+
+    def _without_partials(self, f0: torch.Tensor) -> torch.Tensor:
+        """The bands that hold no multiple of each frame's f0 between their edges, ``Tensor[B x
+        n x n_mels]`` (1: none, so the band is only cut; 0: matched), from f0 ``Tensor[B x n]``
+        (Hz; 0: every band matched)."""
+        lo, hi = self.band_edges.to(f0.dtype)
+        f = f0[..., None]
+        voiced = f > 0
+        f = torch.where(voiced, f, torch.ones_like(f))
+        return (voiced & (torch.ceil(lo / f).clamp_min(1.0) > torch.floor(hi / f))).to(f0.dtype)
 
     def _history(self, audio: torch.Tensor, length: int) -> torch.Tensor:
         """The last ``length`` input samples before this call's, then this call's:
@@ -150,26 +183,29 @@ class MelMatch(nn.Module):
         self._cache = x[:, x.shape[1] - length:]
         return x
 
-    def _log_gains(self, spec: torch.Tensor, target: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    def _log_gains(self, spec: torch.Tensor, target: torch.Tensor, seen: torch.Tensor,
+                   cut_only: torch.Tensor) -> torch.Tensor:
         """``spec: Tensor[B x n x bins]``, the analysis frames' spectra of the vocoder's audio,
         ``target: Tensor[B x n x n_mels]`` (log10) -> each band's gain towards the target,
-        natural log, clamped to the cut and boost limits, 0 where ``seen`` is 0:
-        ``Tensor[B x n x n_mels]``."""
-        return self._clamped(target - self._band_levels(spec), seen)
+        natural log, clamped to the cut and boost limits (no boost where ``cut_only`` is 1),
+        0 where ``seen`` is 0: ``Tensor[B x n x n_mels]``."""
+        return self._clamped(target - self._band_levels(spec), seen, cut_only)
 
     def _band_levels(self, spec: torch.Tensor) -> torch.Tensor:
         """``spec: Tensor[B x n x bins]`` -> log10 mel band magnitudes ``Tensor[B x n x n_mels]``."""
         fb_t = self._constants(spec.real.dtype)[1]
         return torch.log10((spec.abs() @ fb_t).clamp_min(self.config.log_floor))
 
-    def _clamped(self, log10_gain: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    def _clamped(self, log10_gain: torch.Tensor, seen: torch.Tensor, cut_only: torch.Tensor) -> torch.Tensor:
         """log10 band gains ``Tensor[B x n x n_mels]`` -> natural log, clamped to the cut and
-        boost limits, 0 where ``seen`` (``Tensor[B x n]``) is 0."""
-        return (log10_gain * math.log(10)).clamp(-self.max_log_cut, self.max_log_boost) * seen[:, :, None]
+        boost limits, no boost where ``cut_only`` (``Tensor[B x n x n_mels]``) is 1, 0 where
+        ``seen`` (``Tensor[B x n]``) is 0."""
+        g = (log10_gain * math.log(10)).clamp(-self.max_log_cut, self.max_log_boost)
+        return (g - cut_only * g.clamp_min(0.0)) * seen[:, :, None]
 
-    def forward(self, audio: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+    def forward(self, audio: torch.Tensor, mel: torch.Tensor, f0: torch.Tensor | None = None) -> torch.Tensor:
         """``audio: Tensor[B x n*hop]``, ``mel: Tensor[B x n_mels x n]`` (log10, as
-        ``LogMel`` gives) -> ``Tensor[B x n*hop]`` (float32)."""
+        ``LogMel`` gives), ``f0: Tensor[B x n]`` (Hz) or None -> ``Tensor[B x n*hop]`` (float32)."""
         c = self.config
         b, n = mel.shape[0], mel.shape[2]
         if audio.shape != (b, n * c.hop):
@@ -179,13 +215,13 @@ class MelMatch(nn.Module):
         # the frame analysed now is the one ``lookahead`` frames back; before the stream's
         # first frame there is none (seen 0: those frames, which overlap its start, pass
         # unchanged)
-        target, seen = self._targets(mel, dtype, self.lookahead)
-        target, seen = target[:, :n], seen[:, :n]                                         # B x n (x mels)
+        target, seen, pitch = self._targets(mel, dtype, self.lookahead, f0)
+        target, seen, pitch = target[:, :n], seen[:, :n], pitch[:, :n]                   # B x n (x mels)
         x = self._history(audio, self.cache_len)
         window, _, spread, synth_window = self._constants(dtype)
         raw = x.unfold(1, c.n_fft, c.hop)[:, :n]                                       # B x n x n_fft
         spec = torch.fft.rfft(raw * window)                                              # B x n x bins
-        gain = torch.exp(self._log_gains(spec, target, seen) @ spread)                   # B x n x bins
+        gain = torch.exp(self._log_gains(spec, target, seen, self._without_partials(pitch)) @ spread)  # B x n x bins
         m = self.synth_len
         if m < c.n_fft:      # the window's last m samples, at the m-point FFT's bins (every k-th)
             spec = torch.fft.rfft(raw[..., c.n_fft - m:] * synth_window)
@@ -297,9 +333,10 @@ class CausalMelMatch(MelMatch):
         log_spec = torch.fft.rfft(torch.fft.irfft(log_gain, n=self.conv_len) * fold)
         return torch.polar(torch.exp(log_spec.real), log_spec.imag)        # exp(log_spec): faster
 
-    def forward(self, audio: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
-        """``audio: Tensor[B x n*hop]``, ``mel: Tensor[B x n_mels x n]`` (log10) ->
-        ``Tensor[B x n*hop]`` (float32), :attr:`delay` samples behind ``audio``."""
+    def forward(self, audio: torch.Tensor, mel: torch.Tensor, f0: torch.Tensor | None = None) -> torch.Tensor:
+        """``audio: Tensor[B x n*hop]``, ``mel: Tensor[B x n_mels x n]`` (log10), ``f0:
+        Tensor[B x n]`` (Hz) or None -> ``Tensor[B x n*hop]`` (float32), :attr:`delay` samples
+        behind ``audio``."""
         c = self.config
         b, n = mel.shape[0], mel.shape[2]
         if audio.shape != (b, n * c.hop):
@@ -307,9 +344,10 @@ class CausalMelMatch(MelMatch):
         dtype = self._working_dtype(audio)
         windows, spread, fold, crossfade = self._causal_constants(dtype)
         L, h = self.lookahead, self.history_len
-        target, seen = self._targets(mel, dtype, L)                   # frames j-L .. j of each block j
+        target, seen, pitch = self._targets(mel, dtype, L, f0)        # frames j-L .. j of each block j
         measured, seen = target[:, :n], seen[:, :n]
-        want = target[:, L - self.block_frame_back:L - self.block_frame_back + n]
+        now = slice(L - self.block_frame_back, L - self.block_frame_back + n)
+        want, pitch = target[:, now], pitch[:, now]
         x = self._history(audio.to(dtype), h)
         # frame j-L's window, and the n_fft samples that end with block j (short window)
         frames = torch.stack((x[:, h - self.cache_len:].unfold(1, c.n_fft, c.hop)[:, :n],
@@ -323,7 +361,8 @@ class CausalMelMatch(MelMatch):
         change = short - then[:, :n]                          # short(j) - short(j - short_back)
         lo, hi = self.guard
         onset = ((hi - torch.maximum(want - measured, change)) / (hi - lo)).clamp(0, 1)   # 0: unity gain
-        fir = self._min_phase((self._clamped(want - have - change, seen) * onset) @ spread, fold)
+        gains = self._clamped(want - have - change, seen, self._without_partials(pitch))
+        fir = self._min_phase((gains * onset) @ spread, fold)
         prev = self._fir_prev
         if prev is None or prev.shape[0] != b:
             prev = fir.new_zeros(b, fir.shape[2])

@@ -20,6 +20,7 @@ from . import frame_notch
 from .frame_notch import FrameRateNotch
 from .inputs import FrameInputs, frame_inputs
 from .latent import NoiseSource
+from . import mel_match as matching
 from .mel_match import mel_matcher
 from .mel_transpose import MelTranspose, out_of_range_shift
 from .pitch import midi_to_hz
@@ -78,6 +79,9 @@ class Synth:
         self.mel_match = mel_matcher(mel_match, bundle.mel, self.vocoder.delay)
         if self.mel_match is not None:
             self.mel_match.to(self.device)
+        # each voice's f0 tells mel matching which bands lie between its partials (cut there,
+        # never lifted: core/mel_match.py; tests/test_mel_match.py)
+        self.match_f0 = matching.CUT_ONLY_BETWEEN_PARTIALS
         # samples by which audio after mel matching lags the frames that made it
         matched_lag = self.vocoder.delay + (self.mel_match.delay if self.mel_match else 0)
         self.pitch_filter = (PitchFilter(bundle.hop, bundle.sample_rate, strength=pitch_filter,
@@ -214,7 +218,7 @@ class Synth:
         if self.frame_notch is not None:
             audio = self.frame_notch(audio, logmel)
         if self.mel_match is not None:
-            audio = self.mel_match(audio, logmel)
+            audio = self.mel_match(audio, logmel, f0 if self.match_f0 else None)
         if self.pitch_filter is not None:
             audio = self.pitch_filter(audio, f0)
         if self.silence_gate is not None:

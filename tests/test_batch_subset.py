@@ -63,11 +63,12 @@ def test_subset_rows_with_a_harmonic_vocoder_keep_each_voice_phase(tmp_path):
         without = full.vocoder(mel)
         # the player takes the vocoder's offset in silence off (core/silence_offset.py),
         # notches the frame rate (core/frame_notch.py), mel-matches the vocoder's audio
-        # (core/mel_match.py), then combs it at the f0 (core/pitch_filter.py; unvoiced: unchanged)
+        # (core/mel_match.py; bands between the partials of the f0 only cut), then combs it at
+        # the f0 (core/pitch_filter.py; unvoiced: unchanged)
         match = MelMatch(MelConfig(), full.vocoder.delay)
         notched = FrameRateNotch(full.hop, lag=full.vocoder.delay)(with_f0 - full.offset, mel)
-        with_f0 = PitchFilter(full.hop, full.sample_rate, lag=match.delay)(match(notched, mel),
-                                                                             midi_to_hz(pit[:1, :8]))
+        f0 = midi_to_hz(pit[:1, :8])
+        with_f0 = PitchFilter(full.hop, full.sample_rate, lag=match.delay)(match(notched, mel, f0), f0)
         without = MelMatch(MelConfig(), full.vocoder.delay)(FrameRateNotch(full.hop, lag=full.vocoder.delay)(without - full.offset, mel), mel)
     torch.testing.assert_close(audio, with_f0, atol=1e-5, rtol=0)
     assert (audio - without).abs().max() > 1e-3

@@ -43,11 +43,11 @@ def tone(f0: float, frames: int = T, tilt: float = 0.0, gain: float = 1.0, seed:
 PERIODIC_F0 = 3 * SR / HOP                      # 258.4 Hz
 
 
-def stream(mm: MelMatch, audio: torch.Tensor, mel: torch.Tensor, sizes) -> torch.Tensor:
+def stream(mm: MelMatch, audio: torch.Tensor, mel: torch.Tensor, sizes, f0: torch.Tensor | None = None) -> torch.Tensor:
     mm.reset()
     out, i = [], 0
     for n in sizes:
-        out.append(mm(audio[:, i * HOP:(i + n) * HOP], mel[:, :, i:i + n]))
+        out.append(mm(audio[:, i * HOP:(i + n) * HOP], mel[:, :, i:i + n], None if f0 is None else f0[:, i:i + n]))
         i += n
     return torch.cat(out, 1)
 
@@ -64,14 +64,60 @@ def test_the_modes_and_their_delays():
 
 @pytest.mark.parametrize("kind", MATCHERS)
 @pytest.mark.parametrize("audio_delay", [0, 100, 300])
-def test_chunked_equals_whole(audio_delay, kind):
+@pytest.mark.parametrize("with_f0", [False, True])
+def test_chunked_equals_whole(audio_delay, kind, with_f0):
     audio = torch.stack([tone(196.0, tilt=1.0, gain=0.3), tone(440.0, seed=1)])
     mel = LogMel(C)(torch.stack([tone(196.0), tone(440.0, tilt=-0.5, seed=2)]))
+    # f0 that changes (and goes unvoiced) along the stream, so every frame's own f0 matters
+    f0 = torch.stack([torch.full((T,), 196.0), torch.linspace(300.0, 600.0, T)]) if with_f0 else None
+    if f0 is not None:
+        f0[1, 40:50] = 0.0
     mm = matcher(kind, audio_delay)
-    whole = stream(mm, audio, mel, [T])
+    whole = stream(mm, audio, mel, [T], f0)
     assert whole.shape == audio.shape
     for name, sizes in chunkings(T):
-        torch.testing.assert_close(stream(mm, audio, mel, sizes), whole, atol=1e-5, rtol=0, msg=name)
+        torch.testing.assert_close(stream(mm, audio, mel, sizes, f0), whole, atol=1e-5, rtol=0, msg=name)
+
+
+def test_the_bands_without_a_partial_are_those_no_multiple_of_f0_falls_in():
+    mm = MelMatch(C)
+    lo, hi = mm.band_edges
+    f0 = torch.tensor([[440.0, 0.0, 97.0]])
+    free = mm._without_partials(f0)[0]                                       # 3 x mels
+    for j, f in enumerate((440.0, 0.0, 97.0)):
+        for b in range(C.n_mels):
+            has = f <= 0 or max(1, math.ceil(float(lo[b]) / f)) <= math.floor(float(hi[b]) / f)
+            assert bool(free[j, b]) == (not has), (f, b)
+    assert free[0, 0] == 1 and free[1].sum() == 0             # below the fundamental; unvoiced: none
+    assert free[2].sum() < free[0].sum()                      # a low note: fewer bands are that narrow
+
+
+@pytest.mark.parametrize("kind", MATCHERS)
+def test_bands_between_partials_are_cut_but_not_lifted(kind):
+    """A 660 Hz tone asked for 10 dB more in every band: given its f0, the bands that hold
+    one of its partials rise as before and the bands between them much less; a band between
+    partials asked for less is still cut."""
+    f0_hz = 660.0
+    audio = tone(f0_hz, noise=3e-3)[None]
+    mel = LogMel(C)(audio)
+    f0 = torch.full((1, T), f0_hz)
+    free = MelMatch(C)._without_partials(f0)[0, 0].bool()
+    assert free.sum() >= 8                                     # low bands narrower than 660 Hz
+    lm = LogMel(C)
+
+    def rise_db(out: torch.Tensor) -> torch.Tensor:
+        """Each band's level change (dB) over the second half, against the input."""
+        half = slice(T // 2, T - 4)
+        return 20 * (lm(out)[0, :, half] - mel[0, :, half]).mean(1)
+
+    up_free, up_held = {}, {}
+    for given in (None, f0):
+        rise = rise_db(stream(matcher(kind), audio, mel + 0.5, [T], given))
+        up_free[given is None], up_held[given is None] = rise[free].median(), rise[~free].median()
+    assert up_held[True] > 8 and abs(up_held[False] - up_held[True]) < 1.5
+    assert up_free[True] > 8 and up_free[False] < up_free[True] - 5
+    down = rise_db(stream(matcher(kind), audio, mel - 0.5, [T], f0))
+    assert down[free].median() < -6                         # asked -10 (zero-latency smooths its gains)
 
 
 @pytest.mark.parametrize("kind", MATCHERS)
