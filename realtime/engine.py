@@ -472,6 +472,8 @@ class Engine:
             "pitch_filter": self.pitch_filter,
             # the frame-rate notch the synth was built with (core/frame_notch.py; 0: none)
             "frame_notch": self.player.synth.frame_notch.rate if self.player.synth.frame_notch else 0.0,
+            # whether mel matching only cuts the bands between each voice's partials (core/mel_match.py)
+            "mel_match_cut_only_between_partials": self.player.synth.match_f0,
             # whether silence asked for plays as digital silence (core/silence_gate.py)
             "silence_gate": self.player.synth.silence_gate is not None,
             "step_path": self.player.step_path,

@@ -269,3 +269,16 @@ def test_the_filter_is_minimum_phase_and_short():
 def test_mismatched_audio_and_mel_are_refused(kind):
     with pytest.raises(ValueError, match="expected audio"):
         matcher(kind)(torch.zeros(1, 3 * HOP + 1), torch.zeros(1, C.n_mels, 3))
+
+
+def test_the_synth_hands_mel_matching_each_voice_s_f0_and_the_engine_says_so(small_bundle, monkeypatch):
+    """While core.mel_match.CUT_ONLY_BETWEEN_PARTIALS is on (read when a Synth is made) the
+    synth passes its voices' f0 to mel matching, and the engine's stats report the rule."""
+    import core.mel_match as matching
+    from core.bundle import load_bundle
+    from realtime.engine import Engine
+    for on in (True, False):
+        monkeypatch.setattr(matching, "CUT_ONLY_BETWEEN_PARTIALS", on)
+        engine = Engine(load_bundle(small_bundle), 48000, threads=1)
+        assert engine.player.synth.match_f0 is on
+        assert engine.stats()["mel_match_cut_only_between_partials"] is on
