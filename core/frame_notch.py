@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from .mel import asks_for_silence
-from .streaming import keep_state
+from .streaming import frame_ramp, keep_state
 
 # a, the share of each new block in the running mean: buzz in render --midi 14.3 -> 2.8 dB
 # (docs/default-model.md "Frame-rate notch"; benchmarks/results/midi_render_quality_notch.json)
@@ -123,7 +123,7 @@ class FrameRateNotch(nn.Module):
         first frame both are 0 (no trust, the fade done), so a row of zero state (what
         :class:`core.streaming.BatchSubset` gives a row it never stepped) is a fresh row."""
         b, n = trust.shape
-        ramp = _ramp(self.hop, trust.device)
+        ramp = frame_ramp(self.hop, trust.device)
         ctl = torch.stack([trust[..., None].expand(b, n, self.hop), (1.0 - ramp).expand(b, n, self.hop)], -1)
         ctl = ctl.reshape(b, n * self.hop, 2)
         if not self.lag:
@@ -159,15 +159,3 @@ class FrameRateNotch(nn.Module):
             m = m + self.rate * (block - m)
         keep_state(self, "_mean", m)
         return out.view(b, -1)
-
-
-_RAMPS: dict = {}
-
-
-def _ramp(hop: int, device: torch.device) -> torch.Tensor:
-    """``1/hop .. 1`` over a block, ``Tensor[hop]`` (made once per device)."""
-    key = (hop, device)
-    r = _RAMPS.get(key)
-    if r is None:
-        r = _RAMPS[key] = torch.arange(1, hop + 1, dtype=torch.float32, device=device) / hop
-    return r

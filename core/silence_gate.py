@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from .mel import asks_for_silence
-from .streaming import keep_state
+from .streaming import frame_ramp, keep_state
 
 # core.synth.Synth and core.resynth.resynthesize build their gate when made while this is on;
 # off: the chain without one (benchmarks/midi_render_quality.py --no-silence-gate, the baseline)
@@ -75,7 +75,7 @@ class SilenceGate(nn.Module):
         last = self._fresh_or(self._closed, closed[:, 0])
         prev = torch.cat([last[:, None], closed[:, :-1]], 1)
         keep_state(self, "_closed", closed[:, -1])
-        ramp = _ramp(self.hop, logmel.device)                                          # [hop]
+        ramp = frame_ramp(self.hop, logmel.device)                                          # [hop]
         return (prev[..., None] + (closed - prev)[..., None] * ramp).reshape(b, n * self.hop)
 
     def _fresh_or(self, kept: torch.Tensor | None, first: torch.Tensor) -> torch.Tensor:
@@ -99,15 +99,3 @@ class SilenceGate(nn.Module):
             shut = both[:, :shut.shape[1]]
         keep_state(self, "_started", shut.new_ones(x.shape[0]))
         return x * (1.0 - shut)
-
-
-_RAMPS: dict = {}
-
-
-def _ramp(hop: int, device: torch.device) -> torch.Tensor:
-    """``1/hop .. 1`` over a frame, ``Tensor[hop]`` (made once per device)."""
-    key = (hop, device)
-    r = _RAMPS.get(key)
-    if r is None:
-        r = _RAMPS[key] = torch.arange(1, hop + 1, dtype=torch.float32, device=device) / hop
-    return r

@@ -56,6 +56,20 @@ def keep_state(module: nn.Module, name: str, value: torch.Tensor | None) -> None
     object.__setattr__(module, name, value)
 
 
+_RAMPS: dict = {}
+
+
+def frame_ramp(hop: int, device: torch.device) -> torch.Tensor:
+    """``1/hop .. 1`` across a frame of ``hop`` samples, ``Tensor[hop]`` float32, made once per
+    device: a sample's place in its frame, for controls that move linearly from one frame's
+    value to the next (core/frame_notch.py, core/silence_gate.py)."""
+    key = (hop, device)
+    r = _RAMPS.get(key)
+    if r is None:
+        r = _RAMPS[key] = torch.arange(1, hop + 1, dtype=torch.float32, device=device) / hop
+    return r
+
+
 def set_state(module: nn.Module, name: str, plain: bool, value: torch.Tensor | None) -> None:
     """Sets a stream state listed by :func:`stream_states`: :func:`keep_state` for a
     ``plain`` attribute, ``setattr`` for a buffer or parameter."""
