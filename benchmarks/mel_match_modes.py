@@ -34,7 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core import frame_notch  # noqa: E402
+from core import frame_notch, silence_gate  # noqa: E402
 from core.bundle import load_bundle  # noqa: E402
 from core.frame_notch import FrameRateNotch  # noqa: E402
 from core.inputs import frame_inputs  # noqa: E402
@@ -43,6 +43,7 @@ from core.mel import LogMel  # noqa: E402
 from core.mel_match import CausalMelMatch, mel_matcher  # noqa: E402
 from core.pitch import frame_f0  # noqa: E402
 from core.resynth import resynthesize  # noqa: E402
+from core.silence_gate import SilenceGate  # noqa: E402
 from core.silence_offset import silence_offset  # noqa: E402
 from core.synth import Synth  # noqa: E402
 from training.data import AudioCorpus  # noqa: E402
@@ -76,7 +77,8 @@ def clips_of(items, hop: int, rate: int, seconds: float, max_clips: int) -> list
 def copy_synthesis(bundle, clips) -> dict:
     """Per mode: mean log-mel L1 and MR-STFT of the clips' copy synthesis (the chain of
     :func:`core.resynth.resynthesize` without the pitch post-filter: the vocoder less its
-    offset in silence, the frame-rate notch, the mode's mel matching); Griffin-Lim beside."""
+    offset in silence, the frame-rate notch, the mode's mel matching, the silence gate);
+    Griffin-Lim beside."""
     voc, hop, lm = bundle.vocoder, bundle.hop, LogMel(bundle.mel)
     offset = silence_offset(voc, bundle.mel.n_mels, bundle.mel.log_floor, bundle.mean.device)
     rows = {m: [] for m in MODES + ("griffin_lim",)}
@@ -101,6 +103,8 @@ def copy_synthesis(bundle, clips) -> dict:
                 voc.reset()
             mel, raw = runs[total]
             y = raw if mm is None else mm(raw, mel)
+            if silence_gate.ENABLED:
+                y = SilenceGate(hop, lag=d, log_floor=bundle.mel.log_floor)(y, mel)
             y = y[0, d:d + n].numpy()
             if i == 0 and mode != "causal-110":   # the same as the project's copy synthesis
                 np.testing.assert_allclose(y, resynthesize(bundle, clip, mel_match=mode, pitch_filter=0), atol=1e-4)

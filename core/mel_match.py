@@ -49,8 +49,8 @@ from .mel import MelConfig, frame_window, mel_band_edges, mel_filterbank
 
 
 MODES = ("full", "low-latency", "zero-latency", "off")
-# core.synth.Synth hands mel matching each voice's f0, so bands between partials are only cut,
-# while this is on (read when a Synth is made); off: every band matched
+# core.synth.Synth hands mel matching each voice's f0 (with a vocoder that takes f0), so bands
+# between partials are only cut, while this is on (read when a Synth is made); off: every band matched
 # (benchmarks/midi_render_quality.py --match-between-partials, the baseline). Copy synthesis
 # (core.resynth) plays a real mel, which is no blur, and matches every band
 CUT_ONLY_BETWEEN_PARTIALS = True

@@ -133,11 +133,13 @@ def refine_to_fundamental(audio: np.ndarray, sr: int, hop: int, f0: np.ndarray,
     YIN reads the period that best fits all the partials together, so partials that are not
     exact multiples pull it off the fundamental: the vibraphone's low notes read 40-60 cents
     sharp (CREPE, and this peak, within 10 of their score). Its integration window also lies
-    in the first half of its frame, so under vibrato it reads 12 ms early. Held-out notes
-    against CREPE 'full' on the originals, every third frame (ad hoc; docs/default-model.md
-    "Pitch from the fundamental"): median 2.9 -> 2.6 cents, 90th percentile 16.9 -> 11.1; a
-    ±60-cent vibrato at 5.5 Hz: YIN 13.7 cents median, this 4.5
-    (``tests/test_metrics.py::test_refinement_...``). ``ndarray[n]`` float64."""
+    in the first half of its frame, so under vibrato it reads 12 ms early. Ad hoc
+    (docs/default-model.md "Silence gate and pitch at the fundamental"): held-out notes against
+    CREPE 'full' on the originals, every third frame, median 2.9 -> 2.6 cents, 90th percentile
+    16.9 -> 11.1; a ±60-cent vibrato at 5.5 Hz, 13.7 -> 4.5 cents at the median. Tested
+    (``tests/test_metrics.py::test_refinement_*``): a bar-like tone YIN reads over 35 cents
+    sharp is read within 2; under that vibrato every frame within 8 cents (YIN: over 15 at
+    worst); a missing fundamental leaves YIN's f0. ``ndarray[n]`` float64."""
     out = np.asarray(f0, np.float64).copy()
     idx = np.flatnonzero(out > 0)
     if not len(idx):

@@ -13,11 +13,13 @@ without a click::
     y[n] = g[n] x[n]
 
 Frame ``k``'s window covers the input samples ``k hop - 384 .. k hop + 640`` (MelGAN's
-padding, :mod:`core.mel`), so a frame asking for silence had none of the input's sound in
-the hop it plays, ``k hop .. (k + 1) hop``: a gate closing over that hop cuts nothing the
-input had, and one opening over the hop after a silent frame is open before the input's
-first sound can land (``tests/test_silence_gate.py``, copy synthesis of a note between
-silences changes nothing outside them). No latency (:attr:`SilenceGate.delay` is 0).
+padding, :mod:`core.mel`), so a frame asking for silence had nothing of the input above that
+threshold in the hop it plays, ``k hop .. (k + 1) hop`` (only sound under about -97 dBFS, or
+under the window's tapered edges, can be there): a gate closing over that hop cuts nothing
+above the threshold, and one opening over the hop after a silent frame is open before the
+input's first sound over it can land (``tests/test_silence_gate.py``: copy synthesis of a
+tone between silences changes no sample within 128 of the tone). No latency
+(:attr:`SilenceGate.delay` is 0).
 
 Streaming: ``forward(audio, logmel)`` takes the next ``n`` hops of audio ``Tensor[B x n*hop]``
 and the ``n`` mel frames that made them; the audio may lag its frames by ``lag`` samples (the

@@ -80,8 +80,10 @@ class Synth:
         if self.mel_match is not None:
             self.mel_match.to(self.device)
         # each voice's f0 tells mel matching which bands lie between its partials (cut there,
-        # never lifted: core/mel_match.py; tests/test_mel_match.py)
-        self.match_f0 = matching.CUT_ONLY_BETWEEN_PARTIALS
+        # never lifted: core/mel_match.py; tests/test_mel_match.py); the chain has f0 when the
+        # vocoder takes it (Synth._compute)
+        self.match_f0 = (matching.CUT_ONLY_BETWEEN_PARTIALS and self.mel_match is not None
+                         and self.vocoder.takes_f0)
         # samples by which audio after mel matching lags the frames that made it
         matched_lag = self.vocoder.delay + (self.mel_match.delay if self.mel_match else 0)
         self.pitch_filter = (PitchFilter(bundle.hop, bundle.sample_rate, strength=pitch_filter,

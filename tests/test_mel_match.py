@@ -110,12 +110,12 @@ def test_bands_between_partials_are_cut_but_not_lifted(kind):
         half = slice(T // 2, T - 4)
         return 20 * (lm(out)[0, :, half] - mel[0, :, half]).mean(1)
 
-    up_free, up_held = {}, {}
-    for given in (None, f0):
+    up_free, up_held = {}, {}                                   # keyed "without f0" / "with f0"
+    for name, given in (("without f0", None), ("with f0", f0)):
         rise = rise_db(stream(matcher(kind), audio, mel + 0.5, [T], given))
-        up_free[given is None], up_held[given is None] = rise[free].median(), rise[~free].median()
-    assert up_held[True] > 8 and abs(up_held[False] - up_held[True]) < 1.5
-    assert up_free[True] > 8 and up_free[False] < up_free[True] - 5
+        up_free[name], up_held[name] = rise[free].median(), rise[~free].median()
+    assert up_held["without f0"] > 8 and abs(up_held["with f0"] - up_held["without f0"]) < 1.5
+    assert up_free["without f0"] > 8 and up_free["with f0"] < up_free["without f0"] - 5
     down = rise_db(stream(matcher(kind), audio, mel - 0.5, [T], f0))
     assert down[free].median() < -6                         # asked -10 (zero-latency smooths its gains)
 
@@ -271,14 +271,30 @@ def test_mismatched_audio_and_mel_are_refused(kind):
         matcher(kind)(torch.zeros(1, 3 * HOP + 1), torch.zeros(1, C.n_mels, 3))
 
 
-def test_the_synth_hands_mel_matching_each_voice_s_f0_and_the_engine_says_so(small_bundle, monkeypatch):
-    """While core.mel_match.CUT_ONLY_BETWEEN_PARTIALS is on (read when a Synth is made) the
-    synth passes its voices' f0 to mel matching, and the engine's stats report the rule."""
+def test_the_synth_hands_mel_matching_each_voice_s_f0_and_the_engine_says_so(small_bundle, tmp_path, monkeypatch):
+    """With a vocoder that takes f0 and core.mel_match.CUT_ONLY_BETWEEN_PARTIALS on (read when a
+    Synth is made), the synth's mel matching gets its voices' f0, which changes what it plays;
+    the engine's stats say whether it does. A vocoder without f0 input gives the chain no f0,
+    and the stats say the rule is off."""
     import core.mel_match as matching
-    from core.bundle import load_bundle
+    from core.bundle import load_bundle, save_bundle
+    from core.synth import Synth
     from realtime.engine import Engine
+    from tests.conftest import small_models
+    gen, voc = small_models(harmonics=8)
+    harmonic = tmp_path / "h.dwb"
+    save_bundle(harmonic, name="h", generator=gen, vocoder=voc, mel=MelConfig(),
+                mean=torch.linspace(-4, -1, 80), std=torch.full((80,), 1.5), provenance={})
+    torch.manual_seed(0)
+    z, tok, pitch = torch.randn(1, 20, 24), torch.zeros(1, 24, dtype=torch.long), torch.full((1, 24), 72.0)
+    played = {}
     for on in (True, False):
         monkeypatch.setattr(matching, "CUT_ONLY_BETWEEN_PARTIALS", on)
-        engine = Engine(load_bundle(small_bundle), 48000, threads=1)
-        assert engine.player.synth.match_f0 is on
-        assert engine.stats()["mel_match_cut_only_between_partials"] is on
+        synth = Synth(load_bundle(harmonic), mel_match="zero-latency")
+        assert synth.match_f0 is on
+        synth.reset()
+        played[on], _ = synth.step(z, tok, pitch)
+        assert Engine(load_bundle(harmonic), 48000, threads=1).stats()["mel_match_cut_only_between_partials"] is on
+    assert (played[True] - played[False]).abs().max() > 1e-4
+    monkeypatch.setattr(matching, "CUT_ONLY_BETWEEN_PARTIALS", True)
+    assert Engine(load_bundle(small_bundle), 48000, threads=1).stats()["mel_match_cut_only_between_partials"] is False

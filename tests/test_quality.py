@@ -371,3 +371,7 @@ def test_the_hnr_gap_by_range_is_the_difference_of_the_medians_in_each_range():
     assert r["48-59"] == {"frames": 3, "median_difference_db": pytest.approx(40.0 - 41.0)}
     assert r["60-71"] == {"frames": 0, "median_difference_db": None}
     assert r["85-96"]["median_difference_db"] == pytest.approx(5.0)
+    p.hnr_labels.append(41.0)                       # a frame with no partial tracked: left out
+    p.hnr_ref.append(float("nan"))
+    p.hnr_est.append(float("nan"))
+    assert p._hnr_by_range()["36-47"] == {"frames": 3, "median_difference_db": pytest.approx(23.0 - 31.0)}

@@ -128,8 +128,8 @@ def quiet_tone(peak: float, midi: float = 84.0) -> np.ndarray:
 
 @pytest.mark.parametrize("mel_match", ["full", "zero-latency"])
 def test_copy_synthesis_plays_digital_silence_and_changes_nothing_near_the_sound(mel_match, monkeypatch):
-    """The default bundle resynthesising a quiet tone (-32 dBFS peak, like the vibraphone's high
-    notes) between 0.3 s of digital silence: without the gate the silence plays about 62 dB
+    """The default bundle resynthesising a quiet tone (-32 dBFS sample peak; the vibraphone's
+    quiet high notes peak near -40 dBFS in a 256-sample block) between 0.3 s of digital silence: without the gate the silence plays about 62 dB
     below the tone (``training.quality.silence_level_db``; the mel's floor, not a hum), with
     it the silence is digital silence (the measure's own floor, 200 dB less the peak's
     level), and no sample within 128 of the input's sound changes."""

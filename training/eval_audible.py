@@ -173,17 +173,18 @@ class Pooled:
                     "clips": len(self.logmel_l1)})
         return out
 
-
     def _hnr_by_range(self) -> dict:
-        """The median HNR difference (output less original, dB) and frame count over the
-        frames labelled with a pitch in each of :data:`HNR_RANGES` (MIDI, inclusive)."""
+        """The output's median HNR less the original's (dB; NaN frames left out, as the overall
+        figure leaves them) and the frame count over the frames labelled with a pitch in each
+        of :data:`HNR_RANGES` (MIDI, inclusive)."""
         labels = np.asarray(self.hnr_labels, np.float64)
-        est, ref = np.asarray(self.hnr_est), np.asarray(self.hnr_ref)
+        est, ref = np.asarray(self.hnr_est, np.float64), np.asarray(self.hnr_ref, np.float64)
         out = {}
         for lo, hi in HNR_RANGES:
             m = (labels >= lo) & (labels <= hi)
+            e, r = est[m & np.isfinite(est)], ref[m & np.isfinite(ref)]     # as percentiles() drops NaN
             out[f"{lo}-{hi}"] = {"frames": int(m.sum()),
-                                 "median_difference_db": float(np.median(est[m]) - np.median(ref[m])) if m.any() else None}
+                                 "median_difference_db": float(np.median(e) - np.median(r)) if len(e) and len(r) else None}
         return out
 
 
