@@ -4,7 +4,7 @@ Asked for silence (every band of a mel frame within 20 dB of the floor, about -9
 :func:`core.mel.asks_for_silence`), an inversion still plays what the floor stands for: the
 vocoder about -98 dBFS, Griffin-Lim -99 dBFS. Under a quiet clip's notes (the vibraphone's
 high notes peak near -40 dBFS) that is 59 dB below the clip, short of issue "sound"'s 70 dB
-(docs/default-model.md "Silence gate"), and no inversion of that mel does better. The gate
+(docs/default-model.md "Silence gate and pitch at the fundamental"), and no inversion of that mel does better. The gate
 closes there: each frame's gain is 1 where the mel sounds and 0 where it asks for silence,
 and it moves linearly across a frame from the last frame's gain, so it opens and closes
 without a click::
@@ -40,7 +40,8 @@ from .mel import asks_for_silence
 from .streaming import frame_ramp, keep_state
 
 # core.synth.Synth and core.resynth.resynthesize build their gate when made while this is on;
-# off: the chain without one (benchmarks/midi_render_quality.py --no-silence-gate, the baseline)
+# off: the chain without one (the baseline of benchmarks/bench_voices.py --silence-gate off and
+# of tests/test_silence_gate.py)
 ENABLED = True
 
 
@@ -77,7 +78,7 @@ class SilenceGate(nn.Module):
         last = self._fresh_or(self._closed, closed[:, 0])
         prev = torch.cat([last[:, None], closed[:, :-1]], 1)
         keep_state(self, "_closed", closed[:, -1])
-        ramp = frame_ramp(self.hop, logmel.device)                                          # [hop]
+        ramp = frame_ramp(self.hop, logmel.device)                                      # [hop]
         return (prev[..., None] + (closed - prev)[..., None] * ramp).reshape(b, n * self.hop)
 
     def _fresh_or(self, kept: torch.Tensor | None, first: torch.Tensor) -> torch.Tensor:
