@@ -53,8 +53,6 @@ RATE = DEFAULT_RATE
 # phrases; a note's start and end in silence by 1 and more
 STEADY_FLUX = 0.2
 MOVED_FLUX = 0.5
-# silence asked for (core.mel.asks_for_silence) drops the mean too, so nothing that came before
-# (a note's end, a stream's first frames) rings into it (tests/test_silence_offset.py)
 
 
 class FrameRateNotch(nn.Module):
@@ -97,8 +95,8 @@ class FrameRateNotch(nn.Module):
         """How much of the running mean each frame keeps, ``Tensor[B x n]`` in 0..1, from the
         mel ``Tensor[B x n_mels x n]`` (log10): 1 while the mean change from the frame before
         stays under :data:`STEADY_FLUX`, 0 from :data:`MOVED_FLUX` up, linear between; 0 on a
-        stream's first frame and where silence is asked for (every band within
-        :data:`core.mel.SILENCE_ABOVE_FLOOR` of the floor)."""
+        stream's first frame and where silence is asked for (:func:`core.mel.asks_for_silence`),
+        so nothing that came before (a note's end) rings into it (tests/test_silence_offset.py)."""
         mel = logmel.float()
         last = self._last_mel
         if last is None or last.shape[0] != mel.shape[0]:

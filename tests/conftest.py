@@ -37,6 +37,23 @@ def chunkings(total: int, seed: int = 0, n_random: int = 3):
     return out
 
 
+def run_in_frames(layer, audio, frames, chunks: int | list[int] = 0, hop: int = 256) -> np.ndarray:
+    """A post-filter ``layer(audio, controls)`` streamed in frames: audio ``[B x n*hop]`` and its
+    per-frame controls ``frames [B x ... x n]`` (frames last: a mel, an f0) in chunks of
+    ``chunks`` frames (a list: those sizes in turn; 0: one call) -> the output ``ndarray[B x
+    n*hop]``."""
+    xt, ft = torch.as_tensor(audio, dtype=torch.float32), torch.as_tensor(frames, dtype=torch.float32)
+    n = ft.shape[-1]
+    sizes = chunks if isinstance(chunks, list) else [chunks or n] * n
+    out, start = [], 0
+    for k in sizes:
+        if start >= n:
+            break
+        out.append(layer(xt[:, start * hop:(start + k) * hop], ft[..., start:start + k]))
+        start += k
+    return torch.cat(out, 1).numpy()
+
+
 def small_models(n_tokens=4, pitch=(40, 80), hidden=32, ngf=8, seed=0, harmonics=0):
     """A small generator and vocoder with random weights; ``harmonics`` > 0: a vocoder with
     harmonic excitation (it takes f0, so the synth's pitch post-filter runs too)."""

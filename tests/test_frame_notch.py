@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from core.frame_notch import DEFAULT_RATE, FrameRateNotch
+from tests.conftest import run_in_frames
 
 SR, HOP = 22050, 256
 
@@ -16,18 +17,9 @@ def run(notch: FrameRateNotch, x: np.ndarray, chunks: int | list[int] = 0,
         mel: np.ndarray | None = None) -> np.ndarray:
     """``x [B x n*hop]`` (and the mel ``[B x n_mels x n]``) through ``notch`` in chunks of
     ``chunks`` hops (a list: those sizes in turn; 0: one call)."""
-    xt = torch.as_tensor(x, dtype=torch.float32)
-    n = xt.shape[1] // HOP
     # no mel given: a loud one held still (every frame trusted but a stream's first)
-    mt = torch.full((xt.shape[0], 80, n), -1.0) if mel is None else torch.as_tensor(mel, dtype=torch.float32)
-    sizes = chunks if isinstance(chunks, list) else [chunks or n] * n
-    out, start = [], 0
-    for k in sizes:
-        if start >= n:
-            break
-        out.append(notch(xt[:, start * HOP:(start + k) * HOP], mt[:, :, start:start + k]))
-        start += k
-    return torch.cat(out, 1).numpy()
+    mt = np.full((x.shape[0], 80, x.shape[1] // HOP), -1.0) if mel is None else mel
+    return run_in_frames(notch, x, mt, chunks, HOP)
 
 
 def moving_mel(frames: int, seed: int = 0) -> np.ndarray:

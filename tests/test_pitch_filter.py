@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from core.pitch_filter import PitchFilter
+from tests.conftest import run_in_frames
 from training.quality import harmonic_to_noise
 
 SR, HOP = 22050, 256
@@ -23,16 +24,7 @@ def harmonic_tone(f0: float, n: int, sr: int = SR) -> np.ndarray:
 def run(pf: PitchFilter, x: np.ndarray, f0: np.ndarray, chunk_frames: int | list[int] = 0) -> np.ndarray:
     """``x [B x n*hop]``, ``f0 [B x n]`` through ``pf`` in chunks of ``chunk_frames`` frames
     (a list: those sizes in turn; 0: one call)."""
-    xt, ft = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(f0, dtype=torch.float32)
-    n = ft.shape[1]
-    sizes = chunk_frames if isinstance(chunk_frames, list) else [chunk_frames or n] * n
-    out, start = [], 0
-    for k in sizes:
-        if start >= n:
-            break
-        out.append(pf(xt[:, start * HOP:(start + k) * HOP], ft[:, start:start + k]))
-        start += k
-    return torch.cat(out, 1).numpy()
+    return run_in_frames(pf, x, f0, chunk_frames, HOP)
 
 
 def awkward_f0(frames: int, seed: int = 0) -> np.ndarray:

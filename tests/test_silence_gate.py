@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from core.silence_gate import SilenceGate
+from tests.conftest import run_in_frames
 
 HOP = 256
 FLOOR = -5.0          # log10 of the mel's floor (1e-5)
@@ -17,16 +18,7 @@ DEFAULT = Path(__file__).resolve().parent.parent / "models" / "default.dwb"
 def run(gate: SilenceGate, x: np.ndarray, mel: np.ndarray, chunks: int | list[int] = 0) -> np.ndarray:
     """``x [B x n*hop]`` and its mel ``[B x 80 x n]`` through ``gate`` in chunks of ``chunks``
     frames (a list: those sizes in turn; 0: one call)."""
-    xt, mt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(mel, dtype=torch.float32)
-    n = mt.shape[2]
-    sizes = chunks if isinstance(chunks, list) else [chunks or n] * n
-    out, start = [], 0
-    for k in sizes:
-        if start >= n:
-            break
-        out.append(gate(xt[:, start * HOP:(start + k) * HOP], mt[:, :, start:start + k]))
-        start += k
-    return torch.cat(out, 1).numpy()
+    return run_in_frames(gate, x, mel, chunks, HOP)
 
 
 def mel_of(sounding: list[int]) -> np.ndarray:
