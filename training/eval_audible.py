@@ -182,9 +182,9 @@ class Pooled:
         out = {}
         for lo, hi in HNR_RANGES:
             m = (labels >= lo) & (labels <= hi)
-            e, r = est[m & np.isfinite(est)], ref[m & np.isfinite(ref)]     # as percentiles() drops NaN
+            e, r = percentiles(est[m], (50,))["p50"], percentiles(ref[m], (50,))["p50"]
             out[f"{lo}-{hi}"] = {"frames": int(m.sum()),
-                                 "median_difference_db": float(np.median(e) - np.median(r)) if len(e) and len(r) else None}
+                                 "median_difference_db": None if e is None or r is None else e - r}
         return out
 
 
