@@ -53,6 +53,39 @@ RESULTS = ROOT / "benchmarks" / "results"
 WARMUP_STEPS = 8
 
 
+def build_players(bundle_path: str, kinds: list[tuple], voices: int, frames: int, precision: str,
+                  compute: str, mel_match: str, sounding: int) -> tuple[list[BundlePlayer], list[VoiceBank]]:
+    """One player and voice bank (``sounding`` notes held) per entry of ``kinds`` ((step kind,
+    pitch filter strength, notch rate, silence gate, cut only between partials)).
+
+    Each player loads its own bundle: a Synth's stream states and frame clock live on the
+    bundle's modules, so players sharing one would step one generator in turn, the first of
+    each round taking the even frames, where more of its levels run
+    (tests/test_bench_voices.py)."""
+    players, banks = [], []
+    before = core.frame_notch.RATE, core.silence_gate.ENABLED, core.mel_match.CUT_ONLY_BETWEEN_PARTIALS
+    for kind, pf, fn, sg, co in kinds:
+        compiled = kind.startswith("compiled")
+        core.frame_notch.RATE = fn                  # all read when the player's Synth is made
+        core.silence_gate.ENABLED = sg
+        core.mel_match.CUT_ONLY_BETWEEN_PARTIALS = co
+        bundle = load_bundle(bundle_path, compute_device(compute))
+        try:
+            player = BundlePlayer(bundle, 48000, precision=precision, n_voices=voices, mel_match=mel_match,
+                                  compile_frames=frames if compiled else None,
+                                  compile_fewer=() if kind == "compiled-every-row" else FEWER_ROWS, pitch_filter=pf)
+        finally:
+            core.frame_notch.RATE, core.silence_gate.ENABLED, core.mel_match.CUT_ONLY_BETWEEN_PARTIALS = before
+        if compiled and player.step_path != "compiled":
+            raise SystemExit(f"cannot measure the compiled step: {player.step_path}")
+        bank = VoiceBank(voices, bundle.sample_rate / bundle.hop)
+        for i in range(sounding):
+            bank.note_on(48 + 5 * i, 100)         # held for the whole run
+        players.append(player)
+        banks.append(bank)
+    return players, banks
+
+
 def rtf(bundle_path: str, voices: int, frames: int, seconds: float, precision: str,
         compute: str = "cpu", mel_match: str = "full", steps: tuple[str, ...] = ("eager",),
         sounding: int | None = None, pitch_filters: tuple[float, ...] = (DEFAULT_STRENGTH,),
@@ -68,29 +101,10 @@ def rtf(bundle_path: str, voices: int, frames: int, seconds: float, precision: s
     step in turn, one step each, so the shared host's drifting speed weighs on every one
     alike."""
     sounding = voices if sounding is None else min(sounding, voices)
-    bundle = load_bundle(bundle_path, compute_device(compute))
-    players, banks = [], []
     kinds = [(kind, pf, fn, sg, co) for kind in steps for pf in pitch_filters for fn in frame_notches
              for sg in silence_gates for co in cut_only]
-    before = core.frame_notch.RATE, core.silence_gate.ENABLED, core.mel_match.CUT_ONLY_BETWEEN_PARTIALS
-    for kind, pf, fn, sg, co in kinds:
-        compiled = kind.startswith("compiled")
-        core.frame_notch.RATE = fn                  # all read when the player's Synth is made
-        core.silence_gate.ENABLED = sg
-        core.mel_match.CUT_ONLY_BETWEEN_PARTIALS = co
-        try:
-            player = BundlePlayer(bundle, 48000, precision=precision, n_voices=voices, mel_match=mel_match,
-                                  compile_frames=frames if compiled else None,
-                                  compile_fewer=() if kind == "compiled-every-row" else FEWER_ROWS, pitch_filter=pf)
-        finally:
-            core.frame_notch.RATE, core.silence_gate.ENABLED, core.mel_match.CUT_ONLY_BETWEEN_PARTIALS = before
-        if compiled and player.step_path != "compiled":
-            raise SystemExit(f"cannot measure the compiled step: {player.step_path}")
-        bank = VoiceBank(voices, bundle.sample_rate / bundle.hop)
-        for i in range(sounding):
-            bank.note_on(48 + 5 * i, 100)         # held for the whole run
-        players.append(player)
-        banks.append(bank)
+    players, banks = build_players(bundle_path, kinds, voices, frames, precision, compute, mel_match, sounding)
+    bundle = players[0].synth.bundle
     bus = ControlBus()
     n_steps = max(1, int(seconds * bundle.sample_rate / bundle.hop / frames))
     load_before = os.getloadavg()[0]
