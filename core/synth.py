@@ -58,7 +58,11 @@ class Synth:
     A note beyond the generator's pitch range plays the nearest pitch it knows, moved along
     frequency to the note (:mod:`core.mel_transpose`), while :data:`TRANSPOSE_OUT_OF_RANGE`
     is on (when the Synth is made); off, the nearest pitch's mel plays as it is (the
-    baseline of ``benchmarks/midi_render_quality.py --no-transpose``)."""
+    baseline of ``benchmarks/midi_render_quality.py --no-transpose``).
+
+    The stream states and the generator's frame clock live on the bundle's modules: two
+    Synths that play at once need a bundle each (``load_bundle`` twice, as a hot swap does;
+    ``tests/test_bench_voices.py``)."""
 
     def __init__(self, bundle: Bundle, precision: str = "float32", mel_match: str = "full",
                  graphs: bool | None = None, pitch_filter: float = DEFAULT_STRENGTH):
