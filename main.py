@@ -29,6 +29,14 @@ def _positive(kind):
     return parse
 
 
+def _frames_per_step(s: str) -> int | str:
+    from realtime.step_size import parse_frames_per_step
+    try:
+        return parse_frames_per_step(s)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _nonnegative_int(s: str) -> int:
     try:
         v = int(s)
@@ -106,8 +114,9 @@ def _playback_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samplerate", type=_positive(int), default=None, help="device rate wish")
     p.add_argument("--bundle", default=str(DEFAULT_BUNDLE))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--frames-per-step", type=_positive(int), default=1,
-                   help="mel frames per engine step (1 frame: 11.6 ms; more: less CPU, more delay)")
+    p.add_argument("--frames-per-step", type=_frames_per_step, default="auto",
+                   help="mel frames per engine step (1 frame: 11.6 ms; more: less CPU, more delay); auto (the "
+                        "default): the smallest of 1, 2, 4 whose measured cost suits --latency (realtime/step_size.py)")
     p.add_argument("--latency", default="normal", choices=["low", "normal", "safe"],
                    help="the ring buffer sized from the engine's measured step times: low (a quiet machine), "
                         "normal, safe (a loaded one)")

@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(play_command(a, "NAME", "STATS")[1:]),
         "jack_period": a.period, "jack_rate": RATE, "period_ms": round(1e3 * a.period / RATE, 2),
         "model": s["model"], "voices": s["voices"], "latency_mode": s["latency_mode"], "mel_match": s["mel_match"],
-        "frames_per_step": s["frames_per_step"], "step_path": s.get("step_path"), "compile_s": s.get("compile_s"), "priority": s["priority"], "priority_note": s["priority_note"],
+        "frames_per_step": s["frames_per_step"], "step_choice": s.get("step_choice"), "step_path": s.get("step_path"), "compile_s": s.get("compile_s"), "priority": s["priority"], "priority_note": s["priority_note"],
         "threads": s["threads"], "probes": len(probes), "probes_with_onset": len(lat),
         "latency_ms": summary(lat),
         "latency_at_speaker_ms": {**summary([v + playback_ms for v in lat]),

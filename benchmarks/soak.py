@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             "benchmark": "soak", "gui": a.gui, "seconds": a.seconds, "bundle": a.bundle, "model": s["model"],
             "settings_given": overrides, "jack_period": a.period, "period_ms": round(1e3 * a.period / rate, 2),
             "device_rate": s["device_rate"], "model_rate": s["model_rate"], "threads": s["threads"],
-            "precision": s["precision"], "mel_match": s["mel_match"], "step_path": s.get("step_path"), "compile_s": s.get("compile_s"), "frames_per_step": s["frames_per_step"],
+            "precision": s["precision"], "mel_match": s["mel_match"], "step_path": s.get("step_path"), "compile_s": s.get("compile_s"), "frames_per_step": s["frames_per_step"], "step_choice": s.get("step_choice"),
             "voices": s["voices"], "latency_mode": s["latency_mode"], "priority": s["priority"],
             "priority_note": s["priority_note"], "note_to_sound_ms": s["note_to_sound_ms"],
             "underruns": out.underruns - under0, "underruns_total": out.underruns, "xruns": out.xruns,

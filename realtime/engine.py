@@ -112,6 +112,7 @@ from .recorder import Recorder
 from . import ring_sizer
 from .ring_sizer import RingSizer
 from .ringbuffer import RingBuffer
+from .step_size import CHOICES as STEP_CHOICES, RTF_LIMITS, StepChoice, choose_frames
 from .voices import VoiceBank
 
 
@@ -137,7 +138,7 @@ class EngineRequest:
 
 
 class Engine:
-    def __init__(self, bundle: Bundle, out_rate: int, *, frames_per_step: int = 2,
+    def __init__(self, bundle: Bundle, out_rate: int, *, frames_per_step: int | str = 2,
                  target_fill_s: float | None = 0.05, latency: str = "normal", threads: int | None = None,
                  precision: str = "float32", seed: int = 0, fade_s: float = 0.25,
                  mel_tap_frames: int = 512, voices: int = 1, mel_match: str = "full",
@@ -147,11 +148,15 @@ class Engine:
         real-time scheduling for the engine thread (else only a better nice value).
         ``compiled``: the model's steps run as compiled graphs (:mod:`core.compiled_step`),
         prepared when a player is built (here, and on the loader thread for a hot swap).
-        ``pitch_filter``: the pitch post-filter's strength (:mod:`core.pitch_filter`; 0: off)."""
+        ``pitch_filter``: the pitch post-filter's strength (:mod:`core.pitch_filter`; 0: off).
+        ``frames_per_step`` "auto": the smallest step within the latency mode's real-time
+        factor, measured here before playing (:mod:`realtime.step_size`; the choice is in
+        :attr:`step_choice`); a hot swap keeps the step chosen."""
         if latency not in LATENCY_MARGINS_MS:
             raise ValueError(f"latency must be one of {', '.join(LATENCY_MARGINS_MS)}; got {latency!r}")
         self.out_rate = int(out_rate)
-        self.frames_per_step = int(frames_per_step)
+        auto_step = frames_per_step == "auto"
+        self.frames_per_step = STEP_CHOICES[0] if auto_step else int(frames_per_step)
         self.threads = threads or default_threads()
         self.precision = precision
         self.mel_match = mel_match      # core/mel_match.py's mode: full, low-latency or off
@@ -175,6 +180,10 @@ class Engine:
         torch.set_num_threads(self.threads)
         self.player = BundlePlayer(bundle, self.out_rate, seed, seed + 1, precision, self.n_voices, self.mel_match,
                                    self._compile_frames, pitch_filter=self.pitch_filter)
+        self.step_choice: StepChoice | None = None     # what "auto" measured and chose
+        if auto_step:
+            self.step_choice = choose_frames(self.player.step_cost, RTF_LIMITS[self.latency_mode])
+            self.frames_per_step = self.step_choice.frames
         self._use_default_token(bundle)
         self.reference_path: str | None = None     # reference token mode's file (loader thread)
         self._fading: BundlePlayer | None = None
@@ -466,6 +475,7 @@ class Engine:
             "priority": str(self.priority),
             "priority_note": self.priority.note,
             "frames_per_step": self.frames_per_step,
+            "step_choice": self.step_choice.as_dict() if self.step_choice else None,
             "threads": self.threads,
             "precision": self.precision,
             "mel_match": self.mel_match,

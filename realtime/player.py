@@ -10,6 +10,7 @@ Owned by the engine thread alone (the loader thread builds it, then hands it ove
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,7 @@ from core.pitch_filter import DEFAULT_STRENGTH
 from core.resample import LowDelayResampler
 from core.synth import Synth
 
-from .params import Snapshot
+from .params import ControlBus, Snapshot
 from .sources import TokenSource
 from .voices import VoiceBank
 
@@ -62,6 +63,7 @@ class BundlePlayer:
         self.name = bundle.name
         cfg = bundle.generator.config
         self.cfg = cfg
+        self._seeds = (seed_a, seed_b)
         self.noise = NoiseSource(cfg.z_dim, seed_a, seed_b)
         self.tokens = TokenSource(cfg.n_tokens, bundle.token_stats, seed=seed_a) if cfg.n_tokens else None
         self.n_voices = n_voices
@@ -78,8 +80,47 @@ class BundlePlayer:
         self.compile_s = 0.0
         self.synth.settle(n_voices)     # on the constructing thread (the loader, for hot swaps)
         self.step_path = "eager"        # or "compiled", or "eager (why compiling failed)"
+        self._compile_fewer = compile_fewer
         if compile_frames:
             self._compile(compile_frames, compile_fewer)
+
+    def step_cost(self, frames: int, seconds: float = 1.0) -> float:
+        """The real-time factor of ``frames``-frame steps with every voice sounding: thread
+        CPU seconds per second of audio made, over ``seconds`` of audio (after 4 unmeasured
+        steps). A compiled player compiles that step first. Afterwards the player is as just
+        built (:meth:`restart`), so what it plays next does not depend on the measurement
+        (``tests/test_step_size.py``)."""
+        compiled = self.synth.compiled
+        if self.step_path == "compiled" and compiled is not None and frames not in compiled.frames:
+            self._compile(frames, self._compile_fewer)
+        bank = VoiceBank(self.n_voices, self.frame_rate)
+        for i in range(self.n_voices):
+            bank.note_on(48 + 5 * i, 100)
+        snap = ControlBus().snapshot(0.0)
+        steps = max(1, int(round(seconds * self.frame_rate / frames)))
+        took = 0.0
+        for i in range(steps + 4):
+            t0 = time.thread_time()
+            self.render(frames, snap, bank, bank.render(frames, 60.0, 0.05, 0.01, 0.3))
+            self.pending = self.pending[:0]
+            if i >= 4:
+                took += time.thread_time() - t0
+        self.restart()
+        return took / (steps * frames / self.frame_rate)
+
+    def restart(self) -> None:
+        """Back to the state the constructor left: model state settled again, the noise and
+        token sources at their seeds, nothing pending (the compiled graphs are kept)."""
+        self.reset()
+        self.synth.settle(self.n_voices)
+        cfg = self.cfg
+        self.noise = NoiseSource(cfg.z_dim, *self._seeds)
+        old, self.tokens = self.tokens, (TokenSource(cfg.n_tokens, self.bundle.token_stats, seed=self._seeds[0])
+                                         if cfg.n_tokens else None)
+        if old is not None:         # what the user gave it stays
+            self.tokens.sequence, self.tokens.reference = old.sequence, old.reference
+        self.nan_events = 0
+        self.last_mel = self.last_tokens = self.last_pitch = None
 
     def _compile(self, frames: int, fewer: tuple[int, ...]) -> None:
         missing = compiler_available()

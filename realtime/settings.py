@@ -19,7 +19,8 @@ class Settings:
     device_latency: str | float = "high"        # PortAudio's suggested latency ("low", "high" or s)
     # engine
     seed: int = 0
-    frames_per_step: int = 1                    # mel frames per engine step (one frame: 11.6 ms)
+    frames_per_step: int | str = "auto"         # mel frames per engine step (one frame: 11.6 ms); "auto":
+                                                # the smallest the machine keeps up with (realtime/step_size.py)
     latency: str = "normal"                     # low, normal, safe: the ring sized from measured step times
     latency_ms: float | None = None             # a fixed ring-buffer target fill instead, ms
     realtime: bool = True                       # ask for real-time scheduling for the engine thread

@@ -23,13 +23,23 @@ def osc_status(stats: dict) -> str:
 
 
 def step_status(stats: dict, full: bool = False) -> str:
-    """``"compiled"`` or ``"eager"`` (how the model's step runs, core/compiled_step.py);
-    ``full`` adds why an asked-for compile did not happen."""
+    """``"compiled"`` or ``"eager"`` (how the model's step runs, core/compiled_step.py), then
+    ``", 2-frame steps"`` where a step is more than one frame; ``full`` adds why an
+    asked-for compile did not happen and what ``--frames-per-step auto`` measured
+    (realtime/step_size.py)."""
     path = stats.get("step_path", "eager")
+    frames = stats.get("frames_per_step", 1)
     if full:
         took = stats.get("compile_s") or 0.0
-        return f"compiled step, prepared in {took:.1f} s" if path == "compiled" else f"{path} step"
-    return path.split(" (")[0]
+        text = f"compiled step, prepared in {took:.1f} s" if path == "compiled" else f"{path} step"
+        choice = stats.get("step_choice")
+        if choice:
+            measured = ", ".join(f"{f} frame{'s' * (int(f) > 1)} RTF {r:.2f}" for f, r in choice["rtf_by_frames"].items())
+            late = "" if choice["within_limit"] else ", none within it: expect dropouts"
+            return f"{text}; {choice['frames']}-frame steps (measured {measured}; limit {choice['limit']:.2f}{late})"
+        return text if frames == 1 else f"{text}; {frames}-frame steps"
+    short = path.split(" (")[0]
+    return short if frames == 1 else f"{short}, {frames}-frame steps"
 
 
 def latency_words(stats: dict) -> str:
