@@ -262,7 +262,9 @@ class Session:
                                      latency_ms=float(latency) if fixed else None, seed=int(state["seed_a"]),
                                      compute=str(old_engine.compute_device), mel_match=old_engine.mel_match,
                                      pitch_filter=old_engine.pitch_filter,
-                                     compile="on" if old_engine.compiled else "off")
+                                     compile="on" if old_engine.compiled else "off",
+                                     # the step "auto" chose: the model's cost does not change with the device
+                                     frames_per_step=old_engine.frames_per_step)
         engine, output = build(settings)
         old_out.stop()
         old_engine.stop()                 # its thread has ended: this thread may read its controller

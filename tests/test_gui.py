@@ -43,6 +43,23 @@ def test_moving_a_knob_changes_the_engine_parameter(window, qtbot):
     assert window.controls["morph"].value_label.text() == "0.75"
 
 
+def test_applying_the_device_box_builds_a_new_engine_that_plays_with_the_step_auto_chose(window, qtbot):
+    """A device switch (the window's *Apply*) builds a new engine on the device: knobs carry
+    over, the sound goes on, and the step "auto" measured at start is kept, not timed again
+    while the old engine plays (realtime/session.py switch_device)."""
+    old = window.session.engine
+    assert old.step_choice is not None and old.step_choice.frames == old.frames_per_step
+    window.controls["morph"].editor.setValue(640)
+    window._apply_device()
+    new = window.session.engine
+    assert new is not old and not old._thread.is_alive()
+    assert new.frames_per_step == old.frames_per_step and new.step_choice is None
+    assert new.bus.get("morph") == pytest.approx(0.64)
+    played = window.session.output.frames_played
+    assert wait_until(lambda: window.session.output.frames_played > played + 48000 // 4, 5)
+    assert "cannot switch" not in window.error_banner.text()
+
+
 def test_every_parameter_has_a_control_and_the_rack_has_its_own_tab(window):
     from PySide6 import QtWidgets
     bus = window.session.engine.bus
