@@ -134,7 +134,7 @@ class BundlePlayer:
             self.step_path = f"eager (compiling failed: {e})"
             return
         self.step_path = "compiled"
-        self.compile_s = took
+        self.compile_s += took          # every step size compiled (realtime/step_size.py may add one)
 
     def _new_resampler(self):
         if self.bundle.sample_rate == self.out_rate:
