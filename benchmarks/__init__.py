@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 
@@ -11,3 +12,13 @@ def emit(result: dict, path: str | None = None) -> None:
     print(text)
     if path:
         Path(path).write_text(text + "\n")
+
+
+def python_loop_ns(n: int = 3_000_000) -> float:
+    """Nanoseconds (thread CPU time) per iteration of a fixed pure-Python loop: a scale for
+    this shared host's speed on the day, so that runs of different days can be set side by
+    side (about 160 ns on the slow day of 2026-12-03's second run)."""
+    t0, x = time.thread_time(), 0
+    for i in range(n):
+        x += i
+    return (time.thread_time() - t0) / n * 1e9

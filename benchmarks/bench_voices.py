@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks import emit
+from benchmarks import emit, python_loop_ns
 from core.bundle import load_bundle
 from core.compute import compute_device, describe
 from core.compiled_step import FEWER_ROWS
@@ -175,6 +175,7 @@ def main() -> None:
                     help="an earlier result whose runs go under 'before' ('-' or missing: none)")
     a = ap.parse_args()
     runs = []
+    loop_before = python_loop_ns()
     for compute in a.compute:
         for threads in a.threads:
             torch.set_num_threads(threads)
@@ -191,6 +192,7 @@ def main() -> None:
     result = {"benchmark": "voices_rtf", "bundle": os.path.relpath(a.bundle, ROOT), "machine": describe(),
               "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
               "seconds": a.seconds, "command": " ".join(["python -m benchmarks.bench_voices"] + sys.argv[1:]),
+              "python_loop_ns": {"before": round(loop_before, 1), "after": round(python_loop_ns(), 1)},
               "runs": runs}
     before = Path(a.before) if a.before != "-" else None
     if before is not None and before.exists() and before.resolve() != Path(a.out).resolve():
