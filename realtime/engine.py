@@ -112,7 +112,7 @@ from .recorder import Recorder
 from . import ring_sizer
 from .ring_sizer import RingSizer
 from .ringbuffer import RingBuffer
-from .step_size import CHOICES as STEP_CHOICES, RTF_LIMITS, StepChoice, choose_frames
+from .step_size import CHOICES as STEP_CHOICES, MEASURE_S, RTF_LIMITS, StepChoice, choose_frames
 from .voices import VoiceBank
 
 
@@ -182,7 +182,8 @@ class Engine:
                                    self._compile_frames, pitch_filter=self.pitch_filter)
         self.step_choice: StepChoice | None = None     # what "auto" measured and chose
         if auto_step:
-            self.step_choice = choose_frames(self.player.step_cost, RTF_LIMITS[self.latency_mode])
+            self.step_choice = choose_frames(lambda f: self.player.step_cost(f, MEASURE_S),
+                                             RTF_LIMITS[self.latency_mode])
             self.frames_per_step = self.step_choice.frames
         self._use_default_token(bundle)
         self.reference_path: str | None = None     # reference token mode's file (loader thread)
