@@ -138,6 +138,7 @@ def one_start(a, i: int, server, cap, xruns, tmp: str) -> dict:
         row.update(underruns=s["underruns"], xruns=s["xruns"], seconds_played=round(s["seconds_played"], 2),
                    priority=s["priority"], latency_mode=s["latency_mode"], note_to_sound_ms=s["note_to_sound_ms"],
                    rtf=round(s["rtf"], 3), step_ms_p99=round(s["step_ms_p99"], 2),
+                   frames_per_step=s["frames_per_step"], step_choice=s.get("step_choice"),
                    gc_collections=s["gc_collections"], gc_pause_ms_max=round(s["gc_pause_ms_max"], 2))
     if code != 0:
         with open(err_path) as f:
