@@ -11,6 +11,7 @@ from core.compute import ComputeUnavailable
 from realtime.midi import MidiError
 from realtime.session import NoAudioDevice, Session
 from realtime.settings import Settings
+from realtime.status import step_status
 
 
 def run_gui(settings: Settings, screenshot: str | None = None, quit_after: float | None = None,
@@ -70,7 +71,8 @@ def _run_window(app, settings: Settings, quit_requested: list, screenshot, quit_
             app.quit()
         QtCore.QTimer.singleShot(int(quit_after * 1000), finish)
     if not quit_requested:      # app.quit() before exec() is forgotten: a signal so far ends here
-        print(f"playing '{session.engine.model_name}' on {session.output.device_name}; "
+        print(f"playing '{session.engine.model_name}' on {session.output.device_name} "
+              f"({step_status(session.engine.stats(), full=True)}); "
               "close the window or press Ctrl-C to quit", file=sys.stderr, flush=True)
         QtCore.QTimer.singleShot(0, lambda: quit_requested and app.quit())  # one just before exec()
         app.exec()

@@ -1,5 +1,6 @@
 """The window in a real (offscreen) Qt, playing on a real JACK server, with real JACK MIDI."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -344,7 +345,8 @@ def test_qt_bindings_do_not_leak_references_to_none(qtbot):
     assert sys.getrefcount(None) - before > -50
 
 
-def test_the_sound_starts_after_the_window_has_painted(qapp, jack_server, small_bundle, monkeypatch, tmp_path):
+def test_the_sound_starts_after_the_window_has_painted(qapp, jack_server, small_bundle, monkeypatch, tmp_path,
+                                                      capsys):
     """The first layout and paint hold the GIL for longer than the ring's 50 ms: started
     before them, playback underran 1-2 times in each of 4 starts (none in 4 after the change)."""
     from PySide6 import QtCore
@@ -379,6 +381,8 @@ def test_the_sound_starts_after_the_window_has_painted(qapp, jack_server, small_
     finally:
         qapp.removeEventFilter(counter)
     assert seen["visible"] and seen["paints"] > 0
+    # the first line says which step auto chose and what it measured (realtime/step_size.py)
+    assert re.search(r"[124]-frame steps \(measured 1 frame RTF \d+\.\d\d", capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("sig,when", [("SIGINT", "playing"), ("SIGTERM", "playing"),
