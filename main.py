@@ -131,7 +131,8 @@ def _playback_options(p: argparse.ArgumentParser) -> None:
     _compute_option(p)
     p.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
                    help="run the model's step as compiled graphs (core/compiled_step.py; about 11 s at start with "
-                        "the kernels cached, longer the first time): auto = DRIFTWAVE_COMPILE (on/off) where set, "
+                        "the kernels cached, more for each longer step --frames-per-step auto tries, minutes the "
+                        "first time): auto = DRIFTWAVE_COMPILE (on/off) where set, "
                         "else on except on CUDA, which has CUDA graphs")
     p.add_argument("--midi", default=None, help="MIDI input port (number or name); see 'devices'")
     p.add_argument("--midi-virtual", default=None, metavar="NAME", help="open a virtual MIDI input port")

@@ -16,8 +16,8 @@ def emit(result: dict, path: str | None = None) -> None:
 
 def python_loop_ns(n: int = 3_000_000) -> float:
     """Nanoseconds (thread CPU time) per iteration of a fixed pure-Python loop: a scale for
-    this shared host's speed on the day, so that runs of different days can be set side by
-    side (about 160 ns on the slow day of 2026-12-03's second run)."""
+    this shared host's speed at the time, so that runs of different days can be set side by
+    side (``benchmarks/bench_voices.py`` records it before and after its runs)."""
     t0, x = time.thread_time(), 0
     for i in range(n):
         x += i

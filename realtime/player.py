@@ -64,8 +64,7 @@ class BundlePlayer:
         cfg = bundle.generator.config
         self.cfg = cfg
         self._seeds = (seed_a, seed_b)
-        self.noise = NoiseSource(cfg.z_dim, seed_a, seed_b)
-        self.tokens = TokenSource(cfg.n_tokens, bundle.token_stats, seed=seed_a) if cfg.n_tokens else None
+        self.noise, self.tokens = self._new_sources()
         self.n_voices = n_voices
         self.frame_rate = bundle.sample_rate / bundle.hop
         self._env_delay = np.zeros((n_voices, self.synth.delay), np.float32)   # aligns levels with audio
@@ -113,14 +112,18 @@ class BundlePlayer:
         token sources at their seeds, nothing pending (the compiled graphs are kept)."""
         self.reset()
         self.synth.settle(self.n_voices)
-        cfg = self.cfg
-        self.noise = NoiseSource(cfg.z_dim, *self._seeds)
-        old, self.tokens = self.tokens, (TokenSource(cfg.n_tokens, self.bundle.token_stats, seed=self._seeds[0])
-                                         if cfg.n_tokens else None)
+        old = self.tokens
+        self.noise, self.tokens = self._new_sources()
         if old is not None:         # what the user gave it stays
             self.tokens.sequence, self.tokens.reference = old.sequence, old.reference
         self.nan_events = 0
         self.last_mel = self.last_tokens = self.last_pitch = None
+
+    def _new_sources(self) -> tuple[NoiseSource, TokenSource | None]:
+        """The noise and token sources at their seeds."""
+        cfg, (seed_a, seed_b) = self.cfg, self._seeds
+        tokens = TokenSource(cfg.n_tokens, self.bundle.token_stats, seed=seed_a) if cfg.n_tokens else None
+        return NoiseSource(cfg.z_dim, seed_a, seed_b), tokens
 
     def _compile(self, frames: int, fewer: tuple[int, ...]) -> None:
         missing = compiler_available()

@@ -66,8 +66,8 @@ def build(settings: Settings):
                             f"('driftwave render' works without a device.)") from None
     compiled = wants_compiled(s.compile, bundle.mean.device)
     if compiled:          # seconds of silence otherwise unexplained (longer the first time)
-        print("compiling and timing the model's step (about 12 s; longer the first time, or where longer "
-              "steps are needed; --compile off skips it)",
+        print("compiling and timing the model's step (seconds with the kernels cached, minutes the first "
+              "time; --compile off skips it)",
               file=sys.stderr, flush=True)
     engine = Engine(bundle, rate, frames_per_step=s.frames_per_step,
                     target_fill_s=None if s.latency_ms is None else s.latency_ms / 1e3, latency=s.latency,
